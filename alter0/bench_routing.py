@@ -1,0 +1,137 @@
+"""`alter0 bench routing`: replay an annotated chat stream through the router and write one prediction per message."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Iterable
+
+from .routing.base import Candidate, RouteDecision, RouteInput, Turn, validate_route
+
+logger = logging.getLogger(__name__)
+
+BENCH_CANDIDATE_LIMIT = 24  # IRC rooms keep many conversations open at once; see docs
+BENCH_MEMORY_TURNS = 8
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def stream_times(records: list[dict]) -> list[float]:
+    """Epoch seconds for each record of one room: date from the file name, HH:MM, midnight wrap, strictly rising."""
+    name = records[0]["channel_file"] if records else ""
+    try:
+        day = datetime.strptime(name[:10], "%Y-%m-%d").replace(tzinfo=timezone.utc).timestamp()
+    except ValueError:
+        day = 0.0
+    out, prev, offset = [], day, 0.0
+    for r in records:
+        t = prev
+        hhmm = r.get("time")
+        if hhmm:
+            h, m = (int(x) for x in hhmm.split(":")[:2])
+            t = day + offset + h * 3600 + m * 60
+            if t < prev - 3600:  # clock went back: past midnight
+                offset += 86400
+                t += 86400
+        t = max(t, prev + 0.01)
+        out.append(t)
+        prev = t
+    return out
+
+
+@dataclass
+class _Task:
+    id: int
+    turns: list[Turn] = field(default_factory=list)
+    participants: list[str] = field(default_factory=list)
+    last_active_at: float = 0.0
+    created_at: float = 0.0
+
+
+class InlineRoom:
+    """One channel-scoped room held in memory, shaped like the kernel's route stage (open tasks, recent first)."""
+
+    def __init__(self, router, threshold: float, limit: int, memory_turns: int, next_id: Callable[[], int]):
+        self.router, self.threshold, self.limit, self.memory_turns = router, threshold, limit, memory_turns
+        self.tasks: dict[int, _Task] = {}
+        self.next_id = next_id
+
+    def route_input(self, content: str, user_id: str, channel: str, at: float) -> RouteInput:
+        open_tasks = sorted(self.tasks.values(), key=lambda t: (t.last_active_at, t.id), reverse=True)
+        cands = [Candidate(t.id, t.turns[0].content[:80], t.turns[-self.memory_turns:], list(t.participants),
+                           t.last_active_at, t.created_at) for t in open_tasks[:self.limit]]
+        return RouteInput(content, user_id, channel, at, cands)
+
+    def route(self, content: str, user_id: str, channel: str, at: float) -> tuple[int, RouteDecision, RouteInput]:
+        inp = self.route_input(content, user_id, channel, at)
+        dec = validate_route(self.router.route(inp), {c.task_id for c in inp.candidates})
+        task_id = dec.task_id if dec.decision == "existing" and dec.confidence >= self.threshold else None
+        if task_id is None:
+            task_id = self.next_id()
+            self.tasks[task_id] = _Task(task_id, created_at=at)
+        task = self.tasks[task_id]
+        task.turns.append(Turn("user", content, user_id, at))
+        if user_id not in task.participants:
+            task.participants.append(user_id)
+        task.last_active_at = at
+        return task_id, dec, inp
+
+
+def replay(records: Iterable[dict], router, threshold: float, limit: int = BENCH_CANDIDATE_LIMIT,
+           memory_turns: int = BENCH_MEMORY_TURNS, hook: Callable | None = None, progress: bool = True) -> list[dict]:
+    """Route every record, room by room in stream order; return one prediction per record."""
+    rooms: dict[str, list[dict]] = defaultdict(list)
+    for r in records:
+        rooms[r["channel_file"]].append(r)
+    counter = iter(range(1, 10**9))
+    preds, done, total, started = [], 0, sum(len(v) for v in rooms.values()), time.time()
+    for name, recs in rooms.items():
+        room = InlineRoom(router, threshold, limit, memory_turns, lambda: next(counter))
+        for r, at in zip(recs, stream_times(recs)):
+            task_id, dec, inp = room.route(r["text"], r["speaker"], name, at)
+            preds.append({"channel_file": name, "idx": r["idx"], "pred_thread": str(task_id),
+                          **({"context": True} if r.get("is_context") else {})})
+            if hook:
+                hook(r, inp, dec, task_id, room)
+            done += 1
+            if progress and done % 500 == 0:
+                print(f"  routed {done}/{total} messages ({time.time() - started:.0f}s)", file=sys.stderr)
+    return preds
+
+
+def load_stream(input: str | Path, context: str | Path | None = None) -> list[dict]:
+    """Context lines first (marked), then the annotated lines, each room in idx order."""
+    ctx = [dict(r, is_context=True) for r in read_jsonl(context)] if context else []
+    recs = ctx + read_jsonl(input)
+    order = {name: i for i, name in enumerate(dict.fromkeys(r["channel_file"] for r in recs))}
+    return sorted(recs, key=lambda r: (order[r["channel_file"]], r["idx"]))
+
+
+def run(input: str, context: str | None, output: str, backend: str = "embedded", cfg=None,
+        progress: bool = True) -> dict:
+    """Replay ``input`` (after ``context``) through the router; write predictions to ``output``; return stats."""
+    from .config import load_config
+    from .routing.registry import build_router
+
+    cfg = cfg or load_config(overrides={"router.backend": backend})
+    router = build_router(cfg)
+    records = load_stream(input, context)
+    started = time.time()
+    preds = replay(records, router, cfg["task.routing_confidence_threshold"],
+                   max(cfg["task.open_task_candidate_limit"], BENCH_CANDIDATE_LIMIT), progress=progress)
+    Path(output).parent.mkdir(parents=True, exist_ok=True)
+    with open(output, "w", encoding="utf-8") as f:
+        for p in preds:
+            f.write(json.dumps(p) + "\n")
+    return {"messages": len(preds), "scored": sum(1 for p in preds if not p.get("context")),
+            "seconds": round(time.time() - started, 1), "backend": router.name,
+            "degraded_reason": getattr(router, "degraded_reason", "")}

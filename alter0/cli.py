@@ -1,0 +1,253 @@
+"""The ``alter0`` command line. Every failure is one line on stderr and a named exit code."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+import time
+from typing import Any, Callable
+
+from . import service
+from .commands import is_command, run_command
+from .errors import Alter0Error
+from .models import TERMINAL
+
+RET_OK, RET_ERROR, RET_USAGE, RET_PENDING, RET_NOT_FOUND, RET_CONFLICT, RET_FORBIDDEN, RET_JOB_FAILED = range(8)
+
+
+def _runtime(args):
+    from .runtime import Runtime, set_runtime
+    rt = Runtime.open(args.config)
+    set_runtime(rt)
+    return rt
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, ensure_ascii=False, indent=None if isinstance(data, dict) else 2, default=str))
+
+
+def _fail(message: str, code: int = RET_ERROR) -> int:
+    print(f"alter0: {message}", file=sys.stderr)
+    return code
+
+
+def cmd_send(args) -> int:
+    rt = _runtime(args)
+    user = args.user or rt.cfg["task.cli_user_id"]
+    if is_command(args.text):
+        result = run_command(rt, args.text, user, args.channel or "")
+        _print_json(result.data) if args.json else print(result.text)
+        return RET_OK
+    job, _ = service.submit(rt, args.text, user, args.channel, args.task, args.request_id)
+    if args.async_:
+        _print_json({"job_id": job.id, "status": job.status}) if args.json else print(job.id)
+        return RET_OK
+    if not service.live_workers():
+        print(f"alter0: no worker is running; job {job.id} is queued and will be answered when one starts "
+              f"(run `alter0 worker`, or `alter0 job show {job.id}` later)", file=sys.stderr)
+    timeout = args.timeout or (rt.cfg["task.generation_timeout_sec"] + 60)
+    job = service.wait(job.id, timeout)
+    return _report_job(job, args.json)
+
+
+def _report_job(job, as_json: bool) -> int:
+    view = service.job_view(job)
+    if as_json:
+        _print_json({k: view[k] for k in ("job_id", "task_id", "decision", "response", "closed", "status", "error")})
+    elif view["response"] is not None and job.status == "done":
+        print(view["response"])
+        print(f"[job {job.id} · task #{job.task_id} · {job.decision}"
+              f"{' · task closed' if view['closed'] else ''}]", file=sys.stderr)
+    if job.status == "done":
+        return RET_OK
+    if job.status not in {s.value for s in TERMINAL}:
+        return _fail(f"job {job.id} is still {job.status}; follow it with `alter0 job show {job.id}`", RET_PENDING)
+    err = view["error"] or {}
+    return _fail(f"job {job.id} {job.status} ({err.get('kind')}): {err.get('message')}", RET_JOB_FAILED)
+
+
+def cmd_job(args) -> int:
+    _runtime(args)
+    if args.action == "show":
+        job = service.wait(args.id, args.wait) if args.wait else service.get_job(args.id)
+        view = service.job_view(job, events=args.events)
+        if args.json:
+            _print_json(view)
+        else:
+            for key in ("job_id", "status", "stage", "task_id", "decision", "response", "error"):
+                print(f"{key}: {view[key]}")
+        return RET_OK
+    if args.action == "cancel":
+        job = service.cancel(args.id)
+        _print_json(service.job_view(job)) if args.json else print(f"job {job.id}: {job.status}"
+                                                                   f"{' (cancel requested)' if job.cancel_requested and job.status != 'cancelled' else ''}")
+        return RET_OK
+    job = service.retry(_runtime_cached(), args.id)
+    _print_json(service.job_view(job)) if args.json else print(f"job {job.id}: {job.status}")
+    return RET_OK
+
+
+def _runtime_cached():
+    from .runtime import get_runtime
+    return get_runtime()
+
+
+def cmd_task(args) -> int:
+    rt = _runtime(args)
+    if args.action == "list":
+        tasks = [service.task_view(t) for t in service.list_tasks(args.status)]
+        if args.json:
+            _print_json(tasks)
+        else:
+            for t in tasks:
+                print(f"#{t['id']} [{t['status']}] {t['title']}")
+        return RET_OK
+    if args.action == "show":
+        view = service.task_view(service.get_task(args.id), detail=True)
+        if args.json:
+            _print_json(view)
+        else:
+            u = view["usage"]
+            print(f"#{view['id']} [{view['status']}] {view['title']}\nexecutor: {view['executor']} "
+                  f"session: {view['session_id']}\nusage: {u['input_tokens']} in / {u['output_tokens']} out tokens, "
+                  f"${u['cost_usd']:.4f}")
+            for m in view["messages"]:
+                print(f"[{m['role']}] {m['content']}")
+        return RET_OK
+    fn = service.close_task if args.action == "close" else service.reopen_task
+    task = fn(args.id)
+    _print_json(service.task_view(task)) if args.json else print(f"task #{task.id}: {task.status}")
+    _ = rt
+    return RET_OK
+
+
+def cmd_chat(args) -> int:
+    rt = _runtime(args)
+    user = args.user or rt.cfg["task.cli_user_id"]
+    print("alter0 chat — type a message or /help; Ctrl-D to quit", file=sys.stderr)
+    while True:
+        try:
+            line = input("you> ")
+        except (EOFError, KeyboardInterrupt):
+            print(file=sys.stderr)
+            return RET_OK
+        if not line.strip():
+            continue
+        try:
+            if is_command(line):
+                print(run_command(rt, line, user, args.channel or "").text)
+                continue
+            job, _ = service.submit(rt, line, user, args.channel)
+            if not service.live_workers():
+                print(f"(no worker is running; job {job.id} waits in the queue — start `alter0 worker`)")
+            job = service.wait(job.id, rt.cfg["task.generation_timeout_sec"] + 60)
+            view = service.job_view(job)
+            if job.status == "done":
+                print(f"alter0 [task #{job.task_id}, {job.decision}]> {view['response']}")
+            else:
+                print(f"alter0> job {job.id} {job.status}: {(view['error'] or {}).get('message', '')}")
+        except Alter0Error as exc:
+            print(f"error: {exc.message}")
+        except KeyboardInterrupt:
+            print("(interrupted; the job goes on)")
+
+
+def cmd_status(args) -> int:
+    rt = _runtime(args)
+    workers = service.live_workers()
+    data = {"output_dir": str(rt.output_dir), "backlog": service.backlog(),
+            "workers": [{"id": w.id, "pid": w.pid, "host": w.host, "state": w.state, "in_flight": w.in_flight,
+                         "last_beat_age_sec": round(time.time() - w.last_beat, 1)} for w in workers]}
+    try:
+        data["executor"] = rt.executor_name()
+    except Alter0Error as exc:
+        data["executor"] = f"unavailable: {exc.message}"
+    if args.json:
+        _print_json(data)
+        return RET_OK
+    print(f"output: {data['output_dir']}\nexecutor: {data['executor']}\nbacklog: " +
+          ", ".join(f"{k} {v}" for k, v in data["backlog"].items()))
+    print(f"workers alive: {len(workers)}" + "".join(
+        f"\n  {w['id']} {w['state']} in-flight {w['in_flight']} beat {w['last_beat_age_sec']}s ago"
+        for w in data["workers"]))
+    return RET_OK
+
+
+def cmd_worker(args) -> int:
+    rt = _runtime(args)
+    engine = importlib.import_module({"huey": "tasks.huey_worker", "dramatiq": "tasks.dramatiq_worker"}[
+        rt.cfg["runtime.queue.backend"]])
+    engine.run_worker(rt.cfg, workers=args.workers)
+    return RET_OK
+
+
+EXTRA_COMMANDS: list[Callable[[Any], None]] = []
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="alter0", description="Task orchestration in front of coding-agent CLIs.")
+    p.add_argument("--config", help="config file (default config/config.json or $ALTER0_CONFIG)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("send", help="send one message (or /command) and print the answer")
+    s.add_argument("text")
+    s.add_argument("--user", help="user id (default task.cli_user_id)")
+    s.add_argument("--channel", default="", help="channel id")
+    s.add_argument("--task", help="send to this task id")
+    s.add_argument("--request-id", help="idempotency key: a repeated send returns the first job")
+    s.add_argument("--async", dest="async_", action="store_true", help="print the job id and return at once")
+    s.add_argument("--json", action="store_true")
+    s.add_argument("--timeout", type=float, help="seconds to wait for the answer")
+    s.set_defaults(fn=cmd_send)
+
+    c = sub.add_parser("chat", help="interactive channel: messages and /commands")
+    c.add_argument("--user")
+    c.add_argument("--channel", default="")
+    c.set_defaults(fn=cmd_chat)
+
+    j = sub.add_parser("job", help="show, cancel or retry a job")
+    j.add_argument("action", choices=("show", "cancel", "retry"))
+    j.add_argument("id")
+    j.add_argument("--json", action="store_true")
+    j.add_argument("--events", action="store_true", help="include the job's timeline")
+    j.add_argument("--wait", type=float, default=0, help="with show: wait up to N seconds for the job to end")
+    j.set_defaults(fn=cmd_job)
+
+    t = sub.add_parser("task", help="list, show, close or reopen tasks")
+    t.add_argument("action", choices=("list", "show", "close", "reopen"))
+    t.add_argument("id", nargs="?")
+    t.add_argument("--status", default="all", choices=("open", "closed", "all"))
+    t.add_argument("--json", action="store_true")
+    t.set_defaults(fn=cmd_task)
+
+    w = sub.add_parser("worker", help="run a worker (the queue consumer) in the foreground")
+    w.add_argument("--workers", type=int, help="worker threads (default runtime.queue.workers)")
+    w.set_defaults(fn=cmd_worker)
+
+    st = sub.add_parser("status", help="queue backlog, live workers, executor")
+    st.add_argument("--json", action="store_true")
+    st.set_defaults(fn=cmd_status)
+
+    for extend in EXTRA_COMMANDS:
+        extend(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "action", None) in ("show", "close", "reopen") and args.command == "task" and not args.id:
+        return _fail("task id required: alter0 task " + args.action + " ID", RET_USAGE)
+    try:
+        return args.fn(args)
+    except Alter0Error as exc:
+        return _fail(exc.message, exc.exit_code)
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130)
+    except BrokenPipeError:
+        return RET_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,256 @@
+"""The slash-command interpreter every channel shares (CLI chat, HTTP /api/command, web console)."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from . import service
+from .config import SETTINGS_BY_KEY, parse_value, validate
+from .decide import scope_of
+from .errors import Alter0Error, Forbidden, InputError
+from .jsonlog import audit
+from .memory import clear_memory
+from .models import Job, TaskMemory, UserState, now
+from .runtime import Runtime
+
+HELP = """Commands:
+  /help                         this text
+  /status                       queue backlog, workers, executor
+  /config                       all settings;  /config get KEY  one setting
+  /task list [open|closed|all]  your tasks
+  /task current                 the task your messages are forced to, if any
+  /task use ID                  send your next messages to task ID (/task use none to stop)
+  /task new [TITLE]             start a new task and use it
+  /task close [ID]              close a task (default: the current one)
+  /task reopen ID               reopen a closed task
+  /task memory [ID]             show a task's memory;  /task memory clear [ID]
+  /task stats                   counts and stage durations
+Admin only:
+  /config set KEY VALUE         change a setting in the config file
+  /executor [NAME]              show or set the executor"""
+
+
+@dataclass
+class Result:
+    """A command's answer: text for people, data for programs."""
+
+    text: str
+    data: Any = None
+    ok: bool = True
+    extra: dict = field(default_factory=dict)
+
+
+def is_command(text: str) -> bool:
+    return isinstance(text, str) and text.lstrip().startswith("/")
+
+
+def run_command(rt: Runtime, text: str, user_id: str, channel_id: str = "") -> Result:
+    """Interpret one slash command for ``user_id``; errors come back as Alter0Error."""
+    try:
+        words = shlex.split(text.strip())
+    except ValueError as exc:
+        raise InputError(f"cannot parse command: {exc}") from None
+    if not words or not words[0].startswith("/"):
+        raise InputError("a command starts with /; try /help")
+    head, args = words[0].lower(), words[1:]
+    if head in ADMIN:
+        allowed = user_id in rt.cfg["security.admin_user_ids"]
+        audit(rt.output_dir, user_id=user_id, channel_id=channel_id, command=text.strip()[:500], allowed=allowed)
+        if not allowed:
+            raise Forbidden(f"{head} is an admin command; {user_id!r} is not in security.admin_user_ids")
+        return ADMIN[head](rt, args, user_id, channel_id)
+    handler = COMMANDS.get(head)
+    if handler is None:
+        raise InputError(f"unknown command {head}; try /help")
+    return handler(rt, args, user_id, channel_id)
+
+
+def _help(rt, args, user, channel) -> Result:
+    return Result(HELP)
+
+
+def _status(rt, args, user, channel) -> Result:
+    backlog = service.backlog()
+    workers = service.live_workers()
+    try:
+        executor = rt.executor_name()
+    except Alter0Error as exc:
+        executor = f"unavailable ({exc.message})"
+    data = {"backlog": backlog, "workers": len(workers), "executor": executor}
+    text = (f"workers alive: {len(workers)}\nexecutor: {executor}\nbacklog: " +
+            ", ".join(f"{k} {v}" for k, v in backlog.items()))
+    return Result(text, data)
+
+
+def _config(rt, args, user, channel) -> Result:
+    values = rt.cfg.public()
+    if args and args[0] == "get":
+        if len(args) != 2 or args[1] not in values:
+            raise InputError("usage: /config get KEY (a known key; /config lists them)")
+        return Result(f"{args[1]} = {json.dumps(values[args[1]])}", {args[1]: values[args[1]]})
+    if args and args[0] == "set":
+        raise Forbidden("/config set is an admin command")
+    if args:
+        raise InputError("usage: /config | /config get KEY | /config set KEY VALUE")
+    return Result("\n".join(f"{k} = {json.dumps(v)}" for k, v in values.items()), values)
+
+
+def _config_set(rt, args, user, channel) -> Result:
+    if len(args) != 3 or args[0] != "set":
+        raise InputError("usage: /config set KEY VALUE")
+    return _write_setting(rt, args[1], args[2])
+
+
+def _write_setting(rt, key: str, raw: str) -> Result:
+    setting = SETTINGS_BY_KEY.get(key)
+    if setting is None:
+        raise InputError(f"unknown setting {key!r}; /config lists them")
+    value = validate(setting, parse_value(setting, raw))
+    path = rt.cfg.path or __import__("pathlib").Path("config/config.json")
+    data = json.loads(path.read_text()) if path.exists() else {}
+    node = data
+    parts = key.split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    return Result(f"{key} = {json.dumps(value)} written to {path} (restart web and worker to apply)",
+                  {key: value})
+
+
+def _executor(rt, args, user, channel) -> Result:
+    if not args:
+        return Result(f"executor.name = {rt.cfg['executor.name']}", {"executor.name": rt.cfg["executor.name"]})
+    return _write_setting(rt, "executor.name", args[0])
+
+
+def _task(rt, args, user, channel) -> Result:
+    sub = args[0].lower() if args else "list"
+    handler = TASK_COMMANDS.get(sub)
+    if handler is None:
+        raise InputError(f"unknown /task subcommand {sub!r}; try /help")
+    return handler(rt, args[1:], user, channel)
+
+
+def _scope(rt, user, channel) -> str:
+    return scope_of(rt.cfg, user, channel)
+
+
+def _task_list(rt, args, user, channel) -> Result:
+    status = args[0] if args else "open"
+    tasks = service.list_tasks(status, scope=_scope(rt, user, channel))
+    rows = [service.task_view(t) for t in tasks]
+    forced = _forced(user)
+    text = "\n".join(f"{'*' if t['id'] == forced else ' '} #{t['id']} [{t['status']}] {t['title']}" for t in rows)
+    return Result(text or f"no {status} tasks", rows)
+
+
+def _forced(user: str) -> int | None:
+    state = UserState.get_or_none(UserState.user_id == user)
+    return state.forced_task_id if state else None
+
+
+def _own_task(rt, value: Any, user: str, channel: str):
+    task = service.get_task(value)
+    if task.scope != _scope(rt, user, channel):
+        raise service.NotFound(f"task {task.id} does not exist")
+    return task
+
+
+def _task_current(rt, args, user, channel) -> Result:
+    forced = _forced(user)
+    if forced is None:
+        return Result("no task forced; messages are routed automatically", None)
+    return Result(f"messages go to task #{forced}", {"task_id": forced})
+
+
+def _task_use(rt, args, user, channel) -> Result:
+    if len(args) != 1:
+        raise InputError("usage: /task use ID  (or /task use none)")
+    task_id = None if args[0].lower() == "none" else _own_task(rt, args[0], user, channel).id
+    UserState.insert(user_id=user, forced_task=task_id, updated_at=now()).on_conflict_replace().execute()
+    if task_id is None:
+        return Result("messages are routed automatically again", {"task_id": None})
+    return Result(f"your messages now go to task #{task_id}", {"task_id": task_id})
+
+
+def _task_new(rt, args, user, channel) -> Result:
+    from .models import Task
+    title = " ".join(args).strip()[:200] or "untitled"
+    task = Task.create(title=title, scope=_scope(rt, user, channel), user_id=user, channel_id=channel,
+                       executor=rt.executor_name())
+    UserState.insert(user_id=user, forced_task=task.id, updated_at=now()).on_conflict_replace().execute()
+    return Result(f"task #{task.id} created and in use: {title}", service.task_view(task))
+
+
+def _target(rt, args, user, channel):
+    if args:
+        return _own_task(rt, args[0], user, channel)
+    forced = _forced(user)
+    if forced is None:
+        raise InputError("no current task; give an id (see /task list)")
+    return _own_task(rt, forced, user, channel)
+
+
+def _task_close(rt, args, user, channel) -> Result:
+    task = service.close_task(_target(rt, args, user, channel).id, reason=f"closed by {user}")
+    return Result(f"task #{task.id} closed", service.task_view(task))
+
+
+def _task_reopen(rt, args, user, channel) -> Result:
+    if len(args) != 1:
+        raise InputError("usage: /task reopen ID")
+    task = service.reopen_task(_own_task(rt, args[0], user, channel).id)
+    return Result(f"task #{task.id} reopened", service.task_view(task))
+
+
+def _task_memory(rt, args, user, channel) -> Result:
+    if args and args[0] == "clear":
+        task = _target(rt, args[1:], user, channel)
+        clear_memory(task.id)
+        return Result(f"memory of task #{task.id} cleared", {"task_id": task.id})
+    task = _target(rt, args, user, channel)
+    mem = TaskMemory.get_or_none(TaskMemory.task == task.id)
+    if mem is None:
+        return Result(f"task #{task.id} has no memory", None)
+    lines = [f"task #{task.id}: {task.title}"]
+    if mem.summary:
+        lines += ["summary:", mem.summary]
+    lines += ["recent turns:"] + [f"[{t['role']}] {t['content'][:300]}" for t in mem.turns]
+    return Result("\n".join(lines), {"summary": mem.summary, "turns": mem.turns})
+
+
+def _task_stats(rt, args, user, channel) -> Result:
+    try:
+        from .ops.stats import format_stats, stats
+    except ImportError:
+        counts = {s: Job.select().where(Job.status == s).count() for s in
+                  ("queued", "routing", "generating", "closing", "done", "failed", "cancelled", "timed_out")}
+        return Result("\n".join(f"{k}: {v}" for k, v in counts.items()), counts)
+    data = stats()
+    return Result(format_stats(data), data)
+
+
+COMMANDS: dict[str, Callable] = {"/help": _help, "/status": _status, "/config": _config, "/task": _task}
+ADMIN: dict[str, Callable] = {"/executor": _executor}
+TASK_COMMANDS: dict[str, Callable] = {
+    "list": _task_list, "current": _task_current, "use": _task_use, "new": _task_new, "close": _task_close,
+    "reopen": _task_reopen, "memory": _task_memory, "stats": _task_stats}
+
+
+def _dispatch_config(rt, args, user, channel) -> Result:
+    if args and args[0] == "set":
+        allowed = user in rt.cfg["security.admin_user_ids"]
+        audit(rt.output_dir, user_id=user, channel_id=channel, command=("/config " + " ".join(args))[:500],
+              allowed=allowed)
+        if not allowed:
+            raise Forbidden(f"/config set is an admin command; {user!r} is not in security.admin_user_ids")
+        return _config_set(rt, args, user, channel)
+    return _config(rt, args, user, channel)
+
+
+COMMANDS["/config"] = _dispatch_config

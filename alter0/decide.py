@@ -1,0 +1,127 @@
+"""Task selection (forced > explicit > router > new) and the close decision, with every backend answer
+validated and every failure degraded (to "new task" / "keep open") with its reason kept."""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor, TimeoutError as FutureTimeout
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from .models import Job, Message, Task, TaskMemory, UserState
+from .routing.base import (Candidate, CloseDecision, CloseInput, InvalidOutput, RouteDecision, RouteInput, Turn,
+                           validate_close, validate_route)
+
+log = logging.getLogger(__name__)
+_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="alter0-decide")
+
+
+@dataclass
+class Choice:
+    """Where a job goes: ``task`` None means a new task."""
+
+    task: Task | None
+    decision: RouteDecision
+    source: str  # forced | explicit | router | new
+    reopen: bool = False
+
+
+def _call(fn: Callable[[], Any], timeout: float) -> Any:
+    """Run a router/closer call with a wall-clock limit."""
+    return _pool.submit(fn).result(timeout=timeout)
+
+
+def scope_of(cfg, user_id: str, channel_id: str) -> str:
+    """The scope key tasks are shared in: the user by default, the channel when task.scope = channel."""
+    if cfg["task.scope"] == "channel" and channel_id:
+        return f"channel:{channel_id}"
+    return f"user:{user_id}"
+
+
+def candidates(cfg, scope: str) -> list[Candidate]:
+    """Open tasks of the scope, most recently active first, up to the candidate limit."""
+    tasks = list(Task.select().where((Task.scope == scope) & (Task.status == "open"))
+                 .order_by(Task.last_active_at.desc(), Task.id.desc())
+                 .limit(cfg["task.open_task_candidate_limit"]))
+    mems = {m.task_id: m for m in TaskMemory.select().where(TaskMemory.task.in_([t.id for t in tasks]))}
+    out = []
+    for t in tasks:
+        mem = mems.get(t.id)
+        turns = [Turn(x["role"], x["content"], x["user_id"], x["at"]) for x in (mem.turns if mem else [])]
+        out.append(Candidate(task_id=t.id, title=t.title, turns=turns,
+                             participants=list(mem.participants if mem else [t.user_id]),
+                             last_active_at=t.last_active_at, created_at=t.created_at,
+                             summary=mem.summary if mem else ""))
+    return out
+
+
+def choose_task(rt, job: Job) -> Choice:
+    """Pick the job's task: forced task, then explicit task id, then the router, then a new task."""
+    state = UserState.get_or_none(UserState.user_id == job.user_id)
+    if state and state.forced_task_id:
+        task = Task.get_or_none(Task.id == state.forced_task_id)
+        if task is not None:
+            return Choice(task, RouteDecision("existing", task.id, 1.0, "forced by /task use"), "forced",
+                          reopen=task.status != "open")
+    if job.requested_task_id:
+        task = Task.get_or_none(Task.id == job.requested_task_id)
+        if task is not None:
+            return Choice(task, RouteDecision("existing", task.id, 1.0, "explicit task_id"), "explicit",
+                          reopen=task.status != "open")
+    cands = candidates(rt.cfg, job.scope)
+    if not cands:
+        return Choice(None, RouteDecision("new", None, 1.0, "no open task in scope"), "new")
+    inp = RouteInput(content=job.content, user_id=job.user_id, channel_id=job.channel_id, at=job.created_at,
+                     candidates=cands)
+    decision = route_decision(rt, inp)
+    threshold = rt.cfg["task.routing_confidence_threshold"]
+    if decision.decision == "existing" and decision.confidence >= threshold:
+        task = Task.get_by_id(decision.task_id)
+        return Choice(task, decision, "router")
+    if decision.decision == "existing":
+        decision = RouteDecision("new", None, decision.confidence,
+                                 f"below threshold {threshold}: {decision.reason}", decision.version)
+    return Choice(None, decision, "router")
+
+
+def route_decision(rt, inp: RouteInput) -> RouteDecision:
+    """The router's validated answer, or a degraded "new" decision naming what went wrong."""
+    router = None
+    try:
+        router = rt.router
+        raw = _call(lambda: router.route(inp), rt.cfg["task.routing_timeout_sec"])
+        return validate_route(raw, {c.task_id for c in inp.candidates})
+    except FutureTimeout:
+        why = f"router timed out after {rt.cfg['task.routing_timeout_sec']}s"
+    except InvalidOutput as exc:
+        why = f"router output invalid: {exc}"
+    except Exception as exc:
+        why = f"router failed: {type(exc).__name__}: {exc}"
+    log.warning("routing degraded to new task: %s", why)
+    return RouteDecision("new", None, 0.0, f"degraded: {why}", getattr(router, "version", ""))
+
+
+def decide_close(rt, job: Job) -> tuple[CloseDecision, bool]:
+    """The closer's validated decision and whether to close (confidence above threshold, nothing pending)."""
+    pending = Job.select(Job.id).where((Job.task == job.task_id) & (Job.id > job.id) & Job.status.not_in(
+        ["done", "failed", "cancelled", "timed_out"])).exists()
+    if pending:
+        return CloseDecision(False, 1.0, "a newer message for this task is pending"), False
+    closer = None
+    try:
+        closer = rt.closer
+        msgs = list(Message.select().where(Message.task == job.task_id).order_by(Message.id.desc()).limit(10))
+        turns = [Turn(m.role, m.content, m.user_id, m.created_at) for m in reversed(msgs)]
+        inp = CloseInput(task_id=job.task_id, user_message=job.content,
+                         reply=job.reply_message.content if job.reply_message_id else "", turns=turns)
+        d = validate_close(_call(lambda: closer.decide(inp), rt.cfg["task.close_timeout_sec"]))
+    except FutureTimeout:
+        d = CloseDecision(False, 0.0, f"degraded: closer timed out after {rt.cfg['task.close_timeout_sec']}s")
+    except InvalidOutput as exc:
+        d = CloseDecision(False, 0.0, f"degraded: closer output invalid: {exc}")
+    except Exception as exc:
+        d = CloseDecision(False, 0.0, f"degraded: closer failed: {type(exc).__name__}: {exc}")
+    if d.reason.startswith("degraded"):
+        d.version = d.version or getattr(closer, "version", "")
+        log.warning("closing degraded to keep open: %s", d.reason)
+    return d, d.close and d.confidence >= rt.cfg["task.close_confidence_threshold"]

@@ -1,0 +1,200 @@
+"""Run one agent process: own process group, prompt on stdin, stdout by line, timeout and cancel.
+
+Whatever happens (normal exit, timeout, cancel, a crash of a callback), ``run_process`` returns or
+raises only after every process of the spawned group is gone: leftover children of a finished
+leader are killed too, because an agent's background helper outliving its run is an orphan.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+from ..errors import ExecutorError
+
+logger = logging.getLogger(__name__)
+
+#: Seconds between two looks at the cancel event and the deadline.
+POLL_SEC = 0.05
+#: Seconds a group gets between SIGTERM and SIGKILL.
+KILL_GRACE_SEC = 2.0
+#: Bytes of stderr kept for error messages.
+STDERR_TAIL_BYTES = 4096
+#: Seconds the stdout reader may lag behind the leader's exit before lingering children are killed.
+DRAIN_SEC = 2.0
+
+
+@dataclass
+class ProcessResult:
+    """What a finished process left behind."""
+
+    returncode: int
+    stdout: str
+    stderr_tail: str
+    duration: float
+
+
+def run_process(argv: Sequence[str], *, stdin_text: str | None = None, env: Mapping[str, str] | None = None,
+                cwd: str | os.PathLike | None = None, timeout: float, cancel: threading.Event,
+                on_stdout_line: Callable[[str], None] | None = None,
+                on_spawn: Callable[[int], None] | None = None) -> ProcessResult:
+    """Run ``argv`` (never through a shell) in a new process group; raise ExecutorError on timeout/cancel."""
+    started = time.monotonic()
+    proc = _spawn(argv, stdin_text, env, cwd)
+    pgid = proc.pid  # start_new_session=True: the leader's pid is the group id
+    lines: list[str] = []
+    tail: deque[bytes] = deque()
+    threads = [
+        _thread(_read_stdout, proc.stdout, lines, on_stdout_line),
+        _thread(_read_stderr, proc.stderr, tail),
+    ]
+    if stdin_text is not None:
+        threads.append(_thread(_write_stdin, proc.stdin, stdin_text))
+    try:
+        if on_spawn:
+            on_spawn(pgid)
+        outcome = _wait(proc, threads[0], cancel, started + timeout)
+    except BaseException:
+        kill_group(pgid)
+        proc.wait()
+        raise
+    kill_group(pgid)
+    proc.wait()
+    for t in threads:
+        t.join(timeout=1.0)
+    stderr_tail = b"".join(tail)[-STDERR_TAIL_BYTES:].decode("utf-8", "replace")
+    name = Path(argv[0]).name
+    if outcome == "timeout":
+        raise ExecutorError("timeout", f"{name} did not finish within {timeout:g} s; it was stopped "
+                            f"(process group {pgid} killed)")
+    if outcome == "cancelled":
+        raise ExecutorError("cancelled", f"{name} was cancelled; process group {pgid} killed")
+    return ProcessResult(proc.returncode, "".join(lines), stderr_tail, time.monotonic() - started)
+
+
+def _spawn(argv: Sequence[str], stdin_text: str | None, env: Mapping[str, str] | None,
+           cwd: str | os.PathLike | None) -> subprocess.Popen:
+    if not argv:
+        raise ExecutorError("not_found", "empty executor command")
+    try:
+        return subprocess.Popen(
+            list(argv), stdin=subprocess.PIPE if stdin_text is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(env) if env is not None else None,
+            cwd=cwd, start_new_session=True, close_fds=True)
+    except FileNotFoundError as exc:
+        if cwd is not None and exc.filename is not None and str(exc.filename) == str(cwd):
+            raise ExecutorError("exit_error", f"working directory {cwd} does not exist") from None
+        raise ExecutorError("not_found", f"executor binary '{argv[0]}' not found on PATH; "
+                            "install it or set executor.name") from None
+    except PermissionError:
+        raise ExecutorError("not_found", f"executor binary '{argv[0]}' is not executable") from None
+
+
+def _wait(proc: subprocess.Popen, reader: threading.Thread, cancel: threading.Event, deadline: float) -> str:
+    """Wait for the leader to exit and stdout to drain; return 'done', 'timeout' or 'cancelled'."""
+    drain_until = None
+    while True:
+        if cancel.is_set():
+            return "cancelled"
+        now = time.monotonic()
+        if now >= deadline:
+            return "timeout"
+        if proc.poll() is not None:
+            drain_until = drain_until or now + DRAIN_SEC
+            if not reader.is_alive() or now >= drain_until:
+                return "done"  # a child still holding stdout open is killed by the caller
+        cancel.wait(POLL_SEC)
+
+
+def _thread(target: Callable, *args: object) -> threading.Thread:
+    t = threading.Thread(target=target, args=args, daemon=True, name=f"exec-{target.__name__}")
+    t.start()
+    return t
+
+
+def _read_stdout(stream, lines: list[str], on_line: Callable[[str], None] | None) -> None:
+    for raw in iter(stream.readline, b""):
+        line = raw.decode("utf-8", "replace")
+        lines.append(line)
+        if on_line:
+            try:
+                on_line(line)
+            except Exception:  # a progress callback must not stop the reading
+                logger.exception("stdout line callback failed")
+    stream.close()
+
+
+def _read_stderr(stream, tail: deque[bytes]) -> None:
+    size = 0
+    for chunk in iter(lambda: stream.read1(4096), b""):
+        tail.append(chunk)
+        size += len(chunk)
+        while size - len(tail[0]) >= STDERR_TAIL_BYTES and len(tail) > 1:
+            size -= len(tail.popleft())
+    stream.close()
+
+
+def _write_stdin(stream, text: str) -> None:
+    try:
+        stream.write(text.encode("utf-8"))
+        stream.close()
+    except (BrokenPipeError, OSError, ValueError):
+        pass  # the process exited without reading all of it; its exit status tells the story
+
+
+def group_alive(pgid: int) -> bool:
+    """True while some non-zombie process belongs to process group ``pgid``."""
+    proc_dir = Path("/proc")
+    if not proc_dir.is_dir():
+        try:
+            os.killpg(pgid, 0)
+            return True
+        except (ProcessLookupError, PermissionError):
+            return False
+    for entry in proc_dir.iterdir():
+        if entry.name.isdigit() and _pgid_of(entry) == pgid:
+            return True
+    return False
+
+
+def _pgid_of(entry: Path) -> int | None:
+    """The process group of a live (non-zombie) /proc entry, else None."""
+    try:
+        stat = (entry / "stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rfind(")") + 2:].split()
+    if fields[0] in ("Z", "X"):
+        return None
+    return int(fields[2])
+
+
+def kill_group(pgid: int, grace: float = KILL_GRACE_SEC) -> None:
+    """SIGTERM the group, wait up to ``grace`` seconds, then SIGKILL whatever is left."""
+    if not _signal_group(pgid, signal.SIGTERM):
+        return
+    end = time.monotonic() + grace
+    while time.monotonic() < end:
+        if not group_alive(pgid):
+            return
+        time.sleep(0.02)
+    _signal_group(pgid, signal.SIGKILL)
+    end = time.monotonic() + 5.0
+    while group_alive(pgid) and time.monotonic() < end:
+        time.sleep(0.02)
+
+
+def _signal_group(pgid: int, sig: int) -> bool:
+    try:
+        os.killpg(pgid, sig)
+        return True
+    except (ProcessLookupError, PermissionError):
+        return False

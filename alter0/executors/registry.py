@@ -1,0 +1,62 @@
+"""The default registry: executor names, ``auto`` resolution and one built executor per configuration."""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any
+
+from ..errors import ExecutorError
+from .base import Executor
+from .claude import ClaudeExecutor
+from .codex import CodexExecutor
+from .command import CommandExecutor
+from .llm import LlmExecutor
+from .openai import OpenAIExecutor
+
+EXECUTORS: dict[str, type[Executor]] = {
+    "codex": CodexExecutor, "claude": ClaudeExecutor, "llm": LlmExecutor,
+    "command": CommandExecutor, "openai": OpenAIExecutor,
+}
+EXECUTOR_NAMES: tuple[str, ...] = tuple(EXECUTORS)
+#: What ``executor.name = auto`` looks for on PATH, in order.
+AUTO_ORDER: tuple[str, ...] = ("codex", "claude", "llm")
+
+_cache: dict[tuple[str, str], Executor] = {}
+_lock = threading.Lock()
+
+
+def _settings(cfg: Any) -> dict[str, Any]:
+    return cfg.as_dict() if hasattr(cfg, "as_dict") else dict(cfg)
+
+
+def resolve_name(cfg: Any) -> str:
+    """executor.name, with ``auto`` replaced by the first of codex, claude, llm found on PATH."""
+    name = _settings(cfg).get("executor.name", "auto")
+    if name != "auto":
+        return name
+    for candidate in AUTO_ORDER:
+        if EXECUTORS[candidate](_settings(cfg)).available()[0]:
+            return candidate
+    raise ExecutorError("not_found", f"executor.name is auto but none of {', '.join(AUTO_ORDER)} is on PATH; "
+                        "install one of them or set executor.name (command, openai)")
+
+
+def build_executor(name: str, cfg: Any) -> Executor:
+    """The executor called ``name`` (or ``auto``) for these settings; built once per process."""
+    name = resolve_name(cfg) if name == "auto" else name
+    if name not in EXECUTORS:
+        raise ExecutorError("not_found", f"unknown executor {name!r}; choose one of {', '.join(EXECUTOR_NAMES)}")
+    settings = _settings(cfg)
+    key = (name, json.dumps({k: v for k, v in settings.items() if k.startswith(("executor.", "runtime.output"))},
+                            sort_keys=True, default=str))
+    with _lock:
+        if key not in _cache:
+            _cache[key] = EXECUTORS[name](settings)
+        return _cache[key]
+
+
+def available_executors(cfg: Any) -> dict[str, tuple[bool, str]]:
+    """(usable, detail) of every executor for these settings."""
+    settings = _settings(cfg)
+    return {name: cls(settings).available() for name, cls in EXECUTORS.items()}

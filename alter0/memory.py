@@ -1,0 +1,70 @@
+"""Task memory: a bounded snapshot (summary of older turns + the last N turns) and the prompt built from it."""
+
+from __future__ import annotations
+
+from .config import Config
+from .models import Message, Task, TaskMemory, now
+
+SUMMARY_LINE_CHARS = 160
+
+
+def get_memory(task_id: int) -> TaskMemory:
+    """The task's memory row (created empty when missing)."""
+    mem, _ = TaskMemory.get_or_create(task=task_id)
+    return mem
+
+
+def append_turn(cfg: Config, task_id: int, message: Message) -> TaskMemory:
+    """Add a message to the task's memory, folding the oldest turns into the summary past the limit."""
+    mem = get_memory(task_id)
+    turns = list(mem.turns or [])
+    if any(t.get("message_id") == message.id for t in turns):
+        return mem
+    turns.append({"message_id": message.id, "role": message.role, "content": message.content,
+                  "user_id": message.user_id, "at": message.created_at})
+    summary = mem.summary or ""
+    while len(turns) > cfg["task.memory_turns"]:
+        summary = _fold(summary, turns.pop(0), cfg["task.memory_summary_chars"])
+    participants = list(mem.participants or [])
+    if message.role == "user" and message.user_id not in participants:
+        participants.append(message.user_id)
+    mem.turns, mem.summary, mem.participants = turns, summary, participants
+    mem.turn_count = (mem.turn_count or 0) + 1
+    mem.updated_at = now()
+    mem.save()
+    return mem
+
+
+def _fold(summary: str, turn: dict, limit: int) -> str:
+    """Add one turn to the summary as a short line; keep the first line (the task's origin) and the newest."""
+    text = " ".join(turn["content"].split())
+    if len(text) > SUMMARY_LINE_CHARS:
+        text = text[:SUMMARY_LINE_CHARS - 1] + "…"
+    lines = [ln for ln in summary.splitlines() if ln] + [f"- {turn['role']}: {text}"]
+    while len(lines) > 2 and sum(len(ln) + 1 for ln in lines) > limit:
+        del lines[1]
+    return "\n".join(lines)[:limit] if limit else ""
+
+
+def clear_memory(task_id: int) -> None:
+    """Forget a task's memory (its messages stay)."""
+    TaskMemory.delete().where(TaskMemory.task == task_id).execute()
+
+
+def build_prompt(cfg: Config, task: Task, message: Message, resume: bool) -> str:
+    """The executor prompt: the message alone when resuming the tool's own session or on a first turn,
+    otherwise the task's memory followed by the message."""
+    if resume:
+        return message.content
+    mem = TaskMemory.get_or_none(TaskMemory.task == task.id)
+    earlier = [t for t in (mem.turns if mem else []) if t.get("message_id") != message.id]
+    summary = mem.summary if mem else ""
+    if not earlier and not summary:
+        return message.content
+    parts = [f"You are {cfg['agent.name']}, continuing task #{task.id}: {task.title}"]
+    if summary:
+        parts.append("Summary of earlier turns:\n" + summary)
+    if earlier:
+        parts.append("Recent turns:\n" + "\n".join(f"[{t['role']}] {t['content']}" for t in earlier))
+    parts.append("New message:\n" + message.content)
+    return "\n\n".join(parts)

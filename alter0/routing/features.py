@@ -1,0 +1,176 @@
+"""Turn a RouteInput into numbers: one feature row per candidate task and one row for "start a new task"."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from typing import Callable
+
+import numpy as np
+
+from .base import Candidate, RouteInput
+from .text import STOPWORDS, TextInfo, cosine, info, norm_name
+
+CAND_FEATURES = (
+    "rank0", "rank1", "rank2", "log_rank", "log_gap",
+    "same_last", "u_in_turns", "u_part", "u_latest", "u_addressed", "u_addressed_latest", "last_addr_u",
+    "a_last", "a_in_turns", "a_part", "a_latest", "a_pair", "addr_other", "mention",
+    "w_cos", "w_cos_last", "c_cos", "c_cos_last", "e_max", "e_last", "e_cent",
+    "notice_task", "log_turns", "self_run",
+)
+NEW_FEATURES = (
+    "bias", "notice", "addr_known", "addr_unknown", "question", "asks_anyone", "greeting",
+    "u_active", "u_addressed_any", "log_gap_min", "log_words", "mention_any", "thanks",
+)
+ASK_RE = re.compile(r"\b(any ?one|any ?body|some ?one|some ?body|does any|can any|is there|how (?:do|can|to) i|"
+                    r"i need|i want|i have a|i'm trying|im trying|question)\b", re.IGNORECASE)
+GREET_RE = re.compile(r"^\s*(hi|hello|hey|hiya|yo|morning|good (?:morning|evening|afternoon)|evening|greetings|"
+                      r"howdy|heya|你好|大家好)\b", re.IGNORECASE)
+THANKS_RE = re.compile(r"\b(thanks|thank you|thx|ty|cheers)\b|谢谢|多谢", re.IGNORECASE)
+
+Embed = Callable[[str], np.ndarray]
+_bag_cache: dict = {}
+
+
+def _bag(key: tuple, infos: list[TextInfo]) -> tuple[Counter, Counter]:
+    """Word and character n-gram bags of a candidate's turns, cached by the turns themselves."""
+    hit = _bag_cache.get(key)
+    if hit is None:
+        if len(_bag_cache) > 20_000:
+            _bag_cache.clear()
+        wc, gc = Counter(), Counter()
+        for t in infos:
+            wc.update(t.wcount)
+            gc.update(t.grams)
+        hit = _bag_cache[key] = (wc, gc)
+    return hit
+
+
+def _name_match(name: str, known: dict[str, str]) -> str:
+    """Map a written name to a known speaker (exact, then unique prefix of 3+ characters)."""
+    if not name:
+        return ""
+    if name in known:
+        return known[name]
+    if len(name) >= 3:
+        hits = {v for k, v in known.items() if k.startswith(name)}
+        if len(hits) == 1:
+            return hits.pop()
+    return ""
+
+
+def _tfidf(wc: Counter, idf: dict[str, float]) -> dict[str, float]:
+    return {w: (1 + math.log(c)) * idf.get(w, 1.0) for w, c in wc.items()}
+
+
+def extract(inp: RouteInput, embed: Embed | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Return (candidate rows [n, len(CAND_FEATURES)], new-task row [len(NEW_FEATURES)], facts for reasons)."""
+    cands = inp.candidates
+    me = norm_name(inp.user_id)
+    mi = info(inp.content)
+    turn_infos = [[info(t.content) for t in c.turns] for c in cands]
+    # who is who: every speaker seen in the candidates, by normalised name
+    known: dict[str, str] = {}
+    for c in cands:
+        for p in c.participants:
+            known.setdefault(norm_name(p), norm_name(p))
+        for t in c.turns:
+            known.setdefault(norm_name(t.user_id), norm_name(t.user_id))
+    known.pop(me, None)
+    known.pop("", None)
+    addressee = _name_match(mi.address, known)
+    mentioned = {known[n] for n in mi.names if n in known and n not in STOPWORDS and len(n) > 2}
+    if addressee:
+        mentioned.discard(addressee)
+
+    # per-candidate speaker facts, and who spoke / was addressed where most recently
+    last_me, last_addr_me, last_a = {}, {}, {}
+    speakers: list[set] = []
+    for i, (c, tis) in enumerate(zip(cands, turn_infos)):
+        sp = set()
+        for t, ti in zip(c.turns, tis):
+            who = norm_name(t.user_id)
+            sp.add(who)
+            if who == me:
+                last_me[i] = max(last_me.get(i, -1e18), t.at)
+            elif me and (ti.address == me or (len(me) > 2 and me in ti.names)):
+                last_addr_me[i] = max(last_addr_me.get(i, -1e18), t.at)
+            if addressee and who == addressee:
+                last_a[i] = max(last_a.get(i, -1e18), t.at)
+        speakers.append(sp)
+    u_latest = max(last_me, key=last_me.get) if last_me else -1
+    ua_latest = max(last_addr_me, key=last_addr_me.get) if last_addr_me else -1
+    a_latest = max(last_a, key=last_a.get) if last_a else -1
+
+    # idf over the candidate bags
+    bags = [_bag(tuple((t.user_id, t.content) for t in c.turns), tis) for c, tis in zip(cands, turn_infos)]
+    df = Counter()
+    for wc, _ in bags:
+        df.update(wc.keys())
+    n = len(cands) + 1
+    idf = {w: math.log(1 + n / (1 + d)) for w, d in df.items()}
+    qv = _tfidf(mi.wcount, idf) if mi.wcount else {}
+
+    ev = embed(inp.content) if embed is not None else None
+    rows = np.zeros((len(cands), len(CAND_FEATURES)), dtype=np.float64)
+    for i, (c, tis) in enumerate(zip(cands, turn_infos)):
+        r = rows[i]
+        r[0], r[1], r[2] = i == 0, i == 1, i == 2
+        r[3] = math.log1p(i)
+        r[4] = math.log1p(max(0.0, inp.at - c.last_active_at) / 60.0)
+        last = c.turns[-1] if c.turns else None
+        last_who = norm_name(last.user_id) if last else ""
+        parts = {norm_name(p) for p in c.participants} | speakers[i]
+        r[5] = last_who == me
+        r[6] = me in speakers[i]
+        r[7] = me in parts
+        r[8] = i == u_latest
+        r[9] = i in last_addr_me
+        r[10] = i == ua_latest
+        r[11] = bool(last and last_who != me and tis[-1].address == me)
+        if addressee:
+            r[12] = last_who == addressee
+            r[13] = addressee in speakers[i]
+            r[14] = addressee in parts
+            r[15] = i == a_latest
+            r[16] = any((norm_name(t.user_id) == addressee and ti.address == me) or
+                        (norm_name(t.user_id) == me and ti.address == addressee) for t, ti in zip(c.turns, tis))
+            r[17] = addressee not in parts
+        r[18] = bool(mentioned & speakers[i])
+        wc, gc = bags[i]
+        if qv and wc:
+            r[19] = cosine(qv, _tfidf(wc, idf))
+            r[20] = cosine(qv, _tfidf(tis[-1].wcount, idf)) if tis[-1].wcount else 0.0
+        r[21] = cosine(mi.grams, gc) if gc else 0.0
+        r[22] = cosine(mi.grams, tis[-1].grams) if tis else 0.0
+        if ev is not None and c.turns:
+            E = np.stack([embed(t.content) for t in c.turns])
+            sims = E @ ev
+            r[23], r[24] = float(sims.max()), float(sims[-1])
+            cent = E.sum(0)
+            r[25] = float(cent @ ev / (np.linalg.norm(cent) or 1.0))
+        r[26] = bool(tis) and all(t.notice for t in tis)
+        r[27] = math.log1p(len(c.turns))
+        r[28] = bool(c.turns) and all(norm_name(t.user_id) == me for t in c.turns)
+
+    g = np.zeros(len(NEW_FEATURES), dtype=np.float64)
+    g[0] = 1.0
+    g[1] = mi.notice
+    g[2] = bool(addressee)
+    g[3] = bool(mi.address) and not addressee
+    g[4] = mi.question
+    g[5] = bool(ASK_RE.search(inp.content))
+    g[6] = bool(GREET_RE.search(inp.content))
+    g[7] = any(me in s for s in speakers) or any(me in {norm_name(p) for p in c.participants} for c in cands)
+    g[8] = bool(last_addr_me)
+    g[9] = math.log1p(max(0.0, inp.at - cands[0].last_active_at) / 60.0) if cands else 0.0
+    g[10] = math.log1p(mi.n_words)
+    g[11] = bool(mentioned)
+    g[12] = bool(THANKS_RE.search(inp.content))
+    facts = {"addressee": addressee, "mentioned": sorted(mentioned), "me": me}
+    return rows, g, facts
+
+
+def candidate_ids(cands: list[Candidate]) -> list[int]:
+    return [c.task_id for c in cands]

@@ -1,0 +1,122 @@
+"""Fit the router weights on annotated dev streams (../shared/routing): python -m alter0.routing.fit --help."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pickle
+from pathlib import Path
+
+import numpy as np
+
+from ..bench_routing import load_stream, replay
+from .features import CAND_FEATURES, NEW_FEATURES, extract
+from .scorer import WEIGHTS_PATH, Weights, probabilities
+
+
+class _FixedRouter:
+    """A router with given weights, recording the features of every annotated message."""
+
+    name = "fit"
+
+    def __init__(self, weights: Weights, embed):
+        self.weights, self.embed = weights, embed
+
+    def route(self, inp):
+        from .scorer import decide
+        return decide(inp, self.weights, self.embed)
+
+
+def collect(records, weights: Weights, embed, threshold: float, limit: int):
+    """Replay with ``weights``; return examples (rows, g, correct option mask) for annotated messages."""
+    examples, tip = [], {}
+
+    def hook(r, inp, dec, task_id, room):
+        if not r.get("is_context") and inp.candidates:
+            rows, g, _ = extract(inp, embed)
+            ok = [bool(r["is_new_thread"])] + [
+                (not r["is_new_thread"]) and tip.get(c.task_id) == r["gold_thread"] for c in inp.candidates]
+            examples.append((rows, g, np.array(ok), r))
+        known = (not r.get("is_context")) or r.get("gold_thread_known")
+        tip[task_id] = r["gold_thread"] if known else None
+
+    preds = replay(records, _FixedRouter(weights, embed), threshold, limit, hook=hook, progress=False)
+    return examples, preds
+
+
+def fit(examples, l2: float = 0.01, steps: int = 1500, lr: float = 0.05, init: Weights | None = None) -> Weights:
+    """Maximise the log-probability of the correct options (conditional logit, Adam, L2)."""
+    ex = [e for e in examples if e[2].any()]
+    K = max(len(e[0]) for e in ex) + 1
+    nc, nn = len(CAND_FEATURES), len(NEW_FEATURES)
+    F = np.zeros((len(ex), K - 1, nc)); G = np.zeros((len(ex), nn))
+    mask = np.zeros((len(ex), K), bool); ok = np.zeros((len(ex), K), bool)
+    for i, (rows, g, y, _) in enumerate(ex):
+        F[i, :len(rows)] = rows; G[i] = g
+        mask[i, :len(rows) + 1] = True; ok[i, :len(y)] = y
+    wc = init.cand.copy() if init else np.zeros(nc)
+    wn = init.new.copy() if init else np.zeros(nn)
+    m = np.zeros(nc + nn); v = np.zeros(nc + nn)
+    for t in range(1, steps + 1):
+        s = np.concatenate([(G @ wn)[:, None], F @ wc], axis=1)
+        s = np.where(mask, s, -1e9)
+        s -= s.max(1, keepdims=True)
+        e = np.exp(s) * mask
+        p = e / e.sum(1, keepdims=True)
+        q = p * ok
+        q = q / np.maximum(q.sum(1, keepdims=True), 1e-300)
+        d = p - q  # d(-log sum_ok p)/ds
+        gc = np.einsum("nk,nkf->f", d[:, 1:], F) / len(ex) + l2 * wc
+        gn = d[:, 0] @ G / len(ex) + l2 * np.where(np.arange(nn) == 0, 0, wn)
+        grad = np.concatenate([gc, gn])
+        m = 0.9 * m + 0.1 * grad; v = 0.999 * v + 0.001 * grad ** 2
+        step = lr * (m / (1 - 0.9 ** t)) / (np.sqrt(v / (1 - 0.999 ** t)) + 1e-8)
+        wc -= step[:nc]; wn -= step[nc:]
+    return Weights(init.version if init else "fit", wc, wn)
+
+
+def accuracy(examples, w: Weights) -> float:
+    hits = [e[2][int(np.argmax(probabilities(e[0], e[1], w)))] for e in examples]
+    return 100 * float(np.mean(hits))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--input", default="../shared/routing/ubuntu_dev.jsonl")
+    ap.add_argument("--context", default="../shared/routing/ubuntu_dev.context.jsonl")
+    ap.add_argument("--backend", choices=("embedded", "lexical"), default="embedded")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--limit", type=int, default=24)
+    ap.add_argument("--threshold", type=float, default=0.0)
+    ap.add_argument("--l2", type=float, default=0.01)
+    ap.add_argument("--version", required=True, help="version string stored with every decision")
+    ap.add_argument("--embed-cache", help="pickle of text->vector to reuse between runs")
+    ap.add_argument("--write", action="store_true", help="write the result into weights.json")
+    args = ap.parse_args(argv)
+    records = load_stream(args.input, args.context if Path(args.context).exists() else None)
+    embed = None
+    if args.backend == "embedded":
+        from .embedder import shared_embedder
+        emb = shared_embedder()
+        if args.embed_cache and Path(args.embed_cache).exists():
+            emb._cache.update(pickle.loads(Path(args.embed_cache).read_bytes()))
+        emb.embed_many([r["text"] for r in records])
+        if args.embed_cache:
+            Path(args.embed_cache).write_bytes(pickle.dumps(dict(emb._cache)))
+        embed = emb.embed
+    w = Weights.load(args.backend)
+    for rnd in range(args.rounds):
+        examples, _ = collect(records, w, embed, args.threshold, args.limit)
+        before = accuracy(examples, w)
+        w = fit(examples, args.l2, init=w)
+        print(f"round {rnd}: {len(examples)} examples, option accuracy {before:.1f} -> {accuracy(examples, w):.1f}")
+    w.version = args.version
+    print(json.dumps(w.as_json(), indent=1))
+    if args.write:
+        data = json.loads(WEIGHTS_PATH.read_text())
+        data[args.backend] = w.as_json()
+        WEIGHTS_PATH.write_text(json.dumps(data, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,98 @@
+"""A conditional-logit scorer over {new task} ∪ candidates, fitted on dev data; weights live in weights.json."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .base import RouteDecision, RouteInput
+from .features import CAND_FEATURES, NEW_FEATURES, Embed, extract
+
+WEIGHTS_PATH = Path(__file__).with_name("weights.json")
+
+LABELS = {
+    "rank0": "its most recent task", "rank1": "the 2nd most recent task", "rank2": "the 3rd most recent task",
+    "log_rank": "recency rank", "log_gap": "gap since its last message",
+    "same_last": "same speaker as its last message", "u_in_turns": "speaker took part",
+    "u_part": "speaker is a participant", "u_latest": "speaker's latest task",
+    "u_addressed": "speaker was addressed there", "u_addressed_latest": "speaker was last addressed there",
+    "last_addr_u": "its last message addressed the speaker", "a_last": "addresses its last speaker",
+    "a_in_turns": "addressee took part", "a_part": "addressee is a participant",
+    "a_latest": "addressee's latest task", "a_pair": "speaker and addressee talk there",
+    "addr_other": "addressee not in it", "mention": "mentions one of its speakers",
+    "w_cos": "shared words", "w_cos_last": "words shared with its last message",
+    "c_cos": "shared character n-grams", "c_cos_last": "n-grams shared with its last message",
+    "e_max": "similar meaning (best turn)", "e_last": "similar meaning to its last message",
+    "e_cent": "similar meaning overall", "notice_task": "it holds only presence notices",
+    "log_turns": "its length", "self_run": "speaker's own monologue",
+    "bias": "prior", "notice": "presence notice", "addr_known": "addresses a known speaker",
+    "addr_unknown": "addresses someone not in any open task", "question": "a question",
+    "asks_anyone": "an open request", "greeting": "a greeting", "u_active": "speaker active in an open task",
+    "u_addressed_any": "speaker was addressed in an open task", "log_gap_min": "gap since the room's last message",
+    "log_words": "message length", "mention_any": "mentions a speaker", "thanks": "thanks",
+}
+
+
+@dataclass
+class Weights:
+    """One fitted weight set: candidate weights, new-task weights, version."""
+
+    version: str
+    cand: np.ndarray
+    new: np.ndarray
+
+    @classmethod
+    def load(cls, name: str, path: Path = WEIGHTS_PATH) -> "Weights":
+        data = json.loads(path.read_text(encoding="utf-8"))[name]
+        return cls(data["version"], np.array([data["cand"].get(f, 0.0) for f in CAND_FEATURES]),
+                   np.array([data["new"].get(f, 0.0) for f in NEW_FEATURES]))
+
+    def as_json(self) -> dict:
+        return {"version": self.version,
+                "cand": {f: round(float(w), 4) for f, w in zip(CAND_FEATURES, self.cand)},
+                "new": {f: round(float(w), 4) for f, w in zip(NEW_FEATURES, self.new)}}
+
+
+def probabilities(rows: np.ndarray, g: np.ndarray, w: Weights) -> np.ndarray:
+    """Softmax over [new, candidate 0, candidate 1, ...]."""
+    s = np.concatenate(([g @ w.new], rows @ w.cand))
+    s = np.exp(s - s.max())
+    return s / s.sum()
+
+
+def _why(diff: np.ndarray, weights: np.ndarray, names: tuple, k: int = 3) -> str:
+    contrib = diff * weights
+    top = [i for i in np.argsort(-contrib)[:k] if contrib[i] > 0.05]
+    return ", ".join(f"{LABELS[names[i]]} (+{contrib[i]:.1f})" for i in top) or "no strong signal"
+
+
+def reason(rows: np.ndarray, g: np.ndarray, w: Weights, p: np.ndarray, ids: list[int], facts: dict) -> str:
+    """One line naming the signals that decided."""
+    best = int(np.argmax(p))
+    extra = f"; addressee {facts['addressee']}" if facts.get("addressee") else ""
+    if best == 0:
+        top = int(np.argmax(p[1:])) if len(ids) else None
+        alt = "" if top is None else f"; best task {ids[top]} p={p[top + 1]:.2f}"
+        return f"new task p={p[0]:.2f}: {_why(g, w.new, NEW_FEATURES)}{alt}{extra}"
+    i = best - 1
+    others = np.delete(rows, i, axis=0)
+    base = others.max(axis=0) if len(others) else np.zeros_like(rows[i])
+    return f"task {ids[i]} p={p[best]:.2f}: {_why(rows[i] - base, w.cand, CAND_FEATURES)}{extra}"
+
+
+def decide(inp: RouteInput, w: Weights, embed: Embed | None) -> RouteDecision:
+    """Score every option and return the most probable one, with its probability as confidence."""
+    if not inp.candidates:
+        return RouteDecision("new", None, 1.0, "no open task", w.version)
+    rows, g, facts = extract(inp, embed)
+    p = probabilities(rows, g, w)
+    ids = [c.task_id for c in inp.candidates]
+    best = int(np.argmax(p))
+    scores = {tid: round(float(q), 4) for tid, q in zip(ids, p[1:])}
+    why = reason(rows, g, w, p, ids, facts)
+    if best == 0:
+        return RouteDecision("new", None, float(p[0]), why, w.version, scores)
+    return RouteDecision("existing", ids[best - 1], float(p[best]), why, w.version, scores)

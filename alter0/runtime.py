@@ -1,0 +1,115 @@
+"""A process's view of alter0: config, database, queue, and lazily built router, closer and executors."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+
+from .config import Config, load_config
+from .database import open_database
+from .paths import ensure_dirs
+from .queue import Queue, load_queue
+
+
+class Runtime:
+    """Everything a stage needs; one per process (``Runtime.open``)."""
+
+    def __init__(self, cfg: Config, queue: Queue | None = None):
+        self.cfg = cfg
+        self.paths = ensure_dirs(cfg.output_dir)
+        self.database = open_database(cfg)
+        self._queue = queue
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.lock = threading.Lock()
+        self.in_flight: dict[int, threading.Event] = {}
+        self.draining = threading.Event()
+        workers = cfg["runtime.queue.workers"]
+        self.generation_slots = threading.BoundedSemaphore(max(1, workers - 1))
+        self._router = self._closer = None
+        self._executors: dict = {}
+
+    @classmethod
+    def open(cls, config_path: str | None = None, queue: Queue | None = None, **overrides) -> "Runtime":
+        cfg = load_config(config_path, overrides={k.replace("__", "."): v for k, v in overrides.items()})
+        return cls(cfg, queue)
+
+    @property
+    def output_dir(self) -> Path:
+        return self.cfg.output_dir
+
+    @property
+    def queue(self) -> Queue:
+        if self._queue is None:
+            self._queue = load_queue(self.cfg)
+        return self._queue
+
+    @property
+    def router(self):
+        with self.lock:
+            if self._router is None:
+                from .routing.registry import build_router
+                self._router = build_router(self.cfg, run_executor=self.run_executor_text)
+            return self._router
+
+    @property
+    def closer(self):
+        with self.lock:
+            if self._closer is None:
+                from .routing.registry import build_closer
+                self._closer = build_closer(self.cfg, run_executor=self.run_executor_text)
+            return self._closer
+
+    def executor(self, name: str):
+        """The executor adapter called ``name`` (built once per process)."""
+        with self.lock:
+            if name not in self._executors:
+                from .executors.registry import build_executor
+                self._executors[name] = build_executor(name, self.cfg)
+            return self._executors[name]
+
+    def executor_name(self) -> str:
+        """The configured executor, with ``auto`` resolved to what is on PATH."""
+        from .executors.registry import resolve_name
+        return resolve_name(self.cfg)
+
+    def run_executor_text(self, prompt: str, timeout: float) -> str:
+        """Run the configured executor once, stateless (used by the llm router and closer)."""
+        from .executors.base import ExecRequest
+        ex = self.executor(self.executor_name())
+        workdir = self.paths["work"] / "_router"
+        workdir.mkdir(parents=True, exist_ok=True)
+        return ex.run(ExecRequest(prompt=prompt, session_id=None, workdir=workdir, timeout=timeout)).text
+
+    @contextmanager
+    def running(self, job_id: int):
+        """Register an in-flight job; yields its cancel event (set by a cancel request or a forced stop)."""
+        event = threading.Event()
+        with self.lock:
+            self.in_flight[job_id] = event
+        try:
+            yield event
+        finally:
+            with self.lock:
+                self.in_flight.pop(job_id, None)
+
+
+_runtime: Runtime | None = None
+_runtime_lock = threading.Lock()
+
+
+def get_runtime() -> Runtime:
+    """The process-wide Runtime, opened from the environment's config on first use."""
+    global _runtime
+    with _runtime_lock:
+        if _runtime is None:
+            _runtime = Runtime(load_config())
+        return _runtime
+
+
+def set_runtime(rt: Runtime | None) -> None:
+    global _runtime
+    _runtime = rt

@@ -1,0 +1,275 @@
+"""The three stages as plain functions of a job id; queue engines call ``run_stage``.
+
+Ordering: a job routes only after every earlier job of its scope has routed, and generates only after
+every earlier job of its task has generated. A job that must wait is *parked* (no queue message held);
+the job ahead of it hands the turn on when it finishes, and the reclaim sweep is the safety net.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from peewee import fn
+
+from . import jobstate, memory
+from .decide import choose_task, decide_close
+from .errors import ExecutorError
+from .executors.base import ExecRequest
+from .jsonlog import stage_log
+from .models import Job, JobStatus as S, Message, Task, TERMINAL, now
+from .database import write_tx
+from .retry import run_with_retry
+from .runtime import Runtime
+
+log = logging.getLogger(__name__)
+STAGE_STATES = {"route": (S.QUEUED, S.ROUTING), "generate": (S.GENERATING,), "close": (S.CLOSING,)}
+ERROR_END = {"timeout": S.TIMED_OUT, "cancelled": S.CANCELLED}
+MAX_PROGRESS_EVENTS = 500
+
+
+class Abandon(Exception):
+    """The worker is stopping: leave the job where it is for the next start to reclaim."""
+
+
+def _ctx(job: Job, stage: str, **override) -> dict:
+    return {"job_id": job.id, "task_id": job.task_id, "stage": stage, "user_id": job.user_id,
+            "channel_id": job.channel_id, **override}
+
+
+def earlier_blocker(job: Job, stage: str) -> Job | None:
+    """An earlier job that must finish this stage first (same scope for route, same task for generate)."""
+    if stage == "route":
+        cond = (Job.scope == job.scope) & Job.status.in_([S.QUEUED.value, S.ROUTING.value])
+    elif stage == "generate":
+        cond = (Job.task == job.task_id) & (Job.status == S.GENERATING.value)
+    else:
+        return None
+    return Job.select(Job.id).where(cond & (Job.id < job.id)).order_by(Job.id).first()
+
+
+def run_stage(rt: Runtime, stage: str, job_id: int) -> None:
+    """Run one stage of one job if it is its turn; otherwise park it. Never raises for job-level failures."""
+    job = Job.get_or_none(Job.id == job_id)
+    if job is None or job.state not in STAGE_STATES[stage]:
+        return
+    if rt.draining.is_set():  # the message left the queue: mark it for the next start's reclaim
+        Job.update(dispatched_at=None).where(Job.id == job.id).execute()
+        return
+    if job.cancel_requested:
+        _finish_error(job, job.state, ExecutorError("cancelled", "cancelled by request"), owner=None)
+        return
+    if earlier_blocker(job, stage) is not None:
+        _park(job)
+        return
+    slot = rt.generation_slots if stage == "generate" else None
+    if slot is not None and not slot.acquire(blocking=False):
+        _park(job)
+        return
+    try:
+        if not jobstate.claim(job.id, job.state, rt.owner, rt.cfg["runtime.queue.lease_sec"]):
+            return
+        try:
+            with rt.running(job.id) as cancel:
+                STAGES[stage](rt, job, cancel)
+        except Abandon:
+            log.info("job %s left in %s for reclaim (worker stopping)", job.id, stage, extra=_ctx(job, stage))
+        except Exception as exc:
+            log.exception("stage %s of job %s crashed", stage, job.id, extra=_ctx(job, stage))
+            fresh = Job.get_by_id(job.id)
+            if fresh.state not in TERMINAL:
+                _finish_error(fresh, fresh.state, ExecutorError("internal", f"internal error in {stage}: {exc}"),
+                              owner=rt.owner)
+        finally:
+            jobstate.release(job.id, rt.owner)
+    finally:
+        if slot is not None:
+            slot.release()
+    hand_on(rt, stage, job)
+
+
+def _park(job: Job) -> None:
+    Job.update(parked=True).where(Job.id == job.id).execute()
+
+
+def hand_on(rt: Runtime, stage: str, job: Job) -> None:
+    """Give the turn to the next parked job behind this one (same scope for route, same task for generate)."""
+    if stage == "route":
+        cond = (Job.scope == job.scope) & Job.status.in_([S.QUEUED.value, S.ROUTING.value])
+    elif stage == "generate":
+        job = Job.get_by_id(job.id)
+        cond = (Job.task == job.task_id) & (Job.status == S.GENERATING.value)
+        if job.task_id is None:
+            return
+    else:
+        return
+    nxt = Job.select(Job.id, Job.parked).where(cond & (Job.id > job.id)).order_by(Job.id).first()
+    if nxt is not None and nxt.parked:
+        rt.queue.enqueue(stage, nxt.id)
+    if stage == "generate":
+        kick_parked_generations(rt)
+
+
+def kick_parked_generations(rt: Runtime, limit: int = 4) -> None:
+    """Re-queue parked generations whose task has no earlier generation waiting (slot hand-off)."""
+    Earlier = Job.alias()
+    blocked = Earlier.select(Earlier.id).where(
+        (Earlier.task == Job.task) & (Earlier.status == S.GENERATING.value) & (Earlier.id < Job.id))
+    for j in (Job.select(Job.id).where((Job.status == S.GENERATING.value) & Job.parked & ~fn.EXISTS(blocked))
+              .order_by(Job.id).limit(limit)):
+        rt.queue.enqueue("generate", j.id)
+
+
+# --- route ------------------------------------------------------------------------------------------
+
+def route(rt: Runtime, job: Job, cancel) -> None:
+    """Pick the job's task (forced > explicit > router > new), store the user message, queue generation."""
+    started = time.monotonic()
+    if job.state == S.QUEUED:
+        jobstate.transition(job.id, S.QUEUED, S.ROUTING, owner=rt.owner)
+    Job.update(route_attempts=Job.route_attempts + 1).where(Job.id == job.id).execute()
+    jobstate.add_event(job.id, "stage.started", "route")
+    choice = choose_task(rt, job)
+    with write_tx():
+        fresh = Job.get_by_id(job.id)
+        if fresh.status != S.ROUTING.value or fresh.lease_owner != rt.owner:
+            return
+        task = choice.task or _new_task(rt, job)
+        if choice.reopen:
+            _reopen(task)
+        msg = fresh.user_message or Message.create(task=task.id, role="user", content=job.content,
+                                                   user_id=job.user_id, channel_id=job.channel_id)
+        Task.update(last_active_at=now(), updated_at=now()).where(Task.id == task.id).execute()
+        memory.append_turn(rt.cfg, task.id, msg)
+        d = choice.decision
+        jobstate.transition(job.id, S.ROUTING, S.GENERATING, owner=rt.owner, task=task.id, user_message=msg.id,
+                            decision="new" if choice.task is None else "existing", decision_source=choice.source,
+                            route_confidence=d.confidence, route_reason=d.reason, route_version=d.version)
+        jobstate.add_event(job.id, "stage.finished", "route", {
+            "task_id": task.id, "decision": "new" if choice.task is None else "existing",
+            "source": choice.source, "confidence": d.confidence, "reason": d.reason})
+    stage_log(rt.output_dir, "route", **_ctx(job, "route", task_id=task.id), session_id=task.session_id,
+              decision="new" if choice.task is None else "existing", source=choice.source,
+              confidence=d.confidence, reason=d.reason, version=d.version,
+              duration_ms=round((time.monotonic() - started) * 1000, 2), error=None)
+    rt.queue.enqueue("generate", job.id)
+
+
+def _new_task(rt: Runtime, job: Job) -> Task:
+    first = " ".join(job.content.split())
+    title = first[:80] + ("…" if len(first) > 80 else "")
+    return Task.create(title=title or "untitled", scope=job.scope, user_id=job.user_id,
+                       channel_id=job.channel_id, executor=rt.executor_name())
+
+
+def _reopen(task: Task) -> None:
+    Task.update(status="open", closed_at=None, closed_by=None, close_reason=None, close_confidence=None,
+                updated_at=now()).where(Task.id == task.id).execute()
+
+
+# --- generate ---------------------------------------------------------------------------------------
+
+def generate(rt: Runtime, job: Job, cancel) -> None:
+    """Run the task's executor (resuming its session), store exactly one reply, queue closing."""
+    started = time.monotonic()
+    task = Task.get_by_id(job.task_id)
+    executor = rt.executor(task.executor or rt.executor_name())
+    resume = bool(executor.keeps_session and task.session_id)
+    prompt = memory.build_prompt(rt.cfg, task, job.user_message, resume)
+    workdir = Path(rt.cfg["executor.workdir_root"] or rt.paths["work"]) / f"task-{task.id}"
+    workdir.mkdir(parents=True, exist_ok=True)
+    timeout = min(rt.cfg["task.generation_timeout_sec"], rt.cfg["runtime.queue.attempt_timeout_sec"])
+    counter = {"n": 0}
+
+    def on_event(kind: str, data: dict) -> None:
+        counter["n"] += 1
+        if counter["n"] <= MAX_PROGRESS_EVENTS:
+            jobstate.add_event(job.id, kind, "generate", data)
+
+    def attempt():
+        Job.update(generate_attempts=Job.generate_attempts + 1).where(Job.id == job.id).execute()
+        return executor.run(ExecRequest(prompt=prompt, session_id=task.session_id if resume else None,
+                                        workdir=workdir, timeout=timeout, cancel=cancel, on_event=on_event))
+
+    jobstate.add_event(job.id, "stage.started", "generate", {"executor": executor.name, "resume": resume})
+    try:
+        result = run_with_retry(rt, "generate", job, attempt, cancel)
+    except ExecutorError as exc:
+        _stage_failed(rt, job, S.GENERATING, exc, "generate", started, session_id=task.session_id)
+        return
+    usage = result.usage or {}
+    tokens_in, tokens_out = int(usage.get("input_tokens") or 0), int(usage.get("output_tokens") or 0)
+    cost = float(usage.get("cost_usd") or 0.0)
+    with write_tx():
+        fresh = Job.get_by_id(job.id)
+        if fresh.status != S.GENERATING.value or fresh.lease_owner != rt.owner or fresh.reply_message_id:
+            return
+        msg = Message.create(task=task.id, role="assistant", content=result.text, user_id=rt.cfg["agent.name"],
+                             channel_id=job.channel_id)
+        Task.update(session_id=result.session_id or task.session_id, last_active_at=now(), updated_at=now(),
+                    input_tokens=Task.input_tokens + tokens_in, output_tokens=Task.output_tokens + tokens_out,
+                    cost_usd=Task.cost_usd + cost).where(Task.id == task.id).execute()
+        memory.append_turn(rt.cfg, task.id, msg)
+        jobstate.transition(job.id, S.GENERATING, S.CLOSING, owner=rt.owner, reply_message=msg.id,
+                            input_tokens=tokens_in, output_tokens=tokens_out, cost_usd=cost)
+        jobstate.add_event(job.id, "stage.finished", "generate", {"chars": len(result.text), "usage": usage})
+    stage_log(rt.output_dir, "generate", **_ctx(job, "generate"), session_id=result.session_id or task.session_id,
+              executor=executor.name, resume=resume, usage=usage,
+              duration_ms=round((time.monotonic() - started) * 1000, 2), error=None)
+    rt.queue.enqueue("close", job.id)
+
+
+# --- close ------------------------------------------------------------------------------------------
+
+def close(rt: Runtime, job: Job, cancel) -> None:
+    """Ask the closer whether the task is finished; close it above the threshold; the job is done."""
+    started = time.monotonic()
+    Job.update(close_attempts=Job.close_attempts + 1).where(Job.id == job.id).execute()
+    jobstate.add_event(job.id, "stage.started", "close")
+    d, should_close = decide_close(rt, job)
+    with write_tx():
+        fresh = Job.get_by_id(job.id)
+        if fresh.status != S.CLOSING.value or fresh.lease_owner != rt.owner:
+            return
+        if should_close:
+            Task.update(status="closed", closed_at=now(), closed_by="auto", close_reason=d.reason,
+                        close_confidence=d.confidence, updated_at=now()).where(
+                (Task.id == job.task_id) & (Task.status == "open")).execute()
+        jobstate.transition(job.id, S.CLOSING, S.DONE, owner=rt.owner, close_decision=should_close,
+                            close_confidence=d.confidence, close_reason=d.reason, close_version=d.version)
+        jobstate.add_event(job.id, "stage.finished", "close", {
+            "close": should_close, "confidence": d.confidence, "reason": d.reason})
+    stage_log(rt.output_dir, "close", **_ctx(job, "close"), close=should_close, confidence=d.confidence,
+              reason=d.reason, version=d.version, duration_ms=round((time.monotonic() - started) * 1000, 2),
+              error=None)
+
+
+# --- failures ---------------------------------------------------------------------------------------
+
+def _stage_failed(rt: Runtime, job: Job, src: S, exc: ExecutorError, stage: str, started: float,
+                  session_id: str | None = None) -> None:
+    if exc.kind == "cancelled" and rt.draining.is_set() and not Job.get_by_id(job.id).cancel_requested:
+        raise Abandon()
+    _finish_error(job, src, exc, owner=rt.owner)
+    stage_log(rt.output_dir, stage, **_ctx(job, stage), session_id=session_id,
+              duration_ms=round((time.monotonic() - started) * 1000, 2), error={"kind": exc.kind, "message": exc.message})
+
+
+def _finish_error(job: Job, src: S, exc: ExecutorError, owner: str | None) -> None:
+    """End a job as cancelled, timed out or failed, recording the error kind and text."""
+    dst = ERROR_END.get(exc.kind, S.FAILED)
+    if owner is None:
+        query_ok = jobstate.transition(job.id, src, dst, error_kind=exc.kind, error=exc.message)
+    else:
+        query_ok = jobstate.transition(job.id, src, dst, owner=owner, error_kind=exc.kind, error=exc.message)
+    if query_ok:
+        jobstate.add_event(job.id, "error", STAGE_OF(src), {"kind": exc.kind, "message": exc.message})
+        log.warning("job %s %s: %s (%s)", job.id, dst.value, exc.message, exc.kind, extra=_ctx(job, STAGE_OF(src)))
+
+
+def STAGE_OF(state: S) -> str:
+    return {S.QUEUED: "route", S.ROUTING: "route", S.GENERATING: "generate", S.CLOSING: "close"}.get(state, "")
+
+
+STAGES = {"route": route, "generate": generate, "close": close}

@@ -1,0 +1,133 @@
+"""The worker's supervisor: heartbeats, lease renewal, cancel delivery, crash reclaim and drain.
+
+It runs beside whatever engine executes the stages (Huey threads, Dramatiq threads) in one thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+
+from .models import Job, JobStatus as S, TERMINAL, Worker, now
+from .runtime import Runtime
+
+log = logging.getLogger(__name__)
+BEAT_SEC = 1.0
+STATE_STAGE = {S.QUEUED.value: "route", S.ROUTING.value: "route", S.GENERATING.value: "generate",
+               S.CLOSING.value: "close"}
+DISPATCH_STALE_SEC = 120.0
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Supervisor:
+    """One per worker process: keeps the Worker row, leases and cancels current; re-queues stuck jobs."""
+
+    def __init__(self, rt: Runtime):
+        self.rt = rt
+        self.stop_event = threading.Event()
+        self.thread = threading.Thread(target=self._loop, name="alter0-supervisor", daemon=True)
+        self.host, self.pid = socket.gethostname(), os.getpid()
+
+    def start(self) -> None:
+        Worker.insert(id=self.rt.owner, host=self.host, pid=self.pid, started_at=now(), last_beat=now(),
+                      state="running").on_conflict_replace().execute()
+        self.bury_dead_workers()
+        reclaim(self.rt, startup=True)
+        self.thread.start()
+
+    def _loop(self) -> None:
+        last_reclaim = 0.0
+        while not self.stop_event.wait(BEAT_SEC / 4):
+            try:
+                self.tick()
+                if time.monotonic() - last_reclaim >= self.rt.cfg["runtime.queue.reclaim_interval_sec"]:
+                    last_reclaim = time.monotonic()
+                    self.bury_dead_workers()
+                    reclaim(self.rt)
+            except Exception:
+                log.exception("supervisor tick failed")
+
+    def tick(self) -> None:
+        """Deliver cancel requests to running jobs; heartbeat and renew leases about once a second."""
+        with self.rt.lock:
+            running = dict(self.rt.in_flight)
+        if running:
+            for j in Job.select(Job.id).where(Job.id.in_(list(running)) & Job.cancel_requested):
+                running[j.id].set()
+        t = time.monotonic()
+        if t - getattr(self, "_last_beat", 0) >= BEAT_SEC:
+            self._last_beat = t
+            from .jobstate import renew
+            renew(self.rt.owner, list(running), self.rt.cfg["runtime.queue.lease_sec"])
+            state = "draining" if self.rt.draining.is_set() else "running"
+            Worker.update(last_beat=now(), in_flight=len(running), state=state).where(
+                Worker.id == self.rt.owner).execute()
+
+    def bury_dead_workers(self) -> None:
+        """Mark workers that stopped beating (or whose pid is gone on this host) as stopped; free their leases."""
+        stale = now() - max(5 * BEAT_SEC, 5.0)
+        for w in Worker.select().where((Worker.state != "stopped") & (Worker.id != self.rt.owner)):
+            dead = w.last_beat < stale or (w.host == self.host and not pid_alive(w.pid))
+            if dead:
+                Worker.update(state="stopped").where(Worker.id == w.id).execute()
+                n = Job.update(lease_expires=0).where(Job.lease_owner == w.id).execute()
+                log.warning("worker %s is gone (last beat %.0fs ago); %d lease(s) freed", w.id, now() - w.last_beat, n)
+
+    def stop(self, drain_timeout: float) -> bool:
+        """Stop taking work, wait up to ``drain_timeout`` for in-flight stages, then cancel the rest for reclaim."""
+        self.rt.draining.set()
+        Worker.update(state="draining").where(Worker.id == self.rt.owner).execute()
+        deadline = time.monotonic() + drain_timeout
+        while time.monotonic() < deadline:
+            with self.rt.lock:
+                if not self.rt.in_flight:
+                    break
+            time.sleep(0.05)
+        with self.rt.lock:
+            left = dict(self.rt.in_flight)
+        for event in left.values():
+            event.set()  # stages see draining and leave the job for the next start
+        end = time.monotonic() + 5
+        while time.monotonic() < end:
+            with self.rt.lock:
+                if not self.rt.in_flight:
+                    break
+            time.sleep(0.05)
+        self.stop_event.set()
+        Job.update(lease_expires=0).where(Job.lease_owner == self.rt.owner).execute()
+        Worker.update(state="stopped", in_flight=0, last_beat=now()).where(Worker.id == self.rt.owner).execute()
+        return not left
+
+
+def reclaim(rt: Runtime, startup: bool = False) -> int:
+    """Re-queue non-terminal jobs that nobody runs: expired leases, runnable parked jobs, lost dispatches."""
+    t = now()
+    unleased = Job.lease_owner.is_null() | (Job.lease_expires < t)
+    lost = Job.dispatched_at.is_null() | (Job.dispatched_at < t - DISPATCH_STALE_SEC)
+    expired = Job.lease_owner.is_null(False) & (Job.lease_expires < t)
+    cond = Job.status.not_in([s.value for s in TERMINAL]) & unleased & (Job.parked | lost | expired)
+    if startup:
+        cond = Job.status.not_in([s.value for s in TERMINAL]) & unleased & (Job.parked | lost | expired |
+                                                                           Job.lease_owner.is_null(False))
+    n = 0
+    for job in Job.select(Job.id, Job.status, Job.lease_owner).where(cond).order_by(Job.id).limit(500):
+        if job.lease_owner:
+            Job.update(lease_owner=None, lease_expires=None).where(
+                (Job.id == job.id) & (Job.lease_owner == job.lease_owner)).execute()
+            log.warning("reclaiming job %s stuck in %s", job.id, job.status, extra={"job_id": job.id})
+        rt.queue.enqueue(STATE_STAGE[job.status], job.id)
+        n += 1
+    return n
+

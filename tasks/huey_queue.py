@@ -1,0 +1,26 @@
+"""alter0's Queue on Huey: enqueue a stage task by name."""
+
+from alter0.queue import Queue
+
+
+class HueyQueue(Queue):
+    name = "huey"
+
+    def __init__(self, huey, tasks):
+        self.huey, self.tasks = huey, tasks
+
+    def _send(self, stage, job_id, delay):
+        task = self.tasks[stage]
+        if delay:
+            task.schedule((job_id,), delay=delay)
+        else:
+            task(job_id)
+
+    def backlog(self):
+        return self.huey.pending_count()
+
+
+def make_queue(cfg):
+    from .huey_app import huey
+    from .huey_tasks import STAGE_TASKS
+    return HueyQueue(huey, STAGE_TASKS)
