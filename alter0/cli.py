@@ -175,8 +175,20 @@ def cmd_status(args) -> int:
     return RET_OK
 
 
+def setup_process_logging(rt, name: str) -> None:
+    """JSON logs under output/logs when available, plain stderr otherwise."""
+    import logging
+    try:
+        from .logging_setup import setup_logging
+    except ImportError:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+        return
+    setup_logging(rt.cfg, name)
+
+
 def cmd_worker(args) -> int:
     rt = _runtime(args)
+    setup_process_logging(rt, "worker")
     engine = importlib.import_module({"huey": "tasks.huey_worker", "dramatiq": "tasks.dramatiq_worker"}[
         rt.cfg["runtime.queue.backend"]])
     engine.run_worker(rt.cfg, workers=args.workers)

@@ -172,7 +172,8 @@ def _task_use(rt, args, user, channel) -> Result:
     if len(args) != 1:
         raise InputError("usage: /task use ID  (or /task use none)")
     task_id = None if args[0].lower() == "none" else _own_task(rt, args[0], user, channel).id
-    UserState.insert(user_id=user, forced_task=task_id, updated_at=now()).on_conflict_replace().execute()
+    UserState.insert(user_id=user, forced_task=task_id, updated_at=now()).on_conflict(
+        conflict_target=[UserState.user_id], preserve=[UserState.forced_task, UserState.updated_at]).execute()
     if task_id is None:
         return Result("messages are routed automatically again", {"task_id": None})
     return Result(f"your messages now go to task #{task_id}", {"task_id": task_id})
@@ -183,7 +184,8 @@ def _task_new(rt, args, user, channel) -> Result:
     title = " ".join(args).strip()[:200] or "untitled"
     task = Task.create(title=title, scope=_scope(rt, user, channel), user_id=user, channel_id=channel,
                        executor=rt.executor_name())
-    UserState.insert(user_id=user, forced_task=task.id, updated_at=now()).on_conflict_replace().execute()
+    UserState.insert(user_id=user, forced_task=task.id, updated_at=now()).on_conflict(
+        conflict_target=[UserState.user_id], preserve=[UserState.forced_task, UserState.updated_at]).execute()
     return Result(f"task #{task.id} created and in use: {title}", service.task_view(task))
 
 

@@ -128,6 +128,11 @@ SETTINGS: tuple[Setting, ...] = (
     S("web.port", 8080, "Port the web server binds.", int, min=1, max=65535, env="PORT"),
     S("web.sync_timeout_sec", 60.0, "How long POST /api/message waits before answering 504.",
       (int, float), min=0.1),
+    S("web.stream_timeout_sec", 900.0, "Longest a stream (?stream=1, /events) follows one job; the job goes on.",
+      (int, float), min=0.1),
+    S("web.workers", 2, "gunicorn worker processes of the web front end.", int, min=1, max=64),
+    S("web.threads", 16, "Threads per gunicorn worker (each open sync wait or stream holds one).",
+      int, min=1, max=256),
 ) + tuple(
     s for stage in STAGES for s in (
         S(f"retry.{stage}.attempts", 0, f"Attempts of the {stage} stage (0 = runtime.queue.max_retries + 1).",

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import threading
+import weakref
 from contextlib import contextmanager
 from pathlib import Path
 
-from peewee import Database, SqliteDatabase
-from playhouse.db_url import connect
+from peewee import Database, InterfaceError, OperationalError, SqliteDatabase
+from playhouse.db_url import connect, parse
+from playhouse.pool import PooledPostgresqlDatabase
+from playhouse.shortcuts import ReconnectMixin
 
 from .config import Config
 from .models import db
@@ -16,6 +21,39 @@ from .paths import output_paths
 SQLITE_PRAGMAS = {"journal_mode": "wal", "busy_timeout": 30000, "foreign_keys": 1, "cache_size": -16000}
 
 
+#: Pool settings for PostgreSQL; the URL's query string overrides them (?max_connections=64).
+POSTGRES_POOL = {"max_connections": 32, "stale_timeout": 300, "timeout": 10}
+
+
+class PostgresPool(ReconnectMixin, PooledPostgresqlDatabase):
+    """PostgreSQL for worker threads and gunicorn workers: one pooled connection per thread, a reconnect
+    when the server went away (outside a transaction), and no connection shared across a fork."""
+
+    reconnect_errors = ((OperationalError, "server closed the connection"),
+                        (OperationalError, "terminating connection"),
+                        (OperationalError, "connection already closed"),
+                        (InterfaceError, "connection already closed"))
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        forget = weakref.WeakMethod(self._forget_connections)
+        os.register_at_fork(after_in_child=lambda: forget() and forget()())
+
+    def _forget_connections(self) -> None:
+        self._state.reset()  # the parent's sockets stay the parent's: drop them unclosed
+        self._pool_lock = threading.RLock()
+        self._pool_available = threading.Condition(self._pool_lock)
+        self._connections, self._in_use = [], {}
+
+
+def connect_url(url: str) -> Database:
+    """The database a URL names; postgres(ql):// gets the reconnecting pool."""
+    scheme = url.split(":", 1)[0]
+    if scheme in ("postgres", "postgresql", "postgres+pool", "postgresql+pool"):
+        return PostgresPool(**{**POSTGRES_POOL, **parse(url)})
+    return connect(url)
+
+
 def open_database(cfg: Config) -> Database:
     """Bind the models to the configured database and bring its schema to the expected version.
 
@@ -23,7 +61,7 @@ def open_database(cfg: Config) -> Database:
     """
     url = cfg["runtime.db.url"]
     if url:
-        database = connect(url)
+        database = connect_url(url)
     else:
         path: Path = output_paths(cfg.output_dir)["db"]
         path.parent.mkdir(parents=True, exist_ok=True)

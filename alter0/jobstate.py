@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .errors import IllegalTransition, NotFound
-from .models import Job, JobEvent, JobStatus as S, now
+from .models import STAGE_OF_STATE, Job, JobEvent, JobStatus as S, now
 
 RETRYABLE_END = (S.FAILED, S.CANCELLED, S.TIMED_OUT)
 ALLOWED: dict[S, frozenset[S]] = {
@@ -39,6 +39,8 @@ def transition(job_id: int, src: S, dst: S, *, owner: str | None = None, **field
         values[TIME_FIELD[dst]] = t
     if dst in (S.QUEUED, S.GENERATING, S.CLOSING) and src in RETRYABLE_END:
         values.update(finished_at=None, error=None, error_kind=None, cancel_requested=False)
+    if owner is not None and STAGE_OF_STATE.get(src) != STAGE_OF_STATE.get(dst):
+        values.update(lease_owner=None, lease_expires=None)  # a lease is per stage: the next one may claim at once
     query = Job.update(**values).where((Job.id == job_id) & (Job.status == src.value))
     if owner is not None:
         query = query.where(Job.lease_owner == owner)
@@ -68,7 +70,7 @@ def get_job(job_id) -> Job:
 def claim(job_id: int, status: S, owner: str, lease_sec: float) -> bool:
     """Take the lease on a job in ``status`` unless a live lease of another worker holds it."""
     t = now()
-    free = Job.lease_owner.is_null() | (Job.lease_expires < t) | (Job.lease_owner == owner)
+    free = Job.lease_owner.is_null() | (Job.lease_expires < t)
     return Job.update(lease_owner=owner, lease_expires=t + lease_sec, parked=False, stage_started_at=t).where(
         (Job.id == job_id) & (Job.status == status.value) & free).execute() == 1
 
@@ -80,7 +82,7 @@ def release(job_id: int, owner: str) -> None:
 
 
 def renew(owner: str, job_ids: list[int], lease_sec: float) -> None:
-    """Extend the leases ``owner`` holds on these jobs."""
+    """Extend the leases a worker (``owner``, the prefix of its lease tokens) holds on these jobs."""
     if job_ids:
         Job.update(lease_expires=now() + lease_sec).where(
-            (Job.id.in_(job_ids)) & (Job.lease_owner == owner)).execute()
+            (Job.id.in_(job_ids)) & Job.lease_owner.startswith(owner + "#")).execute()

@@ -21,7 +21,7 @@ class Queue:
         """Queue ``stage`` for ``job_id``; False (logged) if the queue store refused — the reclaim sweep retries."""
         if stage not in STAGES:
             raise ValueError(f"unknown stage {stage!r}")
-        Job.update(dispatched_at=now(), parked=False).where(Job.id == job_id).execute()
+        Job.update(dispatched_at=now()).where(Job.id == job_id).execute()
         try:
             self._send(stage, job_id, delay)
             return True

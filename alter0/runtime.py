@@ -31,6 +31,13 @@ class Runtime:
         self.generation_slots = threading.BoundedSemaphore(max(1, workers - 1))
         self._router = self._closer = None
         self._executors: dict = {}
+        self._leases = 0
+
+    def lease_token(self) -> str:
+        """A fresh lease token: the worker's id plus a counter, so two runs in one process never share one."""
+        with self.lock:
+            self._leases += 1
+            return f"{self.owner}#{self._leases}"
 
     @classmethod
     def open(cls, config_path: str | None = None, queue: Queue | None = None, **overrides) -> "Runtime":

@@ -33,8 +33,11 @@ def parse_task_id(value: Any) -> int | None:
     """A task id from user input (int or digit string), or InputError."""
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).strip().isdigit():
+    if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).strip().isascii() \
+            or not str(value).strip().isdigit():
         raise InputError(f"task_id must be a positive integer, got {value!r}")
+    if len(str(value).strip()) > 19 or int(value) > 2**63 - 1:  # past the database's INTEGER range
+        raise InputError(f"task_id {value} is out of range")
     return int(value)
 
 

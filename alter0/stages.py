@@ -8,10 +8,9 @@ the job ahead of it hands the turn on when it finishes, and the reclaim sweep is
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
-
-from peewee import fn
 
 from . import jobstate, memory
 from .decide import choose_task, decide_close
@@ -62,17 +61,22 @@ def run_stage(rt: Runtime, stage: str, job_id: int) -> None:
         return
     if earlier_blocker(job, stage) is not None:
         _park(job)
-        return
+        if earlier_blocker(job, stage) is not None:  # re-check: the job ahead may have finished meanwhile
+            return
     slot = rt.generation_slots if stage == "generate" else None
     if slot is not None and not slot.acquire(blocking=False):
         _park(job)
         return
     try:
-        if not jobstate.claim(job.id, job.state, rt.owner, rt.cfg["runtime.queue.lease_sec"]):
+        lease = rt.lease_token()
+        if not jobstate.claim(job.id, job.state, lease, rt.cfg["runtime.queue.lease_sec"]):
             return
         try:
             with rt.running(job.id) as cancel:
-                STAGES[stage](rt, job, cancel)
+                if job.state == S.QUEUED:
+                    jobstate.transition(job.id, S.QUEUED, S.ROUTING, owner=lease)
+                _fault_delay(stage, cancel)
+                STAGES[stage](rt, job, cancel, lease)
         except Abandon:
             log.info("job %s left in %s for reclaim (worker stopping)", job.id, stage, extra=_ctx(job, stage))
         except Exception as exc:
@@ -80,13 +84,22 @@ def run_stage(rt: Runtime, stage: str, job_id: int) -> None:
             fresh = Job.get_by_id(job.id)
             if fresh.state not in TERMINAL:
                 _finish_error(fresh, fresh.state, ExecutorError("internal", f"internal error in {stage}: {exc}"),
-                              owner=rt.owner)
+                              owner=lease)
         finally:
-            jobstate.release(job.id, rt.owner)
+            jobstate.release(job.id, lease)
     finally:
         if slot is not None:
             slot.release()
     hand_on(rt, stage, job)
+
+
+def _fault_delay(stage: str, cancel) -> None:
+    """Fault injection for crash tests and soak runs: ALTER0_FAULT_DELAY="route=2,close=1" stalls a stage."""
+    spec = os.environ.get("ALTER0_FAULT_DELAY")
+    if spec:
+        delays = dict(part.split("=", 1) for part in spec.split(",") if "=" in part)
+        if stage in delays:
+            cancel.wait(float(delays[stage]))
 
 
 def _park(job: Job) -> None:
@@ -112,28 +125,24 @@ def hand_on(rt: Runtime, stage: str, job: Job) -> None:
 
 
 def kick_parked_generations(rt: Runtime, limit: int = 4) -> None:
-    """Re-queue parked generations whose task has no earlier generation waiting (slot hand-off)."""
-    Earlier = Job.alias()
-    blocked = Earlier.select(Earlier.id).where(
-        (Earlier.task == Job.task) & (Earlier.status == S.GENERATING.value) & (Earlier.id < Job.id))
-    for j in (Job.select(Job.id).where((Job.status == S.GENERATING.value) & Job.parked & ~fn.EXISTS(blocked))
+    """Re-queue parked generations whose turn has come (a generation slot was freed)."""
+    from .worker import runnable_parked
+    for j in (Job.select(Job.id).where((Job.status == S.GENERATING.value) & runnable_parked())
               .order_by(Job.id).limit(limit)):
         rt.queue.enqueue("generate", j.id)
 
 
 # --- route ------------------------------------------------------------------------------------------
 
-def route(rt: Runtime, job: Job, cancel) -> None:
+def route(rt: Runtime, job: Job, cancel, lease: str) -> None:
     """Pick the job's task (forced > explicit > router > new), store the user message, queue generation."""
     started = time.monotonic()
-    if job.state == S.QUEUED:
-        jobstate.transition(job.id, S.QUEUED, S.ROUTING, owner=rt.owner)
     Job.update(route_attempts=Job.route_attempts + 1).where(Job.id == job.id).execute()
     jobstate.add_event(job.id, "stage.started", "route")
     choice = choose_task(rt, job)
     with write_tx():
         fresh = Job.get_by_id(job.id)
-        if fresh.status != S.ROUTING.value or fresh.lease_owner != rt.owner:
+        if fresh.status != S.ROUTING.value or fresh.lease_owner != lease:
             return
         task = choice.task or _new_task(rt, job)
         if choice.reopen:
@@ -143,7 +152,7 @@ def route(rt: Runtime, job: Job, cancel) -> None:
         Task.update(last_active_at=now(), updated_at=now()).where(Task.id == task.id).execute()
         memory.append_turn(rt.cfg, task.id, msg)
         d = choice.decision
-        jobstate.transition(job.id, S.ROUTING, S.GENERATING, owner=rt.owner, task=task.id, user_message=msg.id,
+        jobstate.transition(job.id, S.ROUTING, S.GENERATING, owner=lease, task=task.id, user_message=msg.id,
                             decision="new" if choice.task is None else "existing", decision_source=choice.source,
                             route_confidence=d.confidence, route_reason=d.reason, route_version=d.version)
         jobstate.add_event(job.id, "stage.finished", "route", {
@@ -170,7 +179,7 @@ def _reopen(task: Task) -> None:
 
 # --- generate ---------------------------------------------------------------------------------------
 
-def generate(rt: Runtime, job: Job, cancel) -> None:
+def generate(rt: Runtime, job: Job, cancel, lease: str) -> None:
     """Run the task's executor (resuming its session), store exactly one reply, queue closing."""
     started = time.monotonic()
     task = Task.get_by_id(job.task_id)
@@ -196,14 +205,16 @@ def generate(rt: Runtime, job: Job, cancel) -> None:
     try:
         result = run_with_retry(rt, "generate", job, attempt, cancel)
     except ExecutorError as exc:
-        _stage_failed(rt, job, S.GENERATING, exc, "generate", started, session_id=task.session_id)
+        _stage_failed(rt, job, S.GENERATING, exc, "generate", started, lease, session_id=task.session_id)
         return
     usage = result.usage or {}
     tokens_in, tokens_out = int(usage.get("input_tokens") or 0), int(usage.get("output_tokens") or 0)
     cost = float(usage.get("cost_usd") or 0.0)
     with write_tx():
         fresh = Job.get_by_id(job.id)
-        if fresh.status != S.GENERATING.value or fresh.lease_owner != rt.owner or fresh.reply_message_id:
+        if fresh.status != S.GENERATING.value or fresh.lease_owner != lease or fresh.reply_message_id:
+            log.warning("job %s: generation result dropped (lease lost or reply already stored)", job.id,
+                        extra=_ctx(job, "generate"))
             return
         msg = Message.create(task=task.id, role="assistant", content=result.text, user_id=rt.cfg["agent.name"],
                              channel_id=job.channel_id)
@@ -211,7 +222,7 @@ def generate(rt: Runtime, job: Job, cancel) -> None:
                     input_tokens=Task.input_tokens + tokens_in, output_tokens=Task.output_tokens + tokens_out,
                     cost_usd=Task.cost_usd + cost).where(Task.id == task.id).execute()
         memory.append_turn(rt.cfg, task.id, msg)
-        jobstate.transition(job.id, S.GENERATING, S.CLOSING, owner=rt.owner, reply_message=msg.id,
+        jobstate.transition(job.id, S.GENERATING, S.CLOSING, owner=lease, reply_message=msg.id,
                             input_tokens=tokens_in, output_tokens=tokens_out, cost_usd=cost)
         jobstate.add_event(job.id, "stage.finished", "generate", {"chars": len(result.text), "usage": usage})
     stage_log(rt.output_dir, "generate", **_ctx(job, "generate"), session_id=result.session_id or task.session_id,
@@ -222,7 +233,7 @@ def generate(rt: Runtime, job: Job, cancel) -> None:
 
 # --- close ------------------------------------------------------------------------------------------
 
-def close(rt: Runtime, job: Job, cancel) -> None:
+def close(rt: Runtime, job: Job, cancel, lease: str) -> None:
     """Ask the closer whether the task is finished; close it above the threshold; the job is done."""
     started = time.monotonic()
     Job.update(close_attempts=Job.close_attempts + 1).where(Job.id == job.id).execute()
@@ -230,13 +241,13 @@ def close(rt: Runtime, job: Job, cancel) -> None:
     d, should_close = decide_close(rt, job)
     with write_tx():
         fresh = Job.get_by_id(job.id)
-        if fresh.status != S.CLOSING.value or fresh.lease_owner != rt.owner:
+        if fresh.status != S.CLOSING.value or fresh.lease_owner != lease:
             return
         if should_close:
             Task.update(status="closed", closed_at=now(), closed_by="auto", close_reason=d.reason,
                         close_confidence=d.confidence, updated_at=now()).where(
                 (Task.id == job.task_id) & (Task.status == "open")).execute()
-        jobstate.transition(job.id, S.CLOSING, S.DONE, owner=rt.owner, close_decision=should_close,
+        jobstate.transition(job.id, S.CLOSING, S.DONE, owner=lease, close_decision=should_close,
                             close_confidence=d.confidence, close_reason=d.reason, close_version=d.version)
         jobstate.add_event(job.id, "stage.finished", "close", {
             "close": should_close, "confidence": d.confidence, "reason": d.reason})
@@ -247,11 +258,11 @@ def close(rt: Runtime, job: Job, cancel) -> None:
 
 # --- failures ---------------------------------------------------------------------------------------
 
-def _stage_failed(rt: Runtime, job: Job, src: S, exc: ExecutorError, stage: str, started: float,
+def _stage_failed(rt: Runtime, job: Job, src: S, exc: ExecutorError, stage: str, started: float, lease: str,
                   session_id: str | None = None) -> None:
     if exc.kind == "cancelled" and rt.draining.is_set() and not Job.get_by_id(job.id).cancel_requested:
         raise Abandon()
-    _finish_error(job, src, exc, owner=rt.owner)
+    _finish_error(job, src, exc, owner=lease)
     stage_log(rt.output_dir, stage, **_ctx(job, stage), session_id=session_id,
               duration_ms=round((time.monotonic() - started) * 1000, 2), error={"kind": exc.kind, "message": exc.message})
 

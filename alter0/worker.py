@@ -11,6 +11,8 @@ import socket
 import threading
 import time
 
+from peewee import fn
+
 from .models import Job, JobStatus as S, TERMINAL, Worker, now
 from .runtime import Runtime
 
@@ -42,9 +44,10 @@ class Supervisor:
 
     def start(self) -> None:
         Worker.insert(id=self.rt.owner, host=self.host, pid=self.pid, started_at=now(), last_beat=now(),
-                      state="running").on_conflict_replace().execute()
+                      state="running").on_conflict(conflict_target=[Worker.id], preserve=[
+            Worker.host, Worker.pid, Worker.started_at, Worker.last_beat, Worker.state]).execute()
         self.bury_dead_workers()
-        reclaim(self.rt, startup=True)
+        reclaim(self.rt)
         self.thread.start()
 
     def _loop(self) -> None:
@@ -82,7 +85,7 @@ class Supervisor:
             dead = w.last_beat < stale or (w.host == self.host and not pid_alive(w.pid))
             if dead:
                 Worker.update(state="stopped").where(Worker.id == w.id).execute()
-                n = Job.update(lease_expires=0).where(Job.lease_owner == w.id).execute()
+                n = Job.update(lease_expires=0).where(Job.lease_owner.startswith(w.id + "#")).execute()
                 log.warning("worker %s is gone (last beat %.0fs ago); %d lease(s) freed", w.id, now() - w.last_beat, n)
 
     def stop(self, drain_timeout: float) -> bool:
@@ -106,21 +109,32 @@ class Supervisor:
                     break
             time.sleep(0.05)
         self.stop_event.set()
-        Job.update(lease_expires=0).where(Job.lease_owner == self.rt.owner).execute()
+        Job.update(lease_expires=0).where(Job.lease_owner.startswith(self.rt.owner + "#")).execute()
         Worker.update(state="stopped", in_flight=0, last_beat=now()).where(Worker.id == self.rt.owner).execute()
         return not left
 
 
-def reclaim(rt: Runtime, startup: bool = False) -> int:
-    """Re-queue non-terminal jobs that nobody runs: expired leases, runnable parked jobs, lost dispatches."""
+def runnable_parked():
+    """Parked jobs whose turn has come: no earlier job of the scope routing, or of the task generating."""
+    Earlier = Job.alias()
+    routing = [S.QUEUED.value, S.ROUTING.value]
+    route_blocked = Earlier.select(Earlier.id).where(
+        (Earlier.scope == Job.scope) & Earlier.status.in_(routing) & (Earlier.id < Job.id))
+    gen_blocked = Earlier.select(Earlier.id).where(
+        (Earlier.task == Job.task) & (Earlier.status == S.GENERATING.value) & (Earlier.id < Job.id))
+    return Job.parked & (
+        (Job.status.in_(routing) & ~fn.EXISTS(route_blocked)) |
+        ((Job.status == S.GENERATING.value) & ~fn.EXISTS(gen_blocked)) |
+        (Job.status == S.CLOSING.value))
+
+
+def reclaim(rt: Runtime) -> int:
+    """Re-queue non-terminal jobs that nobody runs: expired leases, parked jobs whose turn came, lost messages."""
     t = now()
     unleased = Job.lease_owner.is_null() | (Job.lease_expires < t)
     lost = Job.dispatched_at.is_null() | (Job.dispatched_at < t - DISPATCH_STALE_SEC)
     expired = Job.lease_owner.is_null(False) & (Job.lease_expires < t)
-    cond = Job.status.not_in([s.value for s in TERMINAL]) & unleased & (Job.parked | lost | expired)
-    if startup:
-        cond = Job.status.not_in([s.value for s in TERMINAL]) & unleased & (Job.parked | lost | expired |
-                                                                           Job.lease_owner.is_null(False))
+    cond = Job.status.not_in([s.value for s in TERMINAL]) & unleased & (runnable_parked() | lost | expired)
     n = 0
     for job in Job.select(Job.id, Job.status, Job.lease_owner).where(cond).order_by(Job.id).limit(500):
         if job.lease_owner:
@@ -130,4 +144,3 @@ def reclaim(rt: Runtime, startup: bool = False) -> int:
         rt.queue.enqueue(STATE_STAGE[job.status], job.id)
         n += 1
     return n
-

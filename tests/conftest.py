@@ -167,3 +167,23 @@ def pid_alive(pid: int) -> bool:
             return fh.read().split(")")[-1].split()[0] != "Z"
     except OSError:
         return False
+
+
+ENGINES = ["huey", "dramatiq"]
+
+
+@pytest.fixture(params=ENGINES)
+def engine_env(request, make_env):
+    """Factory like make_env, once per queue engine: Huey+SQLite, then Dramatiq+Redis+PostgreSQL."""
+    if request.param == "huey":
+        return make_env
+    try:
+        from scale_support import fresh_backend_config
+    except ImportError:
+        skip_or_fail("the Dramatiq+Redis+PostgreSQL test support (tests/scale_support.py) is missing")
+    request.getfixturevalue("scale_services")
+
+    def factory(**config):
+        return make_env(**_merge(fresh_backend_config(), config))
+
+    return factory

@@ -262,6 +262,24 @@ def test_lingering_children_are_killed_after_normal_exit(tmp_path):
     assert result.returncode == 0 and not pid_alive(int(result.stdout))
 
 
+def test_children_in_their_own_session_are_killed(tmp_path):
+    # like claude's Bash tool: the child calls setsid(), so killing the group alone would orphan it
+    script = ("import subprocess, sys, time; p = subprocess.Popen(['sleep', '1000'], start_new_session=True); "
+              "print(p.pid, flush=True); time.sleep(1000)")
+    pids: list[int] = []
+    cancel = threading.Event()
+    threading.Timer(1.0, cancel.set).start()
+    with pytest.raises(ExecutorError, match="cancelled"):
+        run_process([sys.executable, "-c", script], timeout=30, cancel=cancel,
+                    on_stdout_line=lambda line: pids.append(int(line)))
+    assert pids and not pid_alive(pids[0])
+    # after a normal exit too (the leader lives long enough for a scan to see its child)
+    script = ("import subprocess, time; p = subprocess.Popen(['sleep', '1000'], start_new_session=True); "
+              "print(p.pid); time.sleep(0.6)")
+    result = run_process([sys.executable, "-c", script], timeout=10, cancel=threading.Event())
+    assert not pid_alive(int(result.stdout))
+
+
 def test_binary_not_found(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(ExecutorError) as info:
@@ -283,7 +301,8 @@ def test_stderr_tail_is_bounded(tmp_path):
 @pytest.mark.parametrize("code, out, kind", [(0, "hello", None), (75, "", "transient"), (3, "", "exit_error"),
                                              (0, "  ", "bad_output")])
 def test_command_executor(tmp_path, code, out, kind):
-    script = f"import sys; p = sys.stdin.read(); sys.stderr.write('boom'); print({out!r} + (p if {out!r}.strip() else '')); sys.exit({code})"
+    script = (f"import sys; p = sys.stdin.read(); sys.stderr.write('boom'); "
+              f"print({out!r} + (p if {out!r}.strip() else '')); sys.exit({code})")
     ex = build_executor("command", settings(executor__command=[sys.executable, "-c", script]))
     if kind is None:
         assert ex.run(request(tmp_path)).text == "hellolist the repo root"
@@ -375,7 +394,8 @@ def test_registry_auto_and_available(fake_bin, tmp_path, monkeypatch):
     assert build_executor("auto", settings()).name == "claude"
     assert build_executor("claude", settings()) is build_executor("claude", settings())
     status = available_executors(settings())
-    assert status["claude"][0] and not status["codex"][0] and status["command"] == (False, "executor.command is not set")
+    assert status["claude"][0] and not status["codex"][0]
+    assert status["command"] == (False, "executor.command is not set")
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(ExecutorError) as info:
         resolve_name(settings())

@@ -117,10 +117,11 @@ class ClaudeExecutor(CliExecutor):
         if result is None:
             tail = proc.stderr_tail.strip()[-1000:]
             kind = classify_failure(tail) if proc.returncode != 0 else "bad_output"
-            raise ExecutorError(kind, f"claude exited with status {proc.returncode} without a result"
-                                + (f": {tail}" if tail else ""))
+            raise self.failure(kind, f"claude exited with status {proc.returncode} without a result"
+                               + (f": {tail}" if tail else ""))
         if result.get("is_error"):
-            raise error_of(result)
+            err = error_of(result)
+            raise self.failure(err.kind, err.message)
         text = result.get("result")
         if not isinstance(text, str) or not text.strip():
             raise ExecutorError("bad_output", "claude returned an empty result")

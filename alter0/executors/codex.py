@@ -136,12 +136,12 @@ class CodexExecutor(CliExecutor):
 
         result = self.spawn(req, self.argv(req), req.prompt, on_line)
         if turn.failure is not None:
-            raise ExecutorError(classify_failure(turn.failure), f"codex turn failed: {turn.failure}")
+            raise self.failure(classify_failure(turn.failure), f"codex turn failed: {turn.failure}")
         if not turn.completed:
             detail = turn.warnings[-1] if turn.warnings else result.stderr_tail.strip()[-1000:]
             kind = classify_failure(detail) if result.returncode != 0 or turn.warnings else "bad_output"
-            raise ExecutorError(kind, f"codex exited with status {result.returncode} without finishing "
-                                f"the turn" + (f": {detail}" if detail else ""))
+            raise self.failure(kind, f"codex exited with status {result.returncode} without finishing "
+                               f"the turn" + (f": {detail}" if detail else ""))
         if not turn.messages:
             raise ExecutorError("bad_output", "codex finished the turn without an agent message")
         return ExecResult(text=turn.messages[-1], session_id=turn.thread_id or req.session_id,

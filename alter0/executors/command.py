@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any, Mapping
@@ -91,6 +92,15 @@ class CliExecutor(Executor):
                            timeout=req.timeout, cancel=req.cancel, on_stdout_line=on_line,
                            on_spawn=req.on_process)
 
+    def failure(self, kind: str, message: str) -> ExecutorError:
+        """An ExecutorError whose message tells the user what to check for ``auth`` failures."""
+        if kind == "auth":
+            home = self.home_dir()
+            where = f"its config dir {home}" if home else "your own login (HOME)"
+            message += (f" -- {self.name} could not authenticate: check the API key or login it uses "
+                        f"({where}; keys can be given in executor.env)")
+        return ExecutorError(kind, message)
+
     def emit(self, req: ExecRequest, kind: str, data: Mapping[str, Any]) -> None:
         """Send a progress event; a failing callback is logged, never raised."""
         try:
@@ -146,20 +156,20 @@ def _exit_message(name: str, result: ProcessResult) -> str:
     return f"{Path(name).name} exited with status {result.returncode}" + (f": {tail}" if tail else "")
 
 
-_AUTH_MARKERS = ("401", "403", "unauthorized", "forbidden", "invalid api key", "invalid x-api-key",
+_AUTH_MARKERS = (r"\b40[13]\b", "unauthorized", "forbidden", "invalid api key", "invalid x-api-key",
                  "authentication", "not logged in", "please run /login", "missing environment variable",
-                 "api key")
-_RATE_MARKERS = ("429", "529", "rate limit", "rate_limit", "too many requests", "overloaded")
-_TRANSIENT_MARKERS = ("500", "502", "503", "504", "internal server error", "bad gateway",
-                      "service unavailable", "stream disconnected", "connection", "reconnecting",
-                      "timed out", "timeout", "unable to connect", "network")
+                 "api key", "no key found")
+_RATE_MARKERS = (r"\b429\b", r"\b529\b", "rate limit", "rate_limit", "too many requests", "overloaded")
+_TRANSIENT_MARKERS = (r"\b50[0234]\b", "internal server error", "bad gateway", "service unavailable",
+                      "stream disconnected", "connection", "reconnecting", "timed out", "timeout",
+                      "unable to connect", "network")
 
 
 def classify_failure(text: str) -> str:
     """Map an agent's error text to an error kind: auth, rate_limited, transient or exit_error."""
-    low = text.lower()
+    low = re.sub(r"https?://\S+", "", text.lower())  # ports and paths in URLs are not status codes
     for kind, markers in (("auth", _AUTH_MARKERS), ("rate_limited", _RATE_MARKERS),
                           ("transient", _TRANSIENT_MARKERS)):
-        if any(m in low for m in markers):
+        if any(re.search(m, low) for m in markers):
             return kind
     return "exit_error"

@@ -50,8 +50,8 @@ class LlmExecutor(CliExecutor):
         proc = self.spawn(req, self.argv(req), req.prompt)
         if proc.returncode != 0:
             tail = proc.stderr_tail.strip()[-1000:]
-            raise ExecutorError(classify_failure(tail), f"llm exited with status {proc.returncode}"
-                                + (f": {tail}" if tail else ""))
+            raise self.failure(classify_failure(tail), f"llm exited with status {proc.returncode}"
+                               + (f": {tail}" if tail else ""))
         text = proc.stdout.strip()
         if not text:
             raise ExecutorError("bad_output", "llm printed nothing on stdout")

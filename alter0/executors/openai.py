@@ -102,7 +102,7 @@ class OpenAIExecutor(Executor):
         """Send the prompt as one user message and stream the reply."""
         url = urlsplit(self.setting("executor.openai.base_url").rstrip("/"))
         cls = http.client.HTTPSConnection if url.scheme == "https" else http.client.HTTPConnection
-        conn = cls(url.hostname, url.port, timeout=req.timeout)
+        conn = cls(url.hostname, url.port, timeout=req.timeout + 1.0)  # the loop below decides first
         outcome: dict[str, Any] = {}
         worker = threading.Thread(target=self._request, args=(conn, url.path, req, outcome), daemon=True)
         worker.start()
@@ -143,6 +143,8 @@ class OpenAIExecutor(Executor):
             outcome["result"] = ExecResult(text=text, usage=usage)
         except ExecutorError as exc:
             outcome["error"] = exc
+        except TimeoutError:
+            outcome["error"] = ExecutorError("timeout", f"model server did not answer within {req.timeout:g} s")
         except (OSError, http.client.HTTPException) as exc:
             outcome["error"] = ExecutorError("transient", f"model server unreachable or connection lost: {exc}")
         finally:

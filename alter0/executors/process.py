@@ -1,8 +1,9 @@
 """Run one agent process: own process group, prompt on stdin, stdout by line, timeout and cancel.
 
 Whatever happens (normal exit, timeout, cancel, a crash of a callback), ``run_process`` returns or
-raises only after every process of the spawned group is gone: leftover children of a finished
-leader are killed too, because an agent's background helper outliving its run is an orphan.
+raises only after every process of the spawned group is gone, and every descendant seen during the
+run too (agents start tool commands in sessions of their own): leftover children of a finished
+leader are killed as well, because an agent's helper outliving its run is an orphan.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ POLL_SEC = 0.05
 KILL_GRACE_SEC = 2.0
 #: Bytes of stderr kept for error messages.
 STDERR_TAIL_BYTES = 4096
+#: Seconds between two looks at the run's descendants (to kill those that left the group).
+TRACK_SEC = 0.25
 #: Seconds the stdout reader may lag behind the leader's exit before lingering children are killed.
 DRAIN_SEC = 2.0
 
@@ -58,15 +61,16 @@ def run_process(argv: Sequence[str], *, stdin_text: str | None = None, env: Mapp
     ]
     if stdin_text is not None:
         threads.append(_thread(_write_stdin, proc.stdin, stdin_text))
+    tree = ProcessTree(pgid)
     try:
         if on_spawn:
             on_spawn(pgid)
-        outcome = _wait(proc, threads[0], cancel, started + timeout)
+        outcome = _wait(proc, threads[0], tree, cancel, started + timeout)
     except BaseException:
-        kill_group(pgid)
+        tree.kill()
         proc.wait()
         raise
-    kill_group(pgid)
+    tree.kill()
     proc.wait()
     for t in threads:
         t.join(timeout=1.0)
@@ -98,10 +102,15 @@ def _spawn(argv: Sequence[str], stdin_text: str | None, env: Mapping[str, str] |
         raise ExecutorError("not_found", f"executor binary '{argv[0]}' is not executable") from None
 
 
-def _wait(proc: subprocess.Popen, reader: threading.Thread, cancel: threading.Event, deadline: float) -> str:
+def _wait(proc: subprocess.Popen, reader: threading.Thread, tree: ProcessTree, cancel: threading.Event,
+          deadline: float) -> str:
     """Wait for the leader to exit and stdout to drain; return 'done', 'timeout' or 'cancelled'."""
     drain_until = None
+    next_scan = 0.0
     while True:
+        if time.monotonic() >= next_scan:  # learn the descendants while their parents still live
+            tree.scan()
+            next_scan = time.monotonic() + TRACK_SEC
         if cancel.is_set():
             return "cancelled"
         now = time.monotonic()
@@ -150,46 +159,102 @@ def _write_stdin(stream, text: str) -> None:
         pass  # the process exited without reading all of it; its exit status tells the story
 
 
+class ProcessTree:
+    """The processes of one run: its process group plus every descendant seen, even one that called
+    setsid() (claude's Bash tool and codex's sandboxed commands do). Pids are kept with their start
+    time, so a recycled pid is never signalled. Descendants are looked for every TRACK_SEC while their
+    parent lives: one that leaves the group and loses its parent in between is not found. Without
+    /proc only the group is known."""
+
+    def __init__(self, pgid: int):
+        self.pgid = pgid
+        self.known: dict[int, int] = {}  # pid -> start time (clock ticks since boot)
+
+    def scan(self) -> None:
+        """Add the group's members and the descendants of every known process."""
+        table = _proc_table()
+        changed = True
+        while changed:
+            changed = False
+            for pid, (ppid, pgrp, start) in table.items():
+                if pid in self.known:
+                    continue
+                parent_known = ppid in self.known and ppid in table and table[ppid][2] == self.known[ppid]
+                if pgrp == self.pgid or parent_known:
+                    self.known[pid] = start
+                    changed = True
+
+    def alive(self) -> list[int]:
+        """Known pids still running (same start time, not a zombie)."""
+        table = _proc_table()
+        return [pid for pid, start in self.known.items() if pid in table and table[pid][2] == start]
+
+    def signal(self, sig: int) -> None:
+        """Send ``sig`` to the group and to every known live process."""
+        _signal_group(self.pgid, sig)
+        for pid in self.alive():
+            try:
+                os.kill(pid, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+    def running(self) -> bool:
+        """True while the group or a known descendant is alive."""
+        return group_alive(self.pgid) or bool(self.alive())
+
+    def kill(self, grace: float = KILL_GRACE_SEC) -> None:
+        """SIGTERM everything, wait up to ``grace`` seconds, then SIGKILL what is left."""
+        self.scan()
+        if not self.running():
+            return
+        self.signal(signal.SIGTERM)
+        end = time.monotonic() + grace
+        while time.monotonic() < end:
+            self.scan()  # children spawned while shutting down
+            if not self.running():
+                return
+            time.sleep(0.02)
+        self.signal(signal.SIGKILL)
+        end = time.monotonic() + 5.0
+        while self.running() and time.monotonic() < end:
+            time.sleep(0.02)
+
+
+def _proc_table() -> dict[int, tuple[int, int, int]]:
+    """pid -> (ppid, pgid, start time) of every live, non-zombie process; empty without /proc."""
+    table = {}
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return table
+    for name in entries:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as fh:
+                stat = fh.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2:].split()
+        if fields[0] not in ("Z", "X"):
+            table[int(name)] = (int(fields[1]), int(fields[2]), int(fields[19]))
+    return table
+
+
 def group_alive(pgid: int) -> bool:
     """True while some non-zombie process belongs to process group ``pgid``."""
-    proc_dir = Path("/proc")
-    if not proc_dir.is_dir():
+    if not os.path.isdir("/proc"):
         try:
             os.killpg(pgid, 0)
             return True
         except (ProcessLookupError, PermissionError):
             return False
-    for entry in proc_dir.iterdir():
-        if entry.name.isdigit() and _pgid_of(entry) == pgid:
-            return True
-    return False
-
-
-def _pgid_of(entry: Path) -> int | None:
-    """The process group of a live (non-zombie) /proc entry, else None."""
-    try:
-        stat = (entry / "stat").read_text()
-    except OSError:
-        return None
-    fields = stat[stat.rfind(")") + 2:].split()
-    if fields[0] in ("Z", "X"):
-        return None
-    return int(fields[2])
+    return any(pgrp == pgid for _, pgrp, _ in _proc_table().values())
 
 
 def kill_group(pgid: int, grace: float = KILL_GRACE_SEC) -> None:
-    """SIGTERM the group, wait up to ``grace`` seconds, then SIGKILL whatever is left."""
-    if not _signal_group(pgid, signal.SIGTERM):
-        return
-    end = time.monotonic() + grace
-    while time.monotonic() < end:
-        if not group_alive(pgid):
-            return
-        time.sleep(0.02)
-    _signal_group(pgid, signal.SIGKILL)
-    end = time.monotonic() + 5.0
-    while group_alive(pgid) and time.monotonic() < end:
-        time.sleep(0.02)
+    """Kill process group ``pgid`` and the descendants of its live members (SIGTERM, grace, SIGKILL)."""
+    ProcessTree(pgid).kill(grace)
 
 
 def _signal_group(pgid: int, sig: int) -> bool:

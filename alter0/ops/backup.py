@@ -1,4 +1,4 @@
-"""Online backup, checked restore, verify and prune of the SQLite database, the Huey store and the config.
+"""Online backup, checked restore and prune of the SQLite database, the Huey store and the config.
 
 Backups read the live files with SQLite's backup API while web and worker keep running: the database
 first, then the queue store, so a queue message may name a job the database snapshot lacks (the stage
@@ -13,51 +13,26 @@ import shutil
 import sqlite3
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from peewee import SqliteDatabase
 
 from ..config import DEFAULT_CONFIG_PATH, Config
-from ..errors import Alter0Error, Conflict, InputError, NotFound
+from ..errors import Conflict, InputError, NotFound
 from ..paths import output_paths
 from . import archive
 from .archive import ArchiveError
-from .migrations import EXPECTED_VERSION, current_version, migrate
+from .migrations import migrate
+from .verify import check_staged, schema_version_of, sqlite_only
 from .workers import live_workers
 
 BACKUP_GLOB = "alter0-backup-*.tar.gz"
 _NAME = re.compile(r"^alter0-backup-(\d{8}T\d{6}Z)")
-QUEUE_TABLES = ("task", "schedule", "kv")
-
-
-@dataclass
-class Check:
-    """One verification result."""
-
-    name: str
-    ok: bool
-    detail: str = ""
-
-
-def _sqlite_only(cfg: Config) -> None:
-    if cfg["runtime.db.url"]:
-        raise Alter0Error("backup, restore and verify cover the SQLite database only; "
-                          "use pg_dump / pg_restore for runtime.db.url databases", code="unsupported")
-
-
-def schema_version_of(path: Path) -> int:
-    """The schema version stored in a SQLite database file."""
-    database = SqliteDatabase(str(path))
-    try:
-        return current_version(database)
-    finally:
-        database.close()
 
 
 def backup(cfg: Config, dest_dir: Path | None = None, label: str = "") -> Path:
     """Snapshot database, queue store and config into backups/alter0-backup-<UTC>.tar.gz; return its path."""
-    _sqlite_only(cfg)
+    sqlite_only(cfg)
     paths = output_paths(cfg.output_dir)
     if not paths["db"].exists():
         raise NotFound(f"no database at {paths['db']}: nothing to back up")
@@ -87,20 +62,9 @@ def _free_name(folder: Path, name: str) -> Path:
     return folder / name
 
 
-def _integrity(path: Path) -> str:
-    conn = sqlite3.connect(str(path), timeout=30)
-    try:
-        rows = [r[0] for r in conn.execute("PRAGMA integrity_check").fetchall()]
-    except sqlite3.DatabaseError as exc:
-        return str(exc)
-    finally:
-        conn.close()
-    return "ok" if rows == ["ok"] else "; ".join(rows[:5])
-
-
 def restore(cfg: Config, archive_path: Path, with_config: bool = False) -> dict:
     """Check ``archive_path`` and write it over the live database and queue store (worker must be stopped)."""
-    _sqlite_only(cfg)
+    sqlite_only(cfg)
     paths = output_paths(cfg.output_dir)
     if not Path(archive_path).is_file():
         raise NotFound(f"no archive at {archive_path}")
@@ -112,7 +76,7 @@ def restore(cfg: Config, archive_path: Path, with_config: bool = False) -> dict:
     with tempfile.TemporaryDirectory(dir=paths["backups"], prefix=".restore-") as tmp:
         manifest = archive.extract_archive(Path(archive_path), Path(tmp))
         staged = {name: Path(tmp) / name for name in manifest["members"]}
-        _check_staged(manifest, staged)
+        check_staged(manifest, staged)
         replaced = _keep_replaced(cfg, paths, staged, with_config)
         _write_back(staged[archive.DB_MEMBER], paths["db"])
         if archive.QUEUE_MEMBER in staged:
@@ -126,19 +90,6 @@ def restore(cfg: Config, archive_path: Path, with_config: bool = False) -> dict:
     applied = _migrate_file(paths["db"])
     return {"archive": str(archive_path), "replaced_dir": str(replaced), "members": sorted(manifest["members"]),
             "schema_version": manifest["schema_version"], "migrated": applied}
-
-
-def _check_staged(manifest: dict, staged: dict[str, Path]) -> None:
-    version = schema_version_of(staged[archive.DB_MEMBER])
-    if version != manifest["schema_version"]:
-        raise ArchiveError(f"database schema version {version} differs from the manifest's "
-                           f"{manifest['schema_version']}")
-    if version > EXPECTED_VERSION or version < 1:
-        raise ArchiveError(f"archive schema version {version} is not restorable by this alter0 "
-                           f"(expects 1..{EXPECTED_VERSION}): upgrade alter0 first")
-    for name in (archive.DB_MEMBER, archive.QUEUE_MEMBER):
-        if name in staged and (result := _integrity(staged[name])) != "ok":
-            raise ArchiveError(f"archive member {name} fails integrity_check: {result}")
 
 
 def _keep_replaced(cfg: Config, paths: dict, staged: dict, with_config: bool) -> Path:
@@ -182,53 +133,6 @@ def _migrate_file(path: Path) -> list[int]:
         return migrate(database, backup_dir=None)
     finally:
         database.close()
-
-
-def _checks_of(db_path: Path, queue_path: Path | None, label: str = "") -> list[Check]:
-    checks = [Check(f"{label}database integrity_check", (r := _integrity(db_path)) == "ok", r)]
-    conn = sqlite3.connect(str(db_path), timeout=30)
-    try:
-        bad = conn.execute("PRAGMA foreign_key_check").fetchall()
-        checks.append(Check(f"{label}database foreign keys", not bad,
-                            f"{len(bad)} broken, first {bad[0]}" if bad else "ok"))
-    finally:
-        conn.close()
-    version = schema_version_of(db_path)
-    checks.append(Check(f"{label}database schema version", 1 <= version <= EXPECTED_VERSION,
-                        f"{version} (expected {EXPECTED_VERSION})"))
-    if queue_path is not None:
-        checks.append(Check(f"{label}queue store integrity_check", (r := _integrity(queue_path)) == "ok", r))
-        checks.append(_queue_tables(queue_path, label))
-    return checks
-
-
-def _queue_tables(path: Path, label: str) -> Check:
-    conn = sqlite3.connect(str(path), timeout=30)
-    try:
-        counts = {t: conn.execute(f'SELECT COUNT(*) FROM "{t}"').fetchone()[0] for t in QUEUE_TABLES}
-    except sqlite3.DatabaseError as exc:
-        return Check(f"{label}queue store tables", False, str(exc))
-    finally:
-        conn.close()
-    return Check(f"{label}queue store tables", True, ", ".join(f"{t}={n}" for t, n in counts.items()))
-
-
-def verify(cfg: Config, archive_path: Path | None = None) -> list[Check]:
-    """Integrity, foreign keys, schema version and queue store checks of the live files or an archive."""
-    _sqlite_only(cfg)
-    if archive_path is not None:
-        with tempfile.TemporaryDirectory(prefix="alter0-verify-") as tmp:
-            try:
-                manifest = archive.extract_archive(Path(archive_path), Path(tmp))
-            except ArchiveError as exc:
-                return [Check("archive members and checksums", False, exc.message)]
-            queue = Path(tmp) / archive.QUEUE_MEMBER if archive.QUEUE_MEMBER in manifest["members"] else None
-            return [Check("archive members and checksums", True, "ok"),
-                    *_checks_of(Path(tmp) / archive.DB_MEMBER, queue, "archive ")]
-    paths = output_paths(cfg.output_dir)
-    if not paths["db"].exists():
-        return [Check("database present", False, f"no database at {paths['db']}")]
-    return _checks_of(paths["db"], paths["queue"] if paths["queue"].exists() else None)
 
 
 def list_backups(folder: Path) -> list[Path]:

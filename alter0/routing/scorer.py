@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,7 +11,10 @@ import numpy as np
 
 from .base import RouteDecision, RouteInput
 from .features import CAND_FEATURES, NEW_FEATURES, Embed, extract
+from .text import info
 
+TASK_REF_RE = re.compile(r"(?:\btask\s*#?\s*|(?:^|\s)#|任务\s*#?\s*)(\d+)\b", re.IGNORECASE)
+NOTICE_TASK = CAND_FEATURES.index("notice_task")
 WEIGHTS_PATH = Path(__file__).with_name("weights.json")
 
 LABELS = {
@@ -28,6 +32,11 @@ LABELS = {
     "e_max": "similar meaning (best turn)", "e_last": "similar meaning to its last message",
     "e_cent": "similar meaning overall", "notice_task": "it holds only presence notices",
     "log_turns": "its length", "self_run": "speaker's own monologue",
+    "log_since": "messages since its last", "u_gap": "time since the speaker spoke there",
+    "a_gap": "time since the addressee spoke there", "last_question": "its last message asked a question",
+    "last_addr_other": "its last message addressed someone else", "u_latest_noaddr": "speaker's latest task",
+    "rank0_same_last": "speaker's previous message", "a_latest_in": "addressee's latest task",
+    "e_max_top": "most similar meaning", "w_cos_top": "most shared words",
     "bias": "prior", "notice": "presence notice", "addr_known": "addresses a known speaker",
     "addr_unknown": "addresses someone not in any open task", "question": "a question",
     "asks_anyone": "an open request", "greeting": "a greeting", "u_active": "speaker active in an open task",
@@ -59,14 +68,17 @@ class Weights:
 def probabilities(rows: np.ndarray, g: np.ndarray, w: Weights) -> np.ndarray:
     """Softmax over [new, candidate 0, candidate 1, ...]."""
     s = np.concatenate(([g @ w.new], rows @ w.cand))
+    s[1:][rows[:, NOTICE_TASK] > 0] = -np.inf  # nothing joins a task of presence notices
     s = np.exp(s - s.max())
     return s / s.sum()
 
 
 def _why(diff: np.ndarray, weights: np.ndarray, names: tuple, k: int = 3) -> str:
+    """The k features that pushed most towards the decision, as readable words."""
     contrib = diff * weights
     top = [i for i in np.argsort(-contrib)[:k] if contrib[i] > 0.05]
-    return ", ".join(f"{LABELS[names[i]]} (+{contrib[i]:.1f})" for i in top) or "no strong signal"
+    words = [("" if diff[i] > 0 else "not ") + LABELS[names[i]] + f" (+{contrib[i]:.1f})" for i in top]
+    return ", ".join(words) or "no strong signal"
 
 
 def reason(rows: np.ndarray, g: np.ndarray, w: Weights, p: np.ndarray, ids: list[int], facts: dict) -> str:
@@ -78,8 +90,8 @@ def reason(rows: np.ndarray, g: np.ndarray, w: Weights, p: np.ndarray, ids: list
         alt = "" if top is None else f"; best task {ids[top]} p={p[top + 1]:.2f}"
         return f"new task p={p[0]:.2f}: {_why(g, w.new, NEW_FEATURES)}{alt}{extra}"
     i = best - 1
-    others = np.delete(rows, i, axis=0)
-    base = others.max(axis=0) if len(others) else np.zeros_like(rows[i])
+    ranked = [j for j in np.argsort(-p[1:]) if j != i]
+    base = rows[ranked[0]] if ranked else np.zeros_like(rows[i])
     return f"task {ids[i]} p={p[best]:.2f}: {_why(rows[i] - base, w.cand, CAND_FEATURES)}{extra}"
 
 
@@ -87,9 +99,14 @@ def decide(inp: RouteInput, w: Weights, embed: Embed | None) -> RouteDecision:
     """Score every option and return the most probable one, with its probability as confidence."""
     if not inp.candidates:
         return RouteDecision("new", None, 1.0, "no open task", w.version)
+    if info(inp.content).notice:
+        return RouteDecision("new", None, 1.0, "presence notice (join/part/nick): starts nothing", w.version)
+    ids = [c.task_id for c in inp.candidates]
+    named = [int(n) for n in TASK_REF_RE.findall(inp.content) if int(n) in ids]
+    if len(set(named)) == 1:
+        return RouteDecision("existing", named[0], 0.99, f"task {named[0]} named explicitly", w.version)
     rows, g, facts = extract(inp, embed)
     p = probabilities(rows, g, w)
-    ids = [c.task_id for c in inp.candidates]
     best = int(np.argmax(p))
     scores = {tid: round(float(q), 4) for tid, q in zip(ids, p[1:])}
     why = reason(rows, g, w, p, ids, facts)

@@ -1,0 +1,118 @@
+"""The operations subcommands: doctor, backup, restore, verify, prune, stats.
+
+``add_commands(sub)`` registers them on the CLI's subparsers (``alter0.cli.EXTRA_COMMANDS``); each
+handler takes the parsed args (with the global ``--config``) and returns an exit code; Alter0Error
+propagates to the CLI's main, which prints it and exits with its code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+from ..config import load_config
+from . import backup as ops_backup
+from .verify import verify
+from .doctor import CHECKS, run_preflight
+from .migrations import EXPECTED_VERSION
+
+RET_OK, RET_PROBLEMS = 0, 1
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
+
+
+def parse_window(text: str) -> float:
+    """'90', '90s', '15m', '24h', '7d' -> seconds."""
+    m = _DURATION.match(text.strip())
+    if not m:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 3600, 15m, 24h or 7d")
+    return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+
+
+def _print_json(data) -> None:
+    print(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+def cmd_doctor(args) -> int:
+    cfg, problems = run_preflight(args.config, skip=tuple(args.skip))
+    for problem in problems:
+        print(f"alter0 doctor: {problem}")
+    if problems:
+        return RET_PROBLEMS
+    checks = ", ".join(["config", *(c for c in CHECKS if c not in args.skip)])
+    print(f"alter0 doctor: ok ({checks}; schema v{EXPECTED_VERSION}; output {cfg.output_dir})")
+    return RET_OK
+
+
+def cmd_backup(args) -> int:
+    cfg = load_config(args.config)
+    path = ops_backup.backup(cfg, Path(args.dest) if args.dest else None)
+    print(path)
+    if args.keep is not None:
+        for removed in ops_backup.prune(cfg, args.keep):
+            print(f"pruned {removed}", file=sys.stderr)
+    return RET_OK
+
+
+def cmd_restore(args) -> int:
+    result = ops_backup.restore(load_config(args.config), Path(args.archive), with_config=args.with_config)
+    if args.json:
+        _print_json(result)
+    else:
+        print(f"restored {result['archive']} (schema v{result['schema_version']}); "
+              f"the replaced files are in {result['replaced_dir']}")
+    return RET_OK
+
+
+def cmd_verify(args) -> int:
+    checks = verify(load_config(args.config), Path(args.archive) if args.archive else None)
+    if args.json:
+        _print_json([c.__dict__ for c in checks])
+    else:
+        for c in checks:
+            print(f"{'ok  ' if c.ok else 'FAIL'} {c.name}: {c.detail}")
+    return RET_OK if all(c.ok for c in checks) else RET_PROBLEMS
+
+
+def cmd_prune(args) -> int:
+    for removed in ops_backup.prune(load_config(args.config), args.keep):
+        print(f"deleted {removed}")
+    return RET_OK
+
+
+def cmd_stats(args) -> int:
+    from ..database import open_database
+    from .stats import format_stats, stats
+    open_database(load_config(args.config))
+    data = stats(args.window)
+    _print_json(data) if args.json else print(format_stats(data))
+    return RET_OK
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    """Register doctor, backup, restore, verify, prune and stats on the CLI's subparsers."""
+    d = sub.add_parser("doctor", help="preflight: config, output dirs, database, queue store, executor, router")
+    d.add_argument("--skip", action="append", default=[], choices=sorted(CHECKS), help="leave a check out")
+    d.set_defaults(fn=cmd_doctor)
+    b = sub.add_parser("backup", help="online backup to output/backups/alter0-backup-<UTC>.tar.gz")
+    b.add_argument("--dest", help="folder for the archive (default output/backups)")
+    b.add_argument("--keep", type=int, help="then delete all but the newest KEEP archives")
+    b.set_defaults(fn=cmd_backup)
+    r = sub.add_parser("restore", help="restore an archive (stop the worker first)")
+    r.add_argument("archive")
+    r.add_argument("--with-config", action="store_true", help="also restore the config file it holds")
+    r.add_argument("--json", action="store_true")
+    r.set_defaults(fn=cmd_restore)
+    v = sub.add_parser("verify", help="integrity_check, foreign keys, schema version, queue store")
+    v.add_argument("--archive", help="check this backup archive instead of the live files")
+    v.add_argument("--json", action="store_true")
+    v.set_defaults(fn=cmd_verify)
+    p = sub.add_parser("prune", help="delete all but the newest backups")
+    p.add_argument("--keep", type=int, default=10, help="archives to keep (default 10)")
+    p.set_defaults(fn=cmd_prune)
+    s = sub.add_parser("stats", help="totals, failures, backlog, p50/p95 stage durations over a window")
+    s.add_argument("--window", type=parse_window, default=86400.0, help="e.g. 3600, 15m, 24h (default), 7d")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(fn=cmd_stats)

@@ -1,0 +1,1 @@
+"""Test support: the model stub that imitates the OpenAI Responses and Anthropic Messages APIs."""

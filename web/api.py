@@ -1,0 +1,223 @@
+"""The JSON API under /api: submit (sync, stream, async), follow, cancel and retry jobs; tasks; commands; status."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify, request, stream_with_context, url_for
+
+from alter0 import service
+from alter0.commands import run_command
+from alter0.errors import InputError, NotFound
+from alter0.models import Job, TERMINAL
+
+from . import openapi, status
+from .db import get_rt
+from .security import require_token
+from .streaming import CHUNK_DEFAULT, CHUNK_MAX, event_stream, message_stream
+
+bp = Blueprint("api", __name__, url_prefix="/api")
+bp.before_request(require_token)
+#: Largest id the database can hold (SQLite INTEGER); larger ids name nothing.
+MAX_ID = 2**63 - 1
+STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+# --- input helpers ----------------------------------------------------------------------------------
+
+def json_body(required: bool = True) -> dict[str, Any]:
+    """The request body as a JSON object, or InputError."""
+    limit = current_app.config.get("MAX_CONTENT_LENGTH")
+    if limit and (request.content_length or 0) > limit:
+        raise InputError(f"the body is {request.content_length} bytes; at most {limit} are read", code="too_large")
+    data = request.get_json(force=True, silent=True)
+    if data is None and not required and not request.get_data():
+        return {}
+    if not isinstance(data, dict):
+        raise InputError('the body must be a JSON object, e.g. {"content": "...", "user_id": "..."}',
+                         code="bad_json")
+    return data
+
+
+def arg_flag(name: str, default: bool = False) -> bool:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    if raw.lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.lower() in ("0", "false", "no", "off"):
+        return False
+    raise InputError(f"{name} must be 1 or 0")
+
+
+def arg_number(name: str, default: float | None, lo: float, hi: float, kind: type = int) -> Any:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise InputError(f"{name} must be {'an integer' if kind is int else 'a number'}") from None
+    if not lo <= value <= hi:
+        raise InputError(f"{name} must be between {lo:g} and {hi:g}")
+    return value
+
+
+def job_or_404(raw: str) -> Job:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 19 or int(raw) > MAX_ID:
+        raise NotFound(f"job {raw!r} does not exist (job ids are positive integers)")
+    return service.get_job(int(raw))
+
+
+def task_id(raw: str) -> int:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 19 or int(raw) > MAX_ID:
+        raise NotFound(f"task {raw!r} does not exist (task ids are positive integers)")
+    return int(raw)
+
+
+def submit(data: dict[str, Any]) -> tuple[Job, bool]:
+    """Submit a message; Idempotency-Key (or request_id) makes a retried submit return the first job."""
+    key = request.headers.get("Idempotency-Key") or data.get("request_id")
+    return service.submit(get_rt(), data.get("content"), data.get("user_id"), data.get("channel_id"),
+                          data.get("task_id"), key)
+
+
+def job_location(job: Job) -> dict[str, str]:
+    return {"Location": url_for("api.job", job_id=job.id)}
+
+
+# --- messages and jobs ------------------------------------------------------------------------------
+
+@bp.post("/message")
+def message():
+    """Submit and wait for the reply (or stream progress and the reply with ?stream=1)."""
+    data = json_body()
+    stream = arg_flag("stream")
+    chunk_size = arg_number("chunk_size", CHUNK_DEFAULT, 1, CHUNK_MAX)
+    job, _ = submit(data)
+    cfg = get_rt().cfg
+    if stream:
+        limit = cfg["web.stream_timeout_sec"]
+        body = stream_with_context(message_stream(job.id, chunk_size, limit))
+        return Response(body, mimetype="application/x-ndjson", headers={"X-Job-Id": str(job.id), **STREAM_HEADERS})
+    job = service.wait(job.id, cfg["web.sync_timeout_sec"])
+    return sync_answer(job, cfg["web.sync_timeout_sec"])
+
+
+def sync_answer(job: Job, waited: float):
+    view = service.job_view(job)
+    if job.status == "done":
+        return jsonify({k: view[k] for k in ("job_id", "task_id", "response", "closed", "decision", "status")})
+    if job.state not in TERMINAL:
+        return jsonify(error={"code": "timeout", "job_id": job.id, "status": job.status,
+                              "message": f"job {job.id} is still {job.status} after {waited:g}s; it goes on: "
+                                         f"poll GET /api/jobs/{job.id}"},
+                       job_id=job.id, status=job.status), 504, job_location(job)
+    err = view["error"] or {}
+    code, status_code = {"cancelled": ("job_cancelled", 409), "timed_out": ("job_timed_out", 502)}.get(
+        job.status, ("job_failed", 502))
+    return jsonify(error={"code": code, "job_id": job.id, "status": job.status, "kind": err.get("kind"),
+                          "message": f"job {job.id} {job.status}: {err.get('message')}"},
+                   job_id=job.id, status=job.status), status_code
+
+
+@bp.post("/jobs")
+def submit_job():
+    """Submit without waiting: 202 with the job id and its Location."""
+    job, created = submit(json_body())
+    return jsonify(job_id=job.id, status=job.status, created=created), 202, job_location(job)
+
+
+@bp.get("/jobs")
+def jobs():
+    a = request.args
+    return jsonify(service.list_jobs(a.get("status"), a.get("task_id"), a.get("limit", 50), a.get("cursor")))
+
+
+@bp.get("/jobs/<job_id>")
+def job(job_id: str):
+    return jsonify(service.job_view(job_or_404(job_id), events=arg_flag("events")))
+
+
+@bp.get("/jobs/<job_id>/events")
+def job_events(job_id: str):
+    """The job's timeline after a cursor, as NDJSON (default) or SSE; follows until the job ends."""
+    found = job_or_404(job_id)
+    after = arg_number("after", None, 0, MAX_ID)
+    if after is None:
+        last = request.headers.get("Last-Event-ID", "")
+        after = int(last) if last.isascii() and last.isdigit() and len(last) <= 19 and int(last) <= MAX_ID else 0
+    fmt = request.args.get("format") or ("sse" if request.accept_mimetypes.best == "text/event-stream" else "ndjson")
+    if fmt not in ("ndjson", "sse"):
+        raise InputError("format must be ndjson or sse")
+    cap = get_rt().cfg["web.stream_timeout_sec"]
+    limit = min(cap, arg_number("timeout", cap, 0, 86400, float)) if arg_flag("follow", True) else 0.0
+    body = stream_with_context(event_stream(found.id, after, limit, fmt == "sse"))
+    mimetype = "text/event-stream" if fmt == "sse" else "application/x-ndjson"
+    return Response(body, mimetype=mimetype, headers=STREAM_HEADERS)
+
+
+@bp.post("/jobs/<job_id>/cancel")
+def cancel_job(job_id: str):
+    """Cancel a queued or running job (the worker kills the executor); idempotent; 409 once it finished."""
+    return jsonify(service.job_view(service.cancel(job_or_404(job_id).id)))
+
+
+@bp.post("/jobs/<job_id>/retry")
+def retry_job(job_id: str):
+    job = service.retry(get_rt(), job_or_404(job_id).id)
+    return jsonify(service.job_view(job)), 202, job_location(job)
+
+
+# --- tasks ------------------------------------------------------------------------------------------
+
+@bp.get("/tasks")
+def tasks():
+    limit = arg_number("limit", 200, 1, 1000)
+    found = service.list_tasks(request.args.get("status") or "all", request.args.get("scope") or None, limit)
+    return jsonify(tasks=[service.task_view(t) for t in found])
+
+
+@bp.get("/tasks/<tid>")
+def task(tid: str):
+    return jsonify(service.task_view(service.get_task(task_id(tid)), detail=True))
+
+
+@bp.post("/tasks/<tid>/close")
+def close_task(tid: str):
+    reason = json_body(required=False).get("reason") or "closed by user"
+    if not isinstance(reason, str) or len(reason) > 2000:
+        raise InputError("reason must be a string of at most 2000 characters")
+    return jsonify(service.task_view(service.close_task(task_id(tid), reason=reason)))
+
+
+@bp.post("/tasks/<tid>/reopen")
+def reopen_task(tid: str):
+    return jsonify(service.task_view(service.reopen_task(task_id(tid))))
+
+
+# --- commands, status, spec -------------------------------------------------------------------------
+
+@bp.post("/command")
+def command():
+    """Run a slash command through the CLI's interpreter (same admin rules and audit)."""
+    data = json_body()
+    text, user, channel = data.get("command"), data.get("user_id"), data.get("channel_id")
+    channel = "" if channel is None else channel
+    for name, value in (("command", text), ("user_id", user), ("channel_id", channel)):
+        if not isinstance(value, str) or len(value) > 4000:
+            raise InputError(f"{name} must be a string of at most 4000 characters")
+    if not user.strip():
+        raise InputError("user_id must not be empty")
+    result = run_command(get_rt(), text, user, channel)
+    return jsonify(ok=result.ok, text=result.text, data=result.data)
+
+
+@bp.get("/status")
+def status_snapshot():
+    return jsonify(status.snapshot(get_rt()))
+
+
+@bp.get("/openapi.json")
+def openapi_json():
+    return jsonify(openapi.spec())

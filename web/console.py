@@ -1,0 +1,211 @@
+"""The web console: chat, tasks, jobs (the queue view) and status pages; server-rendered, forms carry CSRF."""
+
+from __future__ import annotations
+
+import time
+
+from flask import (Blueprint, Response, flash, jsonify, redirect, render_template, request, session,
+                   stream_with_context, url_for)
+
+from alter0 import service
+from alter0.commands import is_command, run_command
+from alter0.decide import scope_of
+from alter0.errors import Alter0Error, InputError
+from alter0.models import Job, UserState
+from alter0.ops import stats
+
+from . import status
+from .api import json_body, task_id as parse_tid, job_or_404
+from .db import get_rt
+from .security import api_token, check_csrf, token_matches
+from .streaming import CHUNK_DEFAULT, message_stream
+
+bp = Blueprint("console", __name__)
+RUNNING = ("routing", "generating", "closing")
+ENDED = ("failed", "timed_out", "cancelled")
+
+
+@bp.before_request
+def guard():
+    """Login when a token is set; CSRF on every POST."""
+    if api_token() and not session.get("authed") and request.endpoint not in ("console.login", "static"):
+        return redirect(url_for("console.login", next=request.full_path))
+    if request.method == "POST":
+        check_csrf()
+    return None
+
+
+@bp.app_template_filter("ago")
+def ago(ts: float | None) -> str:
+    if not ts:
+        return "-"
+    s = max(0, time.time() - ts)
+    return f"{s:.0f}s" if s < 90 else f"{s / 60:.0f}m" if s < 5400 else f"{s / 3600:.1f}h" if s < 172800 \
+        else f"{s / 86400:.0f}d"
+
+
+@bp.app_template_filter("when")
+def when(ts: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else "-"
+
+
+def user() -> str:
+    return session.get("user_id") or get_rt().cfg["task.cli_user_id"]
+
+
+def back(default: str):
+    target = request.form.get("next") or ""
+    return redirect(target if target.startswith("/") and not target.startswith("//") else url_for(default))
+
+
+# --- login ------------------------------------------------------------------------------------------
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    if request.method == "POST":
+        if token_matches(request.form.get("token", "")):
+            session["authed"] = True
+            target = request.args.get("next") or "/"
+            return redirect(target if target.startswith("/") and not target.startswith("//") else "/")
+        flash("wrong token", "error")
+    return render_template("login.html")
+
+
+@bp.post("/logout")
+def logout():
+    session.clear()
+    return redirect(url_for("console.login"))
+
+
+# --- chat -------------------------------------------------------------------------------------------
+
+def chat_context(**extra):
+    me = user()
+    scope = scope_of(get_rt().cfg, me, "")
+    state = UserState.get_or_none(UserState.user_id == me)
+    return dict(user_id=me, tasks=[service.task_view(t) for t in service.list_tasks("open", scope=scope, limit=50)],
+                forced=state.forced_task_id if state else None, **extra)
+
+
+@bp.get("/")
+def chat():
+    return render_template("chat.html", **chat_context())
+
+
+@bp.post("/")
+def chat_form():
+    """The chat without JavaScript: run the command, or submit and wait for the reply."""
+    content = request.form.get("content", "")
+    try:
+        if is_command(content):
+            result = run_command(get_rt(), content, user())
+            return render_template("chat.html", **chat_context(sent=content, command=result.text))
+        job, _ = service.submit(get_rt(), content, user())
+        job = service.wait(job.id, get_rt().cfg["web.sync_timeout_sec"])
+        return render_template("chat.html", **chat_context(sent=content, job=service.job_view(job)))
+    except Alter0Error as exc:
+        flash(exc.message, "error")
+        return render_template("chat.html", **chat_context(sent=content)), exc.status
+
+
+@bp.post("/chat/send")
+def chat_send():
+    """JSON in; a command answers JSON, a message streams NDJSON like POST /api/message?stream=1."""
+    data = json_body()
+    content = data.get("content")
+    if is_command(content):
+        result = run_command(get_rt(), content, user())
+        return jsonify(type="command", text=result.text, data=result.data)
+    job, _ = service.submit(get_rt(), content, user(), None, data.get("task_id") or None)
+    body = stream_with_context(message_stream(job.id, CHUNK_DEFAULT, get_rt().cfg["web.stream_timeout_sec"]))
+    return Response(body, mimetype="application/x-ndjson", headers={"X-Job-Id": str(job.id), "Cache-Control": "no-cache"})
+
+
+@bp.post("/user")
+def set_user():
+    name = (request.form.get("user_id") or "").strip()
+    if not name or len(name) > 200:
+        flash("a user id is 1 to 200 characters", "error")
+    else:
+        session["user_id"] = name
+    return redirect(url_for("console.chat"))
+
+
+# --- tasks ------------------------------------------------------------------------------------------
+
+@bp.get("/tasks")
+def tasks():
+    which = request.args.get("status", "open")
+    if which not in ("open", "closed", "all"):
+        raise InputError("status must be open, closed or all")
+    return render_template("tasks.html", which=which,
+                           tasks=[service.task_view(t) for t in service.list_tasks(which, limit=500)])
+
+
+@bp.get("/tasks/<tid>")
+def task(tid: str):
+    view = service.task_view(service.get_task(parse_tid(tid)), detail=True)
+    return render_template("task.html", task=view)
+
+
+@bp.post("/tasks/<tid>/<action>")
+def task_action(tid: str, action: str):
+    if action not in ("close", "reopen"):
+        raise InputError("action must be close or reopen")
+    try:
+        found = service.close_task(parse_tid(tid), reason=f"closed by {user()} in the console") \
+            if action == "close" else service.reopen_task(parse_tid(tid))
+        flash(f"task #{found.id} {found.status}", "ok")
+    except Alter0Error as exc:
+        flash(exc.message, "error")
+    return redirect(url_for("console.task", tid=tid))
+
+
+# --- jobs -------------------------------------------------------------------------------------------
+
+def _jobs(states, limit: int) -> list[dict]:
+    found = []
+    for s in states:
+        found += [service.job_view(j) for j in Job.select().where(Job.status == s).order_by(Job.id.desc()).limit(limit)]
+    return sorted(found, key=lambda j: -j["job_id"])[:limit]
+
+
+def jobs_context() -> dict:
+    return {"sections": [("queued", _jobs(["queued"], 50)), ("running", _jobs(RUNNING, 50)),
+                         ("failed", _jobs(ENDED, 25)), ("done", _jobs(["done"], 25))],
+            "backlog": stats.backlog(), "durations": stats.stats()["durations_sec"],
+            "workers": status.workers(), "now": time.time()}
+
+
+@bp.get("/jobs")
+def jobs():
+    if request.args.get("partial"):
+        return render_template("_jobs.html", **jobs_context())
+    return render_template("jobs.html", **jobs_context())
+
+
+@bp.get("/jobs/<job_id>")
+def job(job_id: str):
+    return render_template("job.html", job=service.job_view(job_or_404(job_id), events=True))
+
+
+@bp.post("/jobs/<job_id>/<action>")
+def job_action(job_id: str, action: str):
+    if action not in ("cancel", "retry"):
+        raise InputError("action must be cancel or retry")
+    try:
+        found = job_or_404(job_id)
+        found = service.cancel(found.id) if action == "cancel" else service.retry(get_rt(), found.id)
+        note = " (cancel requested; the worker stops the executor)" if found.status not in ENDED and \
+            action == "cancel" else ""
+        flash(f"job {found.id}: {found.status}{note}", "ok")
+    except Alter0Error as exc:
+        flash(exc.message, "error")
+    return back("console.jobs")
+
+
+# --- status -----------------------------------------------------------------------------------------
+
+@bp.get("/status")
+def status_page():
+    return render_template("status.html", s=status.snapshot(get_rt()))

@@ -1,0 +1,28 @@
+"""The one module that owns the database connection of a request (peewee, one connection per thread)."""
+
+from __future__ import annotations
+
+from flask import Flask, current_app
+
+from alter0.models import db
+from alter0.runtime import Runtime
+
+
+def get_rt() -> Runtime:
+    """The process's Runtime (config, database, queue)."""
+    return current_app.extensions["alter0"]
+
+
+def _connect() -> None:
+    db.connect(reuse_if_open=True)
+
+
+def _close(exc: BaseException | None = None) -> None:
+    if not db.is_closed():
+        db.close()
+
+
+def init_app(app: Flask) -> None:
+    """Open the thread's connection before a request and close it after (streams close when they end)."""
+    app.before_request(_connect)
+    app.teardown_request(_close)

@@ -1,0 +1,43 @@
+"""gunicorn settings of the alter0 web front end (``gunicorn -c web/gunicorn.conf.py 'web:create_app()'``).
+
+gthread workers: each open request (a sync wait of POST /api/message, a stream) holds one thread, while the
+worker's main thread keeps its heartbeat, so ``timeout`` never cuts a long stream. The bind defaults to
+web.host:web.port (127.0.0.1:$PORT or 8080); a --bind on the command line wins. Listening beyond loopback
+without security.api_token is refused at start.
+"""
+
+import sys
+
+from alter0.cli_web import check_bind
+from alter0.config import load_config
+from alter0.errors import ConfigError
+
+_cfg = load_config()
+
+wsgi_app = "web:create_app()"
+bind = [f"{_cfg['web.host']}:{_cfg['web.port']}"]
+worker_class = "gthread"
+workers = _cfg["web.workers"]
+threads = _cfg["web.threads"]
+timeout = 60  # worker heartbeat, not request length (gthread)
+keepalive = 5
+graceful_timeout = int(_cfg["runtime.shutdown.drain_timeout_sec"] + 0.999)
+accesslog = "-"
+errorlog = "-"
+loglevel = "info"
+access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms'
+proc_name = "alter0-web"
+
+
+def on_starting(server):
+    """Refuse a non-loopback bind without an API token, with the reason, before any socket is opened."""
+    try:
+        check_bind([str(b) for b in server.cfg.bind], _cfg["security.api_token"])
+    except ConfigError as exc:
+        print(f"alter0 web: {exc.message}", file=sys.stderr, flush=True)
+        sys.exit(2)
+
+
+def when_ready(server):
+    for b in server.cfg.bind:
+        server.log.info("alter0 console at http://%s/", b)

@@ -1,0 +1,119 @@
+"""The /api/status snapshot: gateway, backlog, workers, in-flight jobs, executors, maintenance, audit tail."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import threading
+import time
+from collections import deque
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from playhouse.shortcuts import model_to_dict
+
+from alter0 import service
+from alter0.models import Job, Worker
+from alter0.ops import stats
+from alter0.ops.retention import maintenance_status
+from alter0.ops.workers import worker_status
+from alter0.runtime import Runtime
+
+ROOT = Path(__file__).resolve().parent.parent
+STARTED_AT = time.time()
+#: Seconds the executors' availability is cached (the openai check opens a TCP connection).
+EXECUTOR_CACHE_SEC = 30.0
+#: Stopped workers are listed this long after their last heartbeat.
+RECENT_WORKER_SEC = 3600.0
+AUDIT_TAIL = 20
+_executors: dict[str, Any] = {"at": 0.0, "value": None}
+_executors_lock = threading.Lock()
+
+
+@lru_cache(maxsize=1)
+def git_revision() -> str | None:
+    """ALTER0_GIT_REVISION, else the checkout's HEAD, else None."""
+    if os.environ.get("ALTER0_GIT_REVISION"):
+        return os.environ["ALTER0_GIT_REVISION"]
+    try:
+        out = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short=12", "HEAD"], capture_output=True,
+                             text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def executors(rt: Runtime) -> dict[str, Any]:
+    """Every executor's availability, plus the configured one resolved (cached for EXECUTOR_CACHE_SEC)."""
+    with _executors_lock:
+        if _executors["value"] is None or time.monotonic() - _executors["at"] > EXECUTOR_CACHE_SEC:
+            from alter0.executors.registry import available_executors
+            try:
+                found = {n: {"available": ok, "detail": d} for n, (ok, d) in available_executors(rt.cfg).items()}
+            except Exception as exc:  # a broken adapter must not take the status page down
+                found = {"error": {"available": False, "detail": str(exc)}}
+            try:
+                configured = rt.executor_name()
+            except Exception as exc:
+                configured = f"unavailable: {getattr(exc, 'message', exc)}"
+            _executors.update(at=time.monotonic(), value={"configured": configured, "available": found})
+        return _executors["value"]
+
+
+def workers() -> list[dict]:
+    rows = [model_to_dict(w) for w in Worker.select().where(
+        (Worker.state != "stopped") | (Worker.last_beat > time.time() - RECENT_WORKER_SEC))
+        .order_by(Worker.last_beat.desc())]
+    return [dict(r, alive=r["health"] == "alive", last_beat_age_sec=r["beat_age_sec"]) for r in worker_status(rows)]
+
+
+def in_flight(limit: int = 50) -> list[dict]:
+    t = time.time()
+    running = Job.select().where(Job.status.in_(["routing", "generating", "closing"])).order_by(Job.id).limit(limit)
+    return [{"job_id": j.id, "status": j.status, "task_id": j.task_id, "worker": j.lease_owner,
+             "stage_age_sec": round(t - (j.stage_started_at or j.updated_at), 1),
+             "age_sec": round(t - j.created_at, 1), "cancel_requested": j.cancel_requested} for j in running]
+
+
+def audit_tail(output_dir: Path, n: int = AUDIT_TAIL) -> list[dict]:
+    """The last ``n`` admin command attempts (audit/<date>/command_permission.jsonl, newest days first)."""
+    lines: deque[str] = deque(maxlen=n)
+    days = sorted((output_dir / "audit").glob("*/command_permission.jsonl"))[-3:]
+    for path in days:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            lines.extend(fh)
+    out = []
+    for raw in lines:
+        try:
+            out.append(json.loads(raw))
+        except ValueError:
+            continue
+    return out[::-1]
+
+
+def queue_store_backlog(rt: Runtime) -> int | None:
+    try:
+        return rt.queue.backlog()
+    except Exception:
+        return None
+
+
+def snapshot(rt: Runtime) -> dict[str, Any]:
+    """Everything an operator looks at first, in one document."""
+    return {
+        "time": time.time(),
+        "gateway": {"host": socket.gethostname(), "pid": os.getpid(), "started_at": STARTED_AT,
+                    "uptime_sec": round(time.time() - STARTED_AT, 1), "output_dir": str(rt.output_dir),
+                    "queue_backend": rt.cfg["runtime.queue.backend"], "auth": bool(rt.cfg["security.api_token"])},
+        "backlog": {"by_stage": stats.backlog(), "by_state": service.backlog(),
+                    "queue_store": queue_store_backlog(rt)},
+        "workers": workers(),
+        "in_flight": in_flight(),
+        "executors": executors(rt),
+        "maintenance": maintenance_status(),
+        "audit_tail": audit_tail(rt.output_dir),
+        "git_revision": git_revision(),
+    }
