@@ -78,6 +78,7 @@ def run_stage(rt: Runtime, stage: str, job_id: int) -> None:
                 _fault_delay(stage, cancel)
                 STAGES[stage](rt, job, cancel, lease)
         except Abandon:
+            Job.update(dispatched_at=None).where(Job.id == job.id).execute()  # reclaimed at the next start
             log.info("job %s left in %s for reclaim (worker stopping)", job.id, stage, extra=_ctx(job, stage))
         except Exception as exc:
             log.exception("stage %s of job %s crashed", stage, job.id, extra=_ctx(job, stage))
@@ -127,8 +128,8 @@ def hand_on(rt: Runtime, stage: str, job: Job) -> None:
 def kick_parked_generations(rt: Runtime, limit: int = 4) -> None:
     """Re-queue parked generations whose turn has come (a generation slot was freed)."""
     from .worker import runnable_parked
-    for j in (Job.select(Job.id).where((Job.status == S.GENERATING.value) & runnable_parked())
-              .order_by(Job.id).limit(limit)):
+    for j in list(Job.select(Job.id).where((Job.status == S.GENERATING.value) & runnable_parked())
+                  .order_by(Job.id).limit(limit)):
         rt.queue.enqueue("generate", j.id)
 
 

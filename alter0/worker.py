@@ -67,7 +67,7 @@ class Supervisor:
         with self.rt.lock:
             running = dict(self.rt.in_flight)
         if running:
-            for j in Job.select(Job.id).where(Job.id.in_(list(running)) & Job.cancel_requested):
+            for j in list(Job.select(Job.id).where(Job.id.in_(list(running)) & Job.cancel_requested)):
                 running[j.id].set()
         t = time.monotonic()
         if t - getattr(self, "_last_beat", 0) >= BEAT_SEC:
@@ -81,11 +81,15 @@ class Supervisor:
     def bury_dead_workers(self) -> None:
         """Mark workers that stopped beating (or whose pid is gone on this host) as stopped; free their leases."""
         stale = now() - max(5 * BEAT_SEC, 5.0)
-        for w in Worker.select().where((Worker.state != "stopped") & (Worker.id != self.rt.owner)):
+        for w in list(Worker.select().where((Worker.state != "stopped") & (Worker.id != self.rt.owner))):
             dead = w.last_beat < stale or (w.host == self.host and not pid_alive(w.pid))
             if dead:
                 Worker.update(state="stopped").where(Worker.id == w.id).execute()
                 n = Job.update(lease_expires=0).where(Job.lease_owner.startswith(w.id + "#")).execute()
+                # messages it may have taken off the queue but not started: mark them lost so reclaim re-sends
+                Job.update(dispatched_at=None).where(
+                    Job.status.not_in([s.value for s in TERMINAL]) & Job.lease_owner.is_null() & ~Job.parked &
+                    (Job.dispatched_at <= w.last_beat)).execute()
                 log.warning("worker %s is gone (last beat %.0fs ago); %d lease(s) freed", w.id, now() - w.last_beat, n)
 
     def stop(self, drain_timeout: float) -> bool:
@@ -136,7 +140,7 @@ def reclaim(rt: Runtime) -> int:
     expired = Job.lease_owner.is_null(False) & (Job.lease_expires < t)
     cond = Job.status.not_in([s.value for s in TERMINAL]) & unleased & (runnable_parked() | lost | expired)
     n = 0
-    for job in Job.select(Job.id, Job.status, Job.lease_owner).where(cond).order_by(Job.id).limit(500):
+    for job in list(Job.select(Job.id, Job.status, Job.lease_owner).where(cond).order_by(Job.id).limit(500)):
         if job.lease_owner:
             Job.update(lease_owner=None, lease_expires=None).where(
                 (Job.id == job.id) & (Job.lease_owner == job.lease_owner)).execute()

@@ -164,7 +164,7 @@ def test_cancel_kills_the_executor_process_group(engine_env):
 @pytest.mark.parametrize("stage", ["route", "generate", "close"])
 def test_worker_killed_mid_stage_completes_after_restart_with_one_reply(engine_env, stage, monkeypatch):
     env = engine_env()
-    text = "survive the crash" + (" [[sleep:3]]" if stage == "generate" else "")
+    text = "survive the crash" + (" [[sleep:8]]" if stage == "generate" else "")
     if stage != "generate":
         env.env["ALTER0_FAULT_DELAY"] = f"{stage}=30"
     worker = env.start_worker()
@@ -174,7 +174,7 @@ def test_worker_killed_mid_stage_completes_after_restart_with_one_reply(engine_e
     while env.job(job_id)["status"] != state and time.time() < deadline:
         time.sleep(0.05)
     if stage == "generate":
-        time.sleep(1)  # the fake agent is inside its 3 s answer
+        time.sleep(1)  # the fake agent is inside its 8 s answer
     assert env.job(job_id)["status"] == state
     os.killpg(worker.pid, signal.SIGKILL)
     worker.wait()

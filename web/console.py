@@ -171,8 +171,9 @@ def _jobs(states, limit: int) -> list[dict]:
 
 
 def jobs_context() -> dict:
-    return {"sections": [("queued", _jobs(["queued"], 50)), ("running", _jobs(RUNNING, 50)),
-                         ("failed", _jobs(ENDED, 25)), ("done", _jobs(["done"], 25))],
+    return {"sections": [("queued", "Queued", _jobs(["queued"], 50)), ("running", "Running", _jobs(RUNNING, 50)),
+                         ("failed", "Failed, timed out, cancelled", _jobs(ENDED, 25)),
+                         ("done", "Done", _jobs(["done"], 25))],
             "backlog": stats.backlog(), "durations": stats.stats()["durations_sec"],
             "workers": status.workers(), "now": time.time()}
 

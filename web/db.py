@@ -1,9 +1,14 @@
-"""The one module that owns the database connection of a request (peewee, one connection per thread)."""
+"""The one module that owns the database connection of a request (peewee, one connection per thread).
+
+SQLite connections stay open in their (long-lived gunicorn) thread: opening one costs its pragmas on every
+request. Server databases are connected per request and closed after it (streams close when they end).
+"""
 
 from __future__ import annotations
 
 from flask import Flask, current_app
 
+from alter0.database import is_sqlite
 from alter0.models import db
 from alter0.runtime import Runtime
 
@@ -18,11 +23,11 @@ def _connect() -> None:
 
 
 def _close(exc: BaseException | None = None) -> None:
-    if not db.is_closed():
+    if not is_sqlite() and not db.is_closed():
         db.close()
 
 
 def init_app(app: Flask) -> None:
-    """Open the thread's connection before a request and close it after (streams close when they end)."""
+    """Connect before each request; close server connections after it."""
     app.before_request(_connect)
     app.teardown_request(_close)

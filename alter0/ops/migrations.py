@@ -98,13 +98,12 @@ def migrate(database: Database, backup_dir: Path | None = None,
     if version == 0:
         _create(database, target)
         return []
-    pending = [m for m in migrations if m.version > version]
-    if not pending and _stamped(database):
+    if version == target and _stamped(database):
         return []
-    if pending and backup_dir is not None:
-        backup_before_migration(database, backup_dir, version, target)
     with _foreign_keys_off(database), _schema_lock(database):
         version = current_version(database)  # another process may have migrated meanwhile
+        if version < target and backup_dir is not None:  # readers still see the database: WAL
+            backup_before_migration(database, backup_dir, version, target)
         if not _stamped(database):
             with _bound(database):
                 database.create_tables([SchemaVersion], safe=True)
