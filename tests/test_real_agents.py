@@ -103,21 +103,23 @@ def wait_until(predicate, timeout: float = 30, what: str = "condition"):
 
 
 def timed_run(agent: str, ex, req: ExecRequest):
+    """Run one turn and record its wall-clock time."""
     started = time.monotonic()
     result = ex.run(req)
     TIMINGS.setdefault(agent, []).append(time.monotonic() - started)
     return result
 
 
-def pytest_terminal_summary_line() -> str:
+def _timings_line() -> str:
     return ", ".join(f"{a}: {min(t):.2f}-{max(t):.2f} s/turn ({len(t)} turns)" for a, t in TIMINGS.items())
 
 
 @pytest.fixture(scope="module", autouse=True)
 def report_timings():
+    """Print the measured wall-clock time per real turn (visible with -s)."""
     yield
     if TIMINGS:
-        print(f"\nreal agent turn times: {pytest_terminal_summary_line()}")
+        print(f"\nreal agent turn times: {_timings_line()}")
 
 
 # --- adapter level ------------------------------------------------------------------------------------

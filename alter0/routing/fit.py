@@ -82,6 +82,17 @@ def accuracy(examples, w: Weights) -> float:
     return 100 * float(np.mean(hits))
 
 
+def cross_validate(records, examples, embed, args, out_path: str) -> None:
+    """Fit without each room in turn, replay that room with those weights; write all predictions."""
+    preds = []
+    for room in sorted({r["channel_file"] for r in records}):
+        w = fit([e for e in examples if e[3]["channel_file"] != room], args.l2, steps=4000)
+        _, p = collect([r for r in records if r["channel_file"] == room], w, embed, args.threshold, args.limit)
+        preds.extend(p)
+        print(f"cv: {room} done")
+    Path(out_path).write_text("".join(json.dumps(p) + "\n" for p in preds))
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--input", default="../shared/routing/ubuntu_dev.jsonl")
@@ -94,6 +105,7 @@ def main(argv=None):
     ap.add_argument("--version", required=True, help="version string stored with every decision")
     ap.add_argument("--embed-cache", help="pickle of text->vector to reuse between runs")
     ap.add_argument("--write", action="store_true", help="write the result into weights.json")
+    ap.add_argument("--cv", metavar="PREDS", help="also write leave-one-room-out predictions to PREDS")
     args = ap.parse_args(argv)
     records = load_stream(args.input, args.context if Path(args.context).exists() else None)
     embed = None
@@ -114,6 +126,8 @@ def main(argv=None):
         print(f"round {rnd}: {len(examples)} examples, option accuracy {before:.1f} -> {accuracy(examples, w):.1f}")
     w.version = args.version
     print(json.dumps(w.as_json(), indent=1))
+    if args.cv:
+        cross_validate(records, examples, embed, args, args.cv)
     if args.write:
         data = json.loads(WEIGHTS_PATH.read_text())
         data[args.backend] = w.as_json()
