@@ -131,14 +131,14 @@ class ReplayClock:
 
 
 def replay_kernel(records: list[dict], cfg_overrides: dict, workdir: str | Path, progress: bool = True,
-                  hook: Callable | None = None) -> list[dict]:
+                  hook: Callable | None = None, config: str | None = None) -> list[dict]:
     """Route every record through the real route stage (in-process queue, no generation, no closing)."""
     from . import service, stages
     from .models import Job
     from .queue import InlineQueue
     from .runtime import Runtime, set_runtime
 
-    rt = Runtime.open(None, queue=InlineQueue(), runtime__output_dir=str(workdir), task__scope="channel",
+    rt = Runtime.open(config, queue=InlineQueue(), runtime__output_dir=str(workdir), task__scope="channel",
                       runtime__db__synchronous="normal", executor__name="command", executor__command=["true"],
                       **cfg_overrides)
     set_runtime(rt)
@@ -166,9 +166,7 @@ def replay_kernel(records: list[dict], cfg_overrides: dict, workdir: str | Path,
                               file=sys.stderr)
     finally:
         set_runtime(None)
-        close = getattr(rt, "close", None)
-        if close:
-            close()
+        rt.database.close()
     return preds
 
 
@@ -180,22 +178,63 @@ def load_stream(input: str | Path, context: str | Path | None = None) -> list[di
     return sorted(recs, key=lambda r: (order[r["channel_file"]], r["idx"]))
 
 
-def run(input: str, context: str | None, output: str, backend: str = "embedded", cfg=None,
-        progress: bool = True) -> dict:
-    """Replay ``input`` (after ``context``) through the router; write predictions to ``output``; return stats."""
+def run(input: str, context: str | None, output: str, backend: str = "embedded", engine: str = "kernel",
+        candidate_limit: int = BENCH_CANDIDATE_LIMIT, config: str | None = None, progress: bool = True) -> dict:
+    """Replay ``input`` (after ``context``) through the router; write predictions to ``output``; return stats.
+
+    engine ``kernel`` runs the real route stage on a temp SQLite database (channel scope, one run);
+    engine ``inline`` keeps the same open-task state in memory (same decisions, about 5x faster).
+    """
+    import tempfile
+
     from .config import load_config
     from .routing.registry import build_router
 
-    cfg = cfg or load_config(overrides={"router.backend": backend})
-    router = build_router(cfg)
+    overrides = {"router.backend": backend, "task.open_task_candidate_limit": candidate_limit}
+    cfg = load_config(config, overrides=overrides)
     records = load_stream(input, context)
-    started = time.time()
-    preds = replay(records, router, cfg["task.routing_confidence_threshold"],
-                   max(cfg["task.open_task_candidate_limit"], BENCH_CANDIDATE_LIMIT), progress=progress)
+    started = time.monotonic()
+    if engine == "kernel":
+        with tempfile.TemporaryDirectory(prefix="alter0-bench-") as tmp:
+            preds = replay_kernel(records, {k.replace(".", "__"): v for k, v in overrides.items()}, tmp,
+                                  progress=progress, config=config)
+        router = build_router(cfg)
+    else:
+        router = build_router(cfg)
+        preds = replay(records, router, cfg["task.routing_confidence_threshold"], candidate_limit,
+                       cfg["task.memory_turns"], progress=progress)
     Path(output).parent.mkdir(parents=True, exist_ok=True)
     with open(output, "w", encoding="utf-8") as f:
         for p in preds:
             f.write(json.dumps(p) + "\n")
     return {"messages": len(preds), "scored": sum(1 for p in preds if not p.get("context")),
-            "seconds": round(time.time() - started, 1), "backend": router.name,
+            "seconds": round(time.monotonic() - started, 1), "backend": router.name, "version": router.version,
+            "engine": engine, "candidate_limit": candidate_limit,
             "degraded_reason": getattr(router, "degraded_reason", "")}
+
+
+def cmd_bench_routing(args) -> int:
+    """`alter0 bench routing`: print stats as JSON on stdout, progress on stderr."""
+    from .errors import InputError
+    for path in filter(None, (args.input, args.context)):
+        if not Path(path).is_file():
+            raise InputError(f"{path} does not exist")
+    stats = run(args.input, args.context, args.output, args.backend, args.engine, args.candidate_limit,
+                args.config)
+    print(json.dumps(stats))
+    return 0
+
+
+def add_commands(sub) -> None:
+    """Register `alter0 bench routing` on the CLI's subparsers."""
+    bench = sub.add_parser("bench", help="benchmarks").add_subparsers(dest="bench", required=True)
+    b = bench.add_parser("routing", help="replay an annotated chat stream through the router, write predictions")
+    b.add_argument("--input", required=True, help="JSONL stream: channel_file, idx, speaker, text, time")
+    b.add_argument("--context", help="JSONL lines routed first and not scored (earlier conversations)")
+    b.add_argument("--output", required=True, help="predictions JSONL: channel_file, idx, pred_thread")
+    b.add_argument("--backend", choices=("embedded", "lexical"), default="embedded")
+    b.add_argument("--engine", choices=("kernel", "inline"), default="kernel",
+                   help="kernel: the real route stage on a temp database; inline: same state in memory")
+    b.add_argument("--candidate-limit", type=int, default=BENCH_CANDIDATE_LIMIT,
+                   help=f"open tasks offered to the router (default {BENCH_CANDIDATE_LIMIT})")
+    b.set_defaults(fn=cmd_bench_routing)

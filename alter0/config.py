@@ -113,7 +113,7 @@ SETTINGS: tuple[Setting, ...] = (
     S("executor.model", "", "Model name passed to the executor (-m / --model)."),
     S("executor.extra_args", [], "Extra argv appended to the executor's command.", list, check=_str_list),
     S("executor.env", {}, "Extra environment for the executor process.", dict, check=_str_dict),
-    S("executor.home", "", "Isolated HOME/config dir for the agent CLIs (default output_dir/agent-home)."),
+    S("executor.home", "", "HOME/config dir root for the agent CLIs; empty = your own HOME (unless executor.isolate_home)."),
     S("executor.isolate_home", False, "Give each agent CLI its own HOME/config dir under executor.home "
       "(or output_dir/agent-home); off = the user's own login and config.", bool),
     S("executor.codex.sandbox", "read-only", "codex --sandbox mode.",
@@ -179,6 +179,10 @@ def _type_name(setting: Setting) -> str:
 
 def validate(setting: Setting, value: Any) -> Any:
     """Return ``value`` if allowed for ``setting``, else raise ConfigError naming key, value and what is allowed."""
+    if setting.check:
+        problem = setting.check(value)
+        if problem:
+            raise ConfigError(f"config {setting.key} = {value!r}: expected {problem}")
     types = setting.type if isinstance(setting.type, tuple) else (setting.type,)
     bad_bool = isinstance(value, bool) and bool not in types
     if bad_bool or not isinstance(value, types):
@@ -189,10 +193,6 @@ def validate(setting: Setting, value: Any) -> Any:
         raise ConfigError(f"config {setting.key} = {value!r}: must be >= {setting.min}")
     if setting.max is not None and value > setting.max:
         raise ConfigError(f"config {setting.key} = {value!r}: must be <= {setting.max}")
-    if setting.check:
-        problem = setting.check(value)
-        if problem:
-            raise ConfigError(f"config {setting.key} = {value!r}: expected {problem}")
     return value
 
 
@@ -257,6 +257,12 @@ def load_config(path: str | os.PathLike | None = None, env: dict | None = None,
         if overrides and s.key in overrides:
             value = overrides[s.key]
         values[s.key] = validate(s, value)
+    if values["executor.name"] == "command" and not values["executor.command"]:
+        raise ConfigError("config executor.command is not set: with executor.name = command it must be the argv "
+                          "list of the program to run (prompt on stdin, reply on stdout)")
+    if values["runtime.queue.backend"] == "dramatiq" and not values["runtime.queue.broker_url"]:
+        raise ConfigError("config runtime.queue.broker_url is not set: the dramatiq backend needs a broker URL "
+                          "such as redis://127.0.0.1:6379/0")
     return Config(values, cfg_path if cfg_path.exists() else None)
 
 

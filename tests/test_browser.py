@@ -13,7 +13,8 @@ import pytest
 import requests
 
 from conftest import ROOT, skip_or_fail
-from web_support import live_server  # noqa: F401
+
+pytest_plugins = ("web_support",)  # app, client, live_server fixtures
 
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -7,7 +7,9 @@ import time
 import pytest
 
 from alter0.models import Job, Worker, now
-from web_support import app, client, make_app, ndjson  # noqa: F401
+from web_support import make_app, ndjson
+
+pytest_plugins = ("web_support",)  # app, client, live_server fixtures
 
 USER = {"user_id": "alice"}
 
@@ -217,8 +219,8 @@ def test_tasks_list_detail_close_reopen(client):
 
 def test_message_to_an_explicit_task(client):
     first = client.post("/api/message", json={"content": "alpha [[reply:a]]", **USER}).get_json()
-    second = client.post("/api/message", json={"content": "totally unrelated cooking question [[reply:b]]",
-                                                "task_id": first["task_id"], **USER}).get_json()
+    body = {"content": "totally unrelated cooking question [[reply:b]]", "task_id": first["task_id"], **USER}
+    second = client.post("/api/message", json=body).get_json()
     assert second["task_id"] == first["task_id"] and second["decision"] == "existing"
 
 
@@ -325,8 +327,8 @@ def test_bad_event_options_on_a_real_job(client):
 
 
 @pytest.mark.parametrize("body", [{"command": 3, "user_id": "u"}, {"command": "/help"},
-                                  {"command": "/help", "user_id": " "}, {"command": "/help", "user_id": "u",
-                                                                        "channel_id": []}, [1]])
+                                  {"command": "/help", "user_id": " "},
+                                  {"command": "/help", "user_id": "u", "channel_id": []}, [1]])
 def test_bad_commands_are_400(client, body):
     assert_error(client.post("/api/command", json=body), 400)
 

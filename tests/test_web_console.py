@@ -8,7 +8,9 @@ import time
 import pytest
 
 from alter0.models import Job, Worker, now
-from web_support import app, client, csrf_of, make_app, ndjson  # noqa: F401
+from web_support import csrf_of, make_app, ndjson
+
+pytest_plugins = ("web_support",)  # app, client, live_server fixtures
 
 
 def done_job(client, content="hello [[reply:hi]]", user="local"):

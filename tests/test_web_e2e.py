@@ -13,7 +13,9 @@ from pathlib import Path
 import requests
 
 from conftest import BIN, ROOT, pid_alive
-from web_support import free_port, live_server, ndjson, start_gunicorn  # noqa: F401
+from web_support import free_port, ndjson, start_gunicorn
+
+pytest_plugins = ("web_support",)  # app, client, live_server fixtures
 
 USER = {"user_id": "e2e"}
 
@@ -148,7 +150,7 @@ def test_procfile_starts_web_and_worker_with_honcho(a0):
                 r = requests.post(url + "/api/message", json={"content": "via honcho [[reply:up]]", **USER},
                                   timeout=60)
                 break
-            except requests.ConnectionError:
+            except requests.RequestException:
                 assert time.time() < deadline, (a0.tmp / "honcho.log").read_text()
                 time.sleep(0.2)
         assert r.status_code == 200 and r.json()["response"] == "up"
@@ -156,3 +158,27 @@ def test_procfile_starts_web_and_worker_with_honcho(a0):
     finally:
         os.killpg(honcho.pid, signal.SIGTERM)
         honcho.wait(timeout=60)
+
+
+def test_alter0_web_runs_gunicorn_with_the_config_file(a0):
+    port = free_port()
+    code = ("import sys, alter0.cli_web; from alter0.cli import main; "
+            f"sys.exit(main(['web', '--port', '{port}', '--workers', '1']))")
+    proc = subprocess.Popen([sys.executable, "-c", code], env=a0.env, cwd=a0.tmp, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    a0.procs.append(proc)
+    try:
+        deadline = time.time() + 60
+        while True:
+            assert proc.poll() is None, proc.stdout.read().decode()
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                    break
+            except requests.RequestException:
+                assert time.time() < deadline
+                time.sleep(0.2)
+        assert requests.get(f"http://127.0.0.1:{port}/api/status", timeout=10).json()["gateway"]["pid"] != proc.pid
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=60)
+    assert f"console at http://127.0.0.1:{port}/" in proc.stdout.read().decode()

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 
-from web_support import app, client  # noqa: F401
+
+pytest_plugins = ("web_support",)  # app, client, live_server fixtures
 
 DOCUMENTED_PREFIXES = ("/api/", "/health", "/metrics")
 

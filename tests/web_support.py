@@ -1,6 +1,6 @@
 """Web test fixtures: an in-process app (Flask test client) and a real gunicorn ``live_server`` beside a real worker.
 
-Import the fixtures into a test module: ``from web_support import app, client, live_server  # noqa: F401``.
+Use them from a test module with ``pytest_plugins = ("web_support",)``.
 """
 
 from __future__ import annotations
@@ -107,13 +107,13 @@ def start_gunicorn(env: Alter0Env, *extra: str, port: int | None = None, wait: b
                             start_new_session=True)
     env.procs.append(proc)
     server = LiveServer(env, port, proc, log)
-    deadline = time.time() + 30
+    deadline = time.time() + 60
     while wait:
         assert proc.poll() is None, f"gunicorn exited with {proc.returncode}: {server.logs()}"
         try:
             if requests.get(server.url + "/health", timeout=2).status_code == 200:
                 break
-        except requests.ConnectionError:
+        except requests.RequestException:  # not listening yet, or too busy to answer in time
             pass
         assert time.time() < deadline, f"gunicorn did not answer /health: {server.logs()}"
         time.sleep(0.1)

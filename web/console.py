@@ -118,7 +118,8 @@ def chat_send():
         return jsonify(type="command", text=result.text, data=result.data)
     job, _ = service.submit(get_rt(), content, user(), None, data.get("task_id") or None)
     body = stream_with_context(message_stream(job.id, CHUNK_DEFAULT, get_rt().cfg["web.stream_timeout_sec"]))
-    return Response(body, mimetype="application/x-ndjson", headers={"X-Job-Id": str(job.id), "Cache-Control": "no-cache"})
+    return Response(body, mimetype="application/x-ndjson",
+                    headers={"X-Job-Id": str(job.id), "Cache-Control": "no-cache"})
 
 
 @bp.post("/user")

@@ -72,8 +72,8 @@ SCHEMAS = {
     "Task": {"type": "object", "required": ["id", "title", "status"], "properties": {
         "id": {"type": "integer"}, "title": {"type": "string"}, "status": {"enum": ["open", "closed"]},
         "messages": {"type": "array"}, "memory": {"type": ["object", "null"]}, "decisions": {"type": "array"}}},
-    "TaskList": {"type": "object", "required": ["tasks"], "properties": {"tasks": {"type": "array",
-                                                                                     "items": ref("Task")}}},
+    "TaskList": {"type": "object", "required": ["tasks"],
+                 "properties": {"tasks": {"type": "array", "items": ref("Task")}}},
     "Command": {"type": "object", "required": ["command", "user_id"], "properties": {
         "command": {"type": "string", "example": "/task list"}, "user_id": {"type": "string"},
         "channel_id": {"type": ["string", "null"]}}},
@@ -150,10 +150,10 @@ PATHS: dict[str, dict] = {
         "summary": "Run a slash command through the CLI's interpreter (admin rules and audit apply)",
         "requestBody": body(ref("Command")),
         "responses": {"200": ok(ref("CommandResult")), **errors(400, 403, 404)}}},
-    "/api/status": {"get": {"summary": "One operator snapshot", "responses": {"200": ok(ref("Status")),
-                                                                              **errors()}}},
-    "/api/openapi.json": {"get": {"summary": "This document", "responses": {"200": ok({"type": "object"}),
-                                                                           **errors()}}},
+    "/api/status": {"get": {"summary": "One operator snapshot",
+                            "responses": {"200": ok(ref("Status")), **errors()}}},
+    "/api/openapi.json": {"get": {"summary": "This document",
+                                  "responses": {"200": ok({"type": "object"}), **errors()}}},
 }
 
 

@@ -19,7 +19,8 @@ WEIGHTS_PATH = Path(__file__).with_name("weights.json")
 
 LABELS = {
     "rank0": "its most recent task", "rank1": "the 2nd most recent task", "rank2": "the 3rd most recent task",
-    "log_rank": "recency rank", "log_gap": "gap since its last message",
+    "log_rank": ("less recently active", "recently active"),
+    "log_gap": ("long gap since its last message", "short gap since its last message"),
     "same_last": "same speaker as its last message", "u_in_turns": "speaker took part",
     "u_part": "speaker is a participant", "u_latest": "speaker's latest task",
     "u_addressed": "speaker was addressed there", "u_addressed_latest": "speaker was last addressed there",
@@ -32,8 +33,9 @@ LABELS = {
     "e_max": "similar meaning (best turn)", "e_last": "similar meaning to its last message",
     "e_cent": "similar meaning overall", "notice_task": "it holds only presence notices",
     "log_turns": "its length", "self_run": "speaker's own monologue",
-    "log_since": "messages since its last", "u_gap": "time since the speaker spoke there",
-    "a_gap": "time since the addressee spoke there", "last_question": "its last message asked a question",
+    "log_since": ("many messages since its last", "few messages since its last"),
+    "u_gap": ("speaker spoke there long ago", "speaker spoke there recently"),
+    "a_gap": ("addressee spoke there long ago", "addressee spoke there recently"), "last_question": "its last message asked a question",
     "last_addr_other": "its last message addressed someone else", "u_latest_noaddr": "speaker's latest task",
     "rank0_same_last": "speaker's previous message", "a_latest_in": "addressee's latest task",
     "e_max_top": "most similar meaning", "w_cos_top": "most shared words",
@@ -41,7 +43,13 @@ LABELS = {
     "addr_unknown": "addresses someone not in any open task", "question": "a question",
     "asks_anyone": "an open request", "greeting": "a greeting", "u_active": "speaker active in an open task",
     "u_addressed_any": "speaker was addressed in an open task", "log_gap_min": "gap since the room's last message",
-    "log_words": "message length", "mention_any": "mentions a speaker", "thanks": "thanks",
+    "log_words": ("a long message", "a short message"), "mention_any": "mentions a speaker", "thanks": "thanks",
+    "title_cos": "words shared with its title", "e_title": "similar meaning to its title",
+    "e_max_long": "similar meaning (long message)", "w_cos_long": "shared words (long message)",
+    "e_best": ("an open task is similar", "no open task is similar"),
+    "w_best": ("an open task shares words", "no open task shares words"),
+    "e_best_long": ("an open task is similar", "no open task is similar in meaning"),
+    "w_best_long": ("an open task shares words", "no open task shares its words"),
 }
 
 
@@ -73,11 +81,18 @@ def probabilities(rows: np.ndarray, g: np.ndarray, w: Weights) -> np.ndarray:
     return s / s.sum()
 
 
+def _label(name: str, positive: bool) -> str:
+    label = LABELS.get(name, name)
+    if isinstance(label, tuple):
+        return label[0] if positive else label[1]
+    return label if positive else "not " + label
+
+
 def _why(diff: np.ndarray, weights: np.ndarray, names: tuple, k: int = 3) -> str:
     """The k features that pushed most towards the decision, as readable words."""
     contrib = diff * weights
     top = [i for i in np.argsort(-contrib)[:k] if contrib[i] > 0.05]
-    words = [("" if diff[i] > 0 else "not ") + LABELS[names[i]] + f" (+{contrib[i]:.1f})" for i in top]
+    words = [_label(names[i], diff[i] > 0) + f" (+{contrib[i]:.1f})" for i in top]
     return ", ".join(words) or "no strong signal"
 
 

@@ -1,0 +1,78 @@
+"""Closer backends: the regression set per category, the contract, and the llm degradations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from alter0.config import load_config
+from alter0.routing import regression
+from alter0.routing.base import CloseInput, Turn, validate_close
+from alter0.routing.closer import EmbeddedCloser
+from alter0.routing.llm_backend import LLMCloser
+from alter0.routing.registry import build_closer
+
+REGRESSION = Path(__file__).parent / "regression"
+THRESHOLDS = {"finished": 0.8, "partly_finished": 0.85, "follow_up_question": 0.85, "false_close_trap": 0.85}
+
+
+def cfg(**overrides):
+    return load_config(env={}, overrides={k.replace("__", "."): v for k, v in overrides.items()})
+
+
+@pytest.fixture(scope="module", params=["embedded", "rules"])
+def closer(request):
+    if request.param == "rules":
+        return EmbeddedCloser(None, degraded_reason="test")
+    c = build_closer(cfg())
+    assert isinstance(c, EmbeddedCloser) and c.embedder is not None
+    return c
+
+
+def test_regression_set(closer):
+    results = regression.run_closer(closer, regression.load(REGRESSION / "closer.jsonl"),
+                                    cfg()["task.close_confidence_threshold"])
+    print(f"\ncloser regression ({closer.version}):\n" + regression.report(results))
+    assert set(results) == set(THRESHOLDS)
+    low = {k: f"{r['passed']}/{r['total']}" for k, r in results.items() if r["passed"] / r["total"] < THRESHOLDS[k]}
+    assert not low, f"categories below their pass-rate threshold: {low}\n{regression.report(results)}"
+
+
+def test_answer_validates(closer):
+    inp = CloseInput(1, "thanks, works now", "Glad it helped.", [Turn("user", "fix it", "ana", 1.0)])
+    d = validate_close(closer.decide(inp))
+    assert d.close and 0.7 <= d.confidence <= 1 and d.version == closer.version and d.reason.startswith("close")
+
+
+def test_empty_exchange_keeps_open(closer):
+    d = validate_close(closer.decide(CloseInput(1, "", "", [])))
+    assert not d.close
+
+
+class TestLLMCloser:
+    def build(self, answer):
+        def run(prompt, timeout):
+            assert "Last user message" in prompt
+            if isinstance(answer, Exception):
+                raise answer
+            return answer
+        c = build_closer(cfg(closer__backend="llm"), run_executor=run)
+        assert isinstance(c, LLMCloser)
+        return c
+
+    def test_valid_answer(self):
+        c = self.build('{"close": true, "confidence": 0.9, "reason": "user confirmed"}')
+        d = validate_close(c.decide(CloseInput(1, "works, thanks", "Done.", [])))
+        assert (d.close, d.version) == (True, "llm:close-llm-1")
+
+    @pytest.mark.parametrize("answer", ["yes", '{"close": "yes", "confidence": 0.9, "reason": "x"}',
+                                        '{"close": true, "confidence": 2, "reason": "x"}', TimeoutError("slow")])
+    def test_garbage_degrades_to_embedded(self, answer):
+        c = self.build(answer)
+        d = validate_close(c.decide(CloseInput(1, "thanks, but it still fails", "I changed the regex.", [])))
+        assert not d.close and d.reason.startswith("llm degraded") and "llm fallback" in d.version
+
+    def test_without_executor_uses_embedded(self):
+        c = build_closer(cfg(closer__backend="llm"))
+        assert isinstance(c, EmbeddedCloser) and "no executor" in c.degraded_reason
