@@ -1,0 +1,127 @@
+"""Router and closer answers are validated; anything outside the contract degrades, never crashes."""
+
+import sys
+import time
+
+import pytest
+
+from alter0 import service, stages
+from alter0.queue import InlineQueue
+from alter0.routing.base import CloseDecision, Closer, RouteDecision, Router
+from alter0.runtime import Runtime, set_runtime
+
+
+class FixedRouter(Router):
+    version = "fixed-1"
+
+    def __init__(self, answer):
+        self.answer = answer
+
+    def route(self, inp):
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        if self.answer == "sleep":
+            time.sleep(3)
+            return {"decision": "existing", "task_id": inp.candidates[0].task_id, "confidence": 1, "reason": "late"}
+        return self.answer(inp) if callable(self.answer) else self.answer
+
+
+class FixedCloser(Closer):
+    def __init__(self, answer):
+        self.answer = answer
+
+    def decide(self, inp):
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return self.answer
+
+
+@pytest.fixture
+def rt(tmp_path):
+    runtime = Runtime.open(None, queue=InlineQueue(), runtime__output_dir=str(tmp_path / "out"),
+                           runtime__db__synchronous="normal", executor__name="command",
+                           executor__command=[sys.executable, "-c", "import sys; print('ok: ' + sys.stdin.read())"],
+                           task__routing_timeout_sec=1.0)
+    set_runtime(runtime)
+    yield runtime
+    set_runtime(None)
+
+
+def run(rt, text, user="u1", **kw):
+    job, _ = service.submit(rt, text, user, **kw)
+    while rt.queue.sent:
+        stage, jid = rt.queue.sent.pop(0)
+        stages.run_stage(rt, stage, jid)
+    return service.get_job(job.id)
+
+
+def with_router(rt, answer, closer=CloseDecision(False, 0.9, "keep")):
+    rt._router, rt._closer = FixedRouter(answer), FixedCloser(closer)
+
+
+def test_router_choice_above_threshold_joins_the_task(rt):
+    with_router(rt, lambda inp: RouteDecision("existing", inp.candidates[0].task_id, 0.9, "same topic", "fixed-1"))
+    first = run(rt, "first")
+    second = run(rt, "second")
+    assert second.task_id == first.task_id and second.decision == "existing"
+    assert second.route_reason == "same topic" and second.route_version == "fixed-1"
+
+
+def test_below_threshold_starts_a_new_task(rt):
+    with_router(rt, lambda inp: RouteDecision("existing", inp.candidates[0].task_id, 0.2, "weak"))
+    first = run(rt, "first")
+    second = run(rt, "second")
+    assert second.task_id != first.task_id and second.decision == "new"
+    assert second.route_reason.startswith("below threshold")
+
+
+@pytest.mark.parametrize("answer, why", [
+    ({"decision": "existing", "task_id": 999, "confidence": 0.9, "reason": "x"}, "not one of the open candidate"),
+    ({"decision": "maybe", "task_id": 1, "confidence": 0.9, "reason": "x"}, "decision must be"),
+    ({"decision": "existing", "task_id": 1, "confidence": 7, "reason": "x"}, "confidence must be"),
+    ("garbage", "must be an object"),
+    (RuntimeError("model exploded"), "router failed: RuntimeError: model exploded"),
+    ("sleep", "router timed out"),
+])
+def test_invalid_router_output_degrades_to_new_task(rt, answer, why):
+    with_router(rt, answer)
+    first = run(rt, "first")
+    second = run(rt, "second")
+    assert second.status == "done" and second.task_id != first.task_id and second.decision == "new"
+    assert "degraded" in second.route_reason and why in second.route_reason
+
+
+def test_closer_above_threshold_closes_and_invalid_output_keeps_open(rt):
+    with_router(rt, lambda inp: RouteDecision("new", None, 1.0, "n"), CloseDecision(True, 0.95, "user said thanks"))
+    job = run(rt, "thanks, works")
+    assert job.close_decision is True and service.get_task(job.task_id).status == "closed"
+    assert service.get_task(job.task_id).closed_by == "auto"
+    with_router(rt, lambda inp: RouteDecision("new", None, 1.0, "n"), {"close": "yes", "confidence": 1, "reason": ""})
+    job = run(rt, "another")
+    assert job.status == "done" and job.close_decision is False and "degraded" in job.close_reason
+    with_router(rt, lambda inp: RouteDecision("new", None, 1.0, "n"), CloseDecision(True, 0.5, "unsure"))
+    job = run(rt, "third")
+    assert job.close_decision is False and service.get_task(job.task_id).status == "open"
+
+
+def test_idempotent_submit_returns_the_first_job(rt):
+    with_router(rt, lambda inp: RouteDecision("new", None, 1.0, "n"))
+    a, created_a = service.submit(rt, "hello", "u1", request_id="k1")
+    b, created_b = service.submit(rt, "hello", "u1", request_id="k1")
+    assert a.id == b.id and created_a and not created_b
+    from alter0.errors import Conflict
+    with pytest.raises(Conflict):
+        service.submit(rt, "different", "u1", request_id="k1")
+
+
+def test_illegal_transitions_are_rejected(rt):
+    from alter0 import jobstate
+    from alter0.errors import IllegalTransition
+    from alter0.models import JobStatus as S
+    with_router(rt, lambda inp: RouteDecision("new", None, 1.0, "n"))
+    job = run(rt, "done job")
+    with pytest.raises(IllegalTransition):
+        jobstate.transition(job.id, S.DONE, S.GENERATING)
+    with pytest.raises(IllegalTransition):
+        jobstate.transition(job.id, S.QUEUED, S.CLOSING)
+    assert not jobstate.transition(job.id, S.CLOSING, S.DONE)  # not in closing any more: no change
