@@ -61,6 +61,7 @@ def run_engine(name: str, messages: int, tasks: int, threads: int, workers: int,
     with tempfile.TemporaryDirectory(prefix=f"alter0-bench-{name}-") as tmpdir:
         tmp = Path(tmpdir)
         config = write_config(tmp, threads, backend)
+        os.environ["ALTER0_CONFIG"] = str(config)  # tasks.huey_app builds its Huey from the environment's config
         rt = Runtime(load_config(config, env={}))
         procs = start_workers(config, workers, tmp)
         try:

@@ -125,7 +125,8 @@ class Binding:
         self.locks = TaskLocks(self.broker.client, NAMESPACE, cfg["runtime.queue.lease_sec"])
         self.broker.add_middleware(Retries(max_retries=0, retry_when=store_unavailable,
                                            min_backoff=250, max_backoff=5000))
-        self.broker.add_middleware(SupervisorMiddleware(self.locks))
+        self.supervision = SupervisorMiddleware(self.locks)
+        self.broker.add_middleware(self.supervision)
         self.actors = {name: dramatiq.actor(fn, broker=self.broker, actor_name=f"alter0.{name}",
                                             queue_name=QUEUE_NAME, priority=PRIORITY[name], max_retries=0)
                        for name, fn in (("route", self.route), ("generate", self.generate), ("close", self.close))}

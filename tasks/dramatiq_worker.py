@@ -6,6 +6,8 @@ import threading
 
 import dramatiq
 
+from alter0.errors import Alter0Error
+
 from .dramatiq_app import binding_for
 
 log = logging.getLogger("alter0.worker")
@@ -23,6 +25,10 @@ def run_worker(cfg, workers=None):
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda signum, frame: stop.set())
     worker.start()  # boots the SupervisorMiddleware: heartbeats, cancels, reclaim
+    supervisor = binding.supervision.supervisor
+    if supervisor is None or not supervisor.thread.is_alive():  # Dramatiq logs a failing boot hook and goes on
+        worker.stop(timeout=5000)
+        raise Alter0Error("the worker's supervisor did not start (is the database reachable?); see the log above")
     try:
         while not stop.wait(1.0):
             pass

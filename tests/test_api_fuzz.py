@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from conftest import skip_or_fail
-from web_support import make_app
+from web_helpers import make_app
 
 try:
     import schemathesis

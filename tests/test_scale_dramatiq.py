@@ -9,9 +9,14 @@ import time
 
 import pytest
 
-from conftest import FAKE_AGENT
-from scale_support import (Services, assert_task_order, fresh_backend_config, missing, scale_services,  # noqa: F401
+from scale_support import (Services, assert_task_order, fresh_backend_config, missing, session_services,
                            skip_or_fail, submitter)
+
+
+@pytest.fixture
+def shared():
+    """The session's Redis + PostgreSQL (started once, stopped by PID at exit; skip or fail when absent)."""
+    return session_services()
 
 
 @pytest.fixture
@@ -35,9 +40,9 @@ def _wait_all(env, job_ids, timeout=120) -> dict[int, str]:
         time.sleep(0.2)
 
 
-def test_task_lock_is_exclusive_owned_and_expires(scale_services):
+def test_task_lock_is_exclusive_owned_and_expires(shared):
     from tasks.dramatiq_app import TaskLocks
-    client = scale_services.redis_client(scale_services.fresh()[1])
+    client = shared.redis_client(shared.fresh()[1])
     locks = TaskLocks(client, "alter0", ttl_sec=0.5)
     # Given a lock held by host A
     assert locks.acquire(7, "hostA:1")
@@ -58,12 +63,12 @@ def test_task_lock_is_exclusive_owned_and_expires(scale_services):
     assert locks.acquire(7, "hostC:3")
 
 
-def test_generate_waits_while_another_host_holds_the_task_lock(make_env, scale_services):
+def test_generate_waits_while_another_host_holds_the_task_lock(make_env, shared):
     env = make_env(**fresh_backend_config())
     env.start_worker()
     first = env.send("lock me in")
     # Given another host holds the task's generate lock
-    client = scale_services.redis_client(int(env.config["runtime"]["queue"]["broker_url"].rsplit("/", 1)[1]))
+    client = shared.redis_client(int(env.config["runtime"]["queue"]["broker_url"].rsplit("/", 1)[1]))
     from tasks.dramatiq_app import TaskLocks
     other = TaskLocks(client, "alter0", ttl_sec=30)
     assert other.acquire(first["task_id"], "elsewhere:1")
@@ -77,7 +82,7 @@ def test_generate_waits_while_another_host_holds_the_task_lock(make_env, scale_s
     assert env.wait_job(job_id, 30)["status"] == "done" and len(env.agent_runs()) == 2
 
 
-def test_one_task_in_order_across_two_worker_processes(make_env, scale_services):
+def test_one_task_in_order_across_two_worker_processes(make_env, shared):
     env = make_env(**fresh_backend_config())
     workers = [env.start_worker(), env.start_worker()]
     rt = submitter(env)
@@ -120,6 +125,57 @@ def test_dramatiq_backend_needs_a_broker_url(tmp_path):
     from alter0.errors import ConfigError
     from tasks.dramatiq_app import Binding
     (tmp_path / "config.json").write_text("{}")
-    cfg = load_config(tmp_path / "config.json", env={}, overrides={"runtime.queue.backend": "dramatiq"})
-    with pytest.raises(ConfigError, match="broker_url"):
-        Binding(cfg)
+    with pytest.raises(ConfigError, match="broker_url"):  # at start-up, or at the latest when binding
+        Binding(load_config(tmp_path / "config.json", env={}, overrides={"runtime.queue.backend": "dramatiq"}))
+
+
+def test_python_m_dramatiq_runs_the_same_binding(make_env, shared):
+    import subprocess
+    import sys
+    env = make_env(**fresh_backend_config())
+    log = open(env.tmp / "dramatiq-cli.log", "ab")
+    proc = subprocess.Popen([sys.executable, "-m", "dramatiq", "tasks.dramatiq_app:broker", "--processes", "1",
+                             "--threads", "2"], env=env.env, cwd=env.tmp, stdout=log, stderr=subprocess.STDOUT)
+    env.procs.append(proc)
+    answer = env.send("through python -m dramatiq")
+    assert answer["status"] == "done" and answer["response"] == "echo: through python -m dramatiq"
+    workers = json.loads(env.cli("status", "--json").stdout)["workers"]
+    assert len(workers) == 1 and workers[0]["pid"] != proc.pid  # the supervisor runs in the worker process
+
+
+def test_postgres_pool_gives_a_forked_child_its_own_connection(shared):
+    import os
+    from alter0.database import connect_url
+    from alter0.models import ALL_MODELS, Task
+    database = connect_url(shared.pg_url(shared.fresh()[0]))
+    with database.bind_ctx(ALL_MODELS):
+        database.create_tables(ALL_MODELS)
+        Task.create(title="before the fork", scope="user:u", user_id="u")
+        parent_conn = database.connection()
+        pid = os.fork()
+        if pid == 0:  # a gunicorn worker forked after the app opened the database
+            os._exit(0 if database.connection() is not parent_conn and Task.select().count() == 1 else 1)
+        assert os.waitpid(pid, 0)[1] == 0
+        assert database.connection() is parent_conn and Task.select().count() == 1
+    database.close_all()
+
+
+def test_postgres_gets_the_same_schema_through_the_same_migrations(tmp_path, shared):
+    from peewee import SqliteDatabase
+    from alter0.config import load_config
+    from alter0.database import open_database
+    from alter0.models import ALL_MODELS
+    from alter0.ops.migrations import EXPECTED_VERSION, current_version
+    (tmp_path / "config.json").write_text(json.dumps({"runtime": {"output_dir": str(tmp_path / "out")}}))
+    cfg = load_config(tmp_path / "config.json", env={"DATABASE_URL": shared.pg_url(shared.fresh()[0])})
+    pg = open_database(cfg)
+    pg_again = open_database(cfg)  # a second process starting: nothing to do
+    lite = SqliteDatabase(":memory:")
+    with lite.bind_ctx(ALL_MODELS):
+        lite.create_tables(ALL_MODELS)
+    assert current_version(pg) == current_version(pg_again) == EXPECTED_VERSION
+    assert sorted(pg.get_tables()) == sorted(lite.get_tables())
+    for table in lite.get_tables():
+        assert {c.name for c in pg.get_columns(table)} == {c.name for c in lite.get_columns(table)}, table
+    pg.close_all()
+    pg_again.close_all()

@@ -17,8 +17,15 @@ import time
 import pytest
 
 from conftest import BIN, FAKE_AGENT, pid_alive
-from scale_support import (Services, assert_task_order, log_worker_pids, missing, runs_by_worker, scale_services,  # noqa: F401
+from scale_support import (Services, assert_task_order, log_worker_pids, missing, runs_by_worker, session_services,
                            skip_or_fail, submitter)
+
+
+@pytest.fixture
+def shared():
+    """The session's Redis + PostgreSQL (started once, stopped by PID at exit; skip or fail when absent)."""
+    return session_services()
+
 
 TASKS, PER_TASK, HOSTS = 20, 10, 3
 MESSAGE = re.compile(r"t(\d+) m(\d+)")
@@ -39,6 +46,8 @@ class NetHosts:
         return [f"{net}.1" for net in self.nets]
 
     def up(self) -> None:
+        self.remove_stale()
+        self.down()  # a namespace of the same name left by a killed run
         for name, link, net in zip(self.names, self.links, self.nets):
             peer = link + "p"
             for cmd in (["ip", "netns", "add", name],
@@ -50,6 +59,16 @@ class NetHosts:
                         ["ip", "netns", "exec", name, "ip", "link", "set", peer, "up"],
                         ["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"]):
                 subprocess.run(cmd, check=True, capture_output=True, text=True)
+
+    @staticmethod
+    def remove_stale() -> None:
+        """Namespaces left by an earlier run that was killed (its pid is in the name)."""
+        listing = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+        for match in re.finditer(r"^(a0(\d+)n(\d+))", listing, re.M):
+            name, pid, i = match.groups()
+            if not pid_alive(int(pid)):
+                subprocess.run(["ip", "netns", "del", name], capture_output=True)
+                subprocess.run(["ip", "link", "del", f"a0{pid}v{i}"], capture_output=True)
 
     def down(self) -> None:
         for name, link in zip(self.names, self.links):
@@ -179,11 +198,11 @@ def test_200_messages_over_hosts_in_network_namespaces(make_env, net_hosts):
     assert {f"{net}.2" for net in hosts.nets} <= seen, seen
 
 
-def test_200_messages_over_worker_processes(make_env, scale_services):
+def test_200_messages_over_worker_processes(make_env, shared):
     if netns_unavailable() is None:
         pytest.skip("network namespaces are permitted here: test_200_messages_over_hosts_in_network_namespaces "
                     "ran this check with each worker on a host of its own")
-    env = make_env(**scale_services.backend_config())
+    env = make_env(**shared.backend_config())
     log_worker_pids(env, FAKE_AGENT)
     workers = [env.start_worker() for _ in range(HOSTS)]
     run_200_messages(env, workers)

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from alter0.models import Job, Worker, now
-from web_support import make_app, ndjson
+from web_helpers import make_app, ndjson
 
 pytest_plugins = ("web_support",)  # app, client, live_server fixtures
 

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from alter0.models import Job, Worker, now
-from web_support import csrf_of, make_app, ndjson
+from web_helpers import csrf_of, make_app, ndjson
 
 pytest_plugins = ("web_support",)  # app, client, live_server fixtures
 

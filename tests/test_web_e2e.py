@@ -13,7 +13,7 @@ from pathlib import Path
 import requests
 
 from conftest import BIN, ROOT, pid_alive
-from web_support import free_port, ndjson, start_gunicorn
+from web_helpers import free_port, ndjson, start_gunicorn
 
 pytest_plugins = ("web_support",)  # app, client, live_server fixtures
 

@@ -28,6 +28,8 @@ NEW_FEATURES = (
     "u_active", "u_addressed_any", "log_gap_min", "log_words", "mention_any", "thanks",
     "e_best", "w_best", "e_best_long", "w_best_long",
 )
+SPEAKER_COLS = [CAND_FEATURES.index(f) for f in ("same_last", "u_in_turns", "u_part", "u_latest", "u_gap", "self_run",
+                                                 "u_latest_noaddr", "rank0_same_last")]
 ASK_RE = re.compile(r"\b(any ?one|any ?body|some ?one|some ?body|does any|can any|is there|how (?:do|can|to) i|"
                     r"i need|i want|i have a|i'm trying|im trying|question)\b", re.IGNORECASE)
 GREET_RE = re.compile(r"^\s*(hi|hello|hey|hiya|yo|morning|good (?:morning|evening|afternoon)|evening|greetings|"
@@ -185,6 +187,11 @@ def extract(inp: RouteInput, embed: Embed | None = None) -> tuple[np.ndarray, np
         rows[:, 37] = rows[:, 23] >= rows[:, 23].max() - 1e-9 if ev is not None else 0.0
         rows[:, 38] = (rows[:, 19] >= rows[:, 19].max() - 1e-9) & (rows[:, 19] > 0)
 
+    solo = all({norm_name(p) for p in c.participants} <= {me} and all(
+        t.role != "user" or norm_name(t.user_id) == me for t in c.turns) for c in cands)
+    if solo:  # only this speaker ever wrote here: who-spoke-where says nothing about which task
+        rows[:, SPEAKER_COLS] = 0.0
+
     g = np.zeros(len(NEW_FEATURES), dtype=np.float64)
     g[0] = 1.0
     g[1] = mi.notice
@@ -193,7 +200,8 @@ def extract(inp: RouteInput, embed: Embed | None = None) -> tuple[np.ndarray, np
     g[4] = mi.question
     g[5] = bool(ASK_RE.search(inp.content))
     g[6] = bool(GREET_RE.search(inp.content))
-    g[7] = any(me in s for s in speakers) or any(me in {norm_name(p) for p in c.participants} for c in cands)
+    g[7] = not solo and (any(me in s for s in speakers) or
+                         any(me in {norm_name(p) for p in c.participants} for c in cands))
     g[8] = bool(last_addr_me)
     g[9] = math.log1p(max(0.0, inp.at - cands[0].last_active_at) / 60.0) if cands else 0.0
     g[10] = math.log1p(mi.n_words)
@@ -202,7 +210,7 @@ def extract(inp: RouteInput, embed: Embed | None = None) -> tuple[np.ndarray, np
     if len(cands):
         g[13], g[14] = rows[:, 23].max(), rows[:, 19].max()
         g[15], g[16] = g[13] * lf, g[14] * lf
-    facts = {"addressee": addressee, "mentioned": sorted(mentioned), "me": me}
+    facts = {"addressee": addressee, "mentioned": sorted(mentioned), "me": me, "solo": solo}
     return rows, g, facts
 
 

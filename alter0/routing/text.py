@@ -37,9 +37,15 @@ def words(text: str) -> list[str]:
     return [w.lower() for w in WORD_RE.findall(text)]
 
 
+CJK_RUN_RE = re.compile(CJK_RE.pattern + "+")
+
+
 def content_words(text: str) -> list[str]:
-    """Words minus stop words and one-letter tokens."""
-    return [w for w in words(text) if len(w) > 1 and w not in STOPWORDS]
+    """Words minus stop words and one-letter tokens, plus character bigrams of CJK runs (Chinese has no spaces)."""
+    out = [w for w in words(text) if len(w) > 1 and w not in STOPWORDS]
+    for run in CJK_RUN_RE.findall(text):
+        out.extend(run[i:i + 2] for i in range(len(run) - 1)) if len(run) > 1 else out.append(run)
+    return out
 
 
 def char_ngrams(text: str, n: int = 3) -> Counter:

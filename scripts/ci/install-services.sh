@@ -39,4 +39,7 @@ if ! "$PY" -c "import dramatiq, redis, psycopg2" 2>/dev/null; then
     "$REPO/.venv/bin/pip" install -q "${PIP_SPECS[@]}"
 fi
 
-echo "services ready: $(redis-server --version | cut -d' ' -f1-3), postgres $("$(compgen -G '/usr/lib/postgresql/*/bin/postgres' | sort -V | tail -1)" --version | awk '{print $3}'), $("$PY" -c 'import dramatiq, redis, psycopg2; print("dramatiq", dramatiq.__version__, "redis-py", redis.__version__, "psycopg2", psycopg2.__version__.split()[0])')"
+pg_version="$("$(compgen -G '/usr/lib/postgresql/*/bin/postgres' | sort -V | tail -1)" --version | awk '{print $3}')"
+py_versions="$("$PY" -c 'import dramatiq, redis, psycopg2
+print("dramatiq", dramatiq.__version__, "redis-py", redis.__version__, "psycopg2", psycopg2.__version__.split()[0])')"
+echo "services ready: $(redis-server --version | cut -d' ' -f1-3), postgres $pg_version, $py_versions"
