@@ -44,7 +44,11 @@ class Result:
 
 
 def is_command(text: str) -> bool:
-    return isinstance(text, str) and text.lstrip().startswith("/")
+    """A known slash command (a pasted path such as "/usr/bin/python crashed" stays a message)."""
+    if not isinstance(text, str) or not text.lstrip().startswith("/"):
+        return False
+    head = text.split(maxsplit=1)[0].lower()
+    return head in COMMANDS or head in ADMIN
 
 
 def run_command(rt: Runtime, text: str, user_id: str, channel_id: str = "") -> Result:

@@ -12,6 +12,8 @@ import os
 import time
 from pathlib import Path
 
+from peewee import InterfaceError, OperationalError
+
 from . import jobstate, memory
 from .decide import choose_task, decide_close
 from .errors import ExecutorError
@@ -80,6 +82,10 @@ def run_stage(rt: Runtime, stage: str, job_id: int) -> None:
         except Abandon:
             Job.update(dispatched_at=None).where(Job.id == job.id).execute()  # reclaimed at the next start
             log.info("job %s left in %s for reclaim (worker stopping)", job.id, stage, extra=_ctx(job, stage))
+        except (OperationalError, InterfaceError) as exc:  # the database went away: leave the job for reclaim
+            log.warning("stage %s of job %s interrupted by a database error (%s); its lease will expire and "
+                        "the job is re-run", stage, job.id, exc, extra=_ctx(job, stage))
+            return
         except Exception as exc:
             log.exception("stage %s of job %s crashed", stage, job.id, extra=_ctx(job, stage))
             fresh = Job.get_by_id(job.id)
@@ -87,7 +93,10 @@ def run_stage(rt: Runtime, stage: str, job_id: int) -> None:
                 _finish_error(fresh, fresh.state, ExecutorError("internal", f"internal error in {stage}: {exc}"),
                               owner=lease)
         finally:
-            jobstate.release(job.id, lease)
+            try:
+                jobstate.release(job.id, lease)
+            except (OperationalError, InterfaceError):
+                pass  # the lease expires by itself
     finally:
         if slot is not None:
             slot.release()

@@ -187,3 +187,6 @@ def engine_env(request, make_env):
         return make_env(**_merge(fresh_backend_config(), config))
 
     return factory
+
+
+from scale_support import scale_services  # noqa: E402,F401  (session fixture: Redis + PostgreSQL for dramatiq)

@@ -117,8 +117,15 @@ def test_queue_store_not_writable(tmp_path):
 
 
 def test_dramatiq_without_broker(tmp_path):
-    cfg = make_cfg(tmp_path, runtime={"queue": {"backend": "dramatiq"}})
-    assert "broker_url is empty" in only(preflight(cfg), "queue").what
+    path = write_config(tmp_path, runtime={"queue": {"backend": "dramatiq"}})
+    _, problems = check_config(str(path), env={})
+    assert "runtime.queue.broker_url is not set" in only(problems, "config").what
+
+
+def test_dramatiq_not_installed(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "dramatiq", None)  # import dramatiq -> ImportError
+    cfg = make_cfg(tmp_path, runtime={"queue": {"backend": "dramatiq", "broker_url": "redis://127.0.0.1:9/0"}})
+    assert "dramatiq is not installed" in only(preflight(cfg), "queue").what
 
 
 def test_command_executor_missing(tmp_path):

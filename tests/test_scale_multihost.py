@@ -193,9 +193,13 @@ def test_200_messages_over_hosts_in_network_namespaces(make_env, net_hosts):
             seen.update(row[0] for row in cur.fetchall() if row[0])
         finally:
             conn.close()
+        # and so do their Redis connections
+        redis_seen.update(c["addr"].rsplit(":", 1)[0] for c in services.redis_client().client_list())
 
+    redis_seen: set[str] = set()
     run_200_messages(env, workers, on_running=check_network_path)
     assert {f"{net}.2" for net in hosts.nets} <= seen, seen
+    assert {f"{net}.2" for net in hosts.nets} <= redis_seen, redis_seen
 
 
 def test_200_messages_over_worker_processes(make_env, shared):

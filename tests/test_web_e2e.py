@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -128,9 +127,7 @@ def test_a_public_bind_without_a_token_is_refused(a0):
                            f"0.0.0.0:{port}", "web:create_app()"], env=a0.env, cwd=ROOT, capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode != 0 and "refusing to serve on 0.0.0.0" in proc.stderr
-    cli = subprocess.run([sys.executable, "-c", "import sys, alter0.cli_web; from alter0.cli import main; "
-                          f"sys.exit(main(['web', '--host', '0.0.0.0', '--port', '{port}']))"],
-                         env=a0.env, capture_output=True, text=True, timeout=60)
+    cli = a0.cli("web", "--host", "0.0.0.0", "--port", str(port), check=False, timeout=60)
     assert cli.returncode == 2 and "security.api_token" in cli.stderr
 
 
@@ -162,10 +159,8 @@ def test_procfile_starts_web_and_worker_with_honcho(a0):
 
 def test_alter0_web_runs_gunicorn_with_the_config_file(a0):
     port = free_port()
-    code = ("import sys, alter0.cli_web; from alter0.cli import main; "
-            f"sys.exit(main(['web', '--port', '{port}', '--workers', '1']))")
-    proc = subprocess.Popen([sys.executable, "-c", code], env=a0.env, cwd=a0.tmp, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen([str(BIN / "alter0"), "web", "--port", str(port), "--workers", "1"], env=a0.env,
+                            cwd=a0.tmp, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     a0.procs.append(proc)
     try:
         deadline = time.time() + 60

@@ -41,3 +41,8 @@ def on_starting(server):
 def when_ready(server):
     for b in server.cfg.bind:
         server.log.info("alter0 console at http://%s/", b)
+
+
+# gunicorn >= 25 opens a control socket at one fixed path per user; several alter0 installs (or test servers)
+# on one machine would fight over it, and alter0 does not use it. (Older gunicorn ignores the setting.)
+control_socket_disable = True

@@ -30,6 +30,7 @@ NEW_FEATURES = (
 )
 SPEAKER_COLS = [CAND_FEATURES.index(f) for f in ("same_last", "u_in_turns", "u_part", "u_latest", "u_gap", "self_run",
                                                  "u_latest_noaddr", "rank0_same_last")]
+EMBED_COLS = [CAND_FEATURES.index(f) for f in ("e_max", "e_last", "e_cent", "e_title")]
 ASK_RE = re.compile(r"\b(any ?one|any ?body|some ?one|some ?body|does any|can any|is there|how (?:do|can|to) i|"
                     r"i need|i want|i have a|i'm trying|im trying|question)\b", re.IGNORECASE)
 GREET_RE = re.compile(r"^\s*(hi|hello|hey|hiya|yo|morning|good (?:morning|evening|afternoon)|evening|greetings|"
@@ -180,6 +181,8 @@ def extract(inp: RouteInput, embed: Embed | None = None) -> tuple[np.ndarray, np
             r[39] = cosine(qv, _tfidf(tv, idf)) if tv else 0.0
         if ev is not None and c.title:
             r[40] = float(embed(c.title) @ ev)
+    if ev is not None and mi.cjk_share > 0.3:  # MiniLM knows little Chinese: trust the n-grams instead
+        rows[:, EMBED_COLS] *= 1.0 - mi.cjk_share
     lf = min(1.0, mi.n_words / 15.0)
     rows[:, 41] = rows[:, 23] * lf
     rows[:, 42] = rows[:, 19] * lf

@@ -34,10 +34,15 @@ def collect(records, weights: Weights, embed, threshold: float, limit: int):
 
     def hook(r, inp, dec, task_id, room):
         if not r.get("is_context") and inp.candidates and not info(r["text"]).notice:
-            rows, g, _ = extract(inp, embed)
+            rows, g, facts = extract(inp, embed)
+            if facts["solo"]:  # the solo weights are a hand-set prior, not fitted
+                return after(r, task_id)
             ok = [bool(r["is_new_thread"])] + [
                 (not r["is_new_thread"]) and tip.get(c.task_id) == r["gold_thread"] for c in inp.candidates]
             examples.append((rows, g, np.array(ok), r))
+        after(r, task_id)
+
+    def after(r, task_id):
         known = (not r.get("is_context")) or r.get("gold_thread_known")
         tip[task_id] = r["gold_thread"] if known else None
 
@@ -74,7 +79,7 @@ def fit(examples, l2: float = 0.001, steps: int = 3000, lr: float = 0.05, init: 
         m = 0.9 * m + 0.1 * grad; v = 0.999 * v + 0.001 * grad ** 2
         step = lr * (m / (1 - 0.9 ** t)) / (np.sqrt(v / (1 - 0.999 ** t)) + 1e-8)
         wc -= step[:nc]; wn -= step[nc:]
-    return Weights(init.version if init else "fit", wc, wn)
+    return Weights(init.version if init else "fit", wc, wn, init.solo if init else None)
 
 
 def accuracy(examples, w: Weights) -> float:

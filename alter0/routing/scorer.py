@@ -14,6 +14,9 @@ from .features import CAND_FEATURES, NEW_FEATURES, Embed, extract
 from .text import info
 
 TASK_REF_RE = re.compile(r"(?:\btask\s*#?\s*|(?:^|\s)#|任务\s*#?\s*)(\d+)\b", re.IGNORECASE)
+NEW_REF_RE = re.compile(r"^\W*(?:new (?:task|topic|question|issue|thing)|unrelated(?: question)?|different (?:question|topic)|"
+                        r"another (?:question|topic|task)|separate (?:question|task|issue)|新任务|新问题|另一个问题|换个话题)\b",
+                        re.IGNORECASE)
 NOTICE_TASK = CAND_FEATURES.index("notice_task")
 WEIGHTS_PATH = Path(__file__).with_name("weights.json")
 
@@ -60,12 +63,20 @@ class Weights:
     version: str
     cand: np.ndarray
     new: np.ndarray
+    solo: "Weights | None" = None  # used when only the speaker ever wrote in the open tasks
 
     @classmethod
     def load(cls, name: str, path: Path = WEIGHTS_PATH) -> "Weights":
-        data = json.loads(path.read_text(encoding="utf-8"))[name]
-        return cls(data["version"], np.array([data["cand"].get(f, 0.0) for f in CAND_FEATURES]),
-                   np.array([data["new"].get(f, 0.0) for f in NEW_FEATURES]))
+        """The weight set ``name`` of weights.json, with its ``<name>-solo`` companion when present."""
+        data = json.loads(path.read_text(encoding="utf-8"))
+
+        def one(d: dict) -> "Weights":
+            return cls(d["version"], np.array([d["cand"].get(f, 0.0) for f in CAND_FEATURES]),
+                       np.array([d["new"].get(f, 0.0) for f in NEW_FEATURES]))
+        w = one(data[name])
+        if f"{name}-solo" in data:
+            w.solo = one(data[f"{name}-solo"])
+        return w
 
     def as_json(self) -> dict:
         return {"version": self.version,
@@ -117,10 +128,14 @@ def decide(inp: RouteInput, w: Weights, embed: Embed | None) -> RouteDecision:
     if info(inp.content).notice:
         return RouteDecision("new", None, 1.0, "presence notice (join/part/nick): starts nothing", w.version)
     ids = [c.task_id for c in inp.candidates]
+    if NEW_REF_RE.search(inp.content):
+        return RouteDecision("new", None, 0.95, "a new task asked for explicitly", w.version)
     named = [int(n) for n in TASK_REF_RE.findall(inp.content) if int(n) in ids]
     if len(set(named)) == 1:
         return RouteDecision("existing", named[0], 0.99, f"task {named[0]} named explicitly", w.version)
     rows, g, facts = extract(inp, embed)
+    if facts["solo"] and w.solo is not None:
+        w = w.solo
     p = probabilities(rows, g, w)
     best = int(np.argmax(p))
     scores = {tid: round(float(q), 4) for tid, q in zip(ids, p[1:])}

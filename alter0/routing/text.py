@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 
 WORD_RE = re.compile(r"[a-z0-9_][a-z0-9_.\-/]*[a-z0-9_]|[a-z0-9_]", re.IGNORECASE)
@@ -94,7 +94,7 @@ class TextInfo:
     notice: bool
     question: bool
     n_words: int
-    extra: dict = field(default_factory=dict)
+    cjk_share: float = 0.0  # CJK characters / non-space characters
 
 
 @lru_cache(maxsize=50_000)
@@ -104,5 +104,7 @@ def info(text: str) -> TextInfo:
     raw = {norm_name(t) for t in text.replace(",", " ").replace(":", " ").split()}
     raw |= {norm_name(m) for m in AT_RE.findall(text)}
     raw.discard("")
+    chars = sum(1 for ch in text if not ch.isspace()) or 1
     return TextInfo(frozenset(cw), Counter(cw), char_ngrams(text), lead_address(text), frozenset(raw),
-                    is_notice(text), "?" in text or "？" in text, len(words(text)))
+                    is_notice(text), "?" in text or "？" in text, len(words(text)) + len(CJK_RE.findall(text)) // 2,
+                    len(CJK_RE.findall(text)) / chars)

@@ -100,7 +100,8 @@ class Install:
 
     def start_raw_consumer(self, raw_dir: Path) -> subprocess.Popen:
         """The baseline's consumer process (pipeline_lib.rawchain) on this install's settings."""
-        return self.spawn([sys.executable, "-m", "pipeline_lib.rawchain"], "raw-consumer",
+        # imported by name (not run as __main__) so its tasks register under the names the bench enqueues
+        return self.spawn([sys.executable, "-c", "from pipeline_lib import rawchain; rawchain.main()"], "raw-consumer",
                           PIPELINE_RAW_DIR=str(raw_dir))
 
     def log(self, name: str) -> str:

@@ -2,7 +2,7 @@
 the item's done row. Same SqliteHuey settings and consumer settings as alter0's binding, read from
 tasks/huey_app.py and tasks/huey_worker.py themselves so the baseline cannot drift from them.
 
-    PIPELINE_RAW_DIR=<dir> ALTER0_CONFIG=<config> python -m pipeline_lib.rawchain   # the consumer process
+    PIPELINE_RAW_DIR=<dir> ALTER0_CONFIG=<config> python -c "from pipeline_lib import rawchain; rawchain.main()"
 """
 
 from __future__ import annotations
@@ -106,7 +106,3 @@ def main() -> None:
     done_db()
     settings = consumer_settings(CFG)
     Consumer(huey, **settings).run()
-
-
-if __name__ == "__main__":
-    main()

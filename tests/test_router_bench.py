@@ -1,0 +1,67 @@
+"""`alter0 bench routing`: one prediction per annotated message, and the inline engine equals the real route stage."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from alter0 import bench_routing
+from alter0.cli import main as cli_main
+
+SAMPLE = Path(__file__).parent / "regression" / "chat_sample.jsonl"
+CONTEXT = Path(__file__).parent / "regression" / "chat_sample.context.jsonl"
+
+
+def read(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def test_stream_times_rise_across_midnight():
+    recs = [{"channel_file": "2020-01-02_x", "time": t} for t in ("23:58", None, "23:59", "00:01")]
+    times = bench_routing.stream_times(recs)
+    assert all(b > a for a, b in zip(times, times[1:]))
+    assert 170 < times[3] - times[0] < 190
+
+
+def test_kernel_and_inline_engines_agree(tmp_path):
+    # Given the sample rooms (with context) replayed through the real route stage and through the inline state
+    stats = {}
+    for engine in ("kernel", "inline"):
+        stats[engine] = bench_routing.run(str(SAMPLE), str(CONTEXT), str(tmp_path / f"{engine}.jsonl"),
+                                          backend="lexical", engine=engine, progress=False)
+    kernel, inline = read(tmp_path / "kernel.jsonl"), read(tmp_path / "inline.jsonl")
+    # Then both give the same task for every message, and every annotated message has one line
+    assert [p["pred_thread"] for p in kernel] == [p["pred_thread"] for p in inline]
+    scored = [p for p in kernel if not p.get("context")]
+    assert [(p["channel_file"], p["idx"]) for p in scored] == [(r["channel_file"], r["idx"]) for r in read(SAMPLE)]
+    assert stats["kernel"]["scored"] == 22 and stats["kernel"]["backend"] == "lexical"
+
+
+def test_rooms_are_independent_and_threads_found(tmp_path):
+    bench_routing.run(str(SAMPLE), None, str(tmp_path / "p.jsonl"), backend="embedded", engine="inline",
+                      progress=False)
+    preds = {(p["channel_file"], p["idx"]): p["pred_thread"] for p in read(tmp_path / "p.jsonl")}
+    gold = read(SAMPLE)
+    rooms = {}
+    for r in gold:
+        rooms.setdefault(preds[(r["channel_file"], r["idx"])], set()).add(r["channel_file"])
+    assert all(len(v) == 1 for v in rooms.values())
+    # the notice starts nothing; alice's "that fixed it" joins her apt thread
+    by = {(r["channel_file"], r["idx"]): r for r in gold}
+    assert preds[("2020-01-01_room-a", 102)] not in {preds[k] for k in preds if k[1] != 102}
+    assert preds[("2020-01-01_room-a", 108)] == preds[("2020-01-01_room-a", 100)]
+    assert by[("2020-01-01_room-a", 108)]["gold_thread"] == by[("2020-01-01_room-a", 100)]["gold_thread"]
+
+
+def test_cli_subcommand(tmp_path, capsys):
+    out = tmp_path / "preds.jsonl"
+    code = cli_main(["bench", "routing", "--input", str(SAMPLE), "--output", str(out), "--backend", "lexical",
+                     "--engine", "inline"])
+    assert code == 0
+    stats = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert stats["scored"] == 22 and len(read(out)) == 22
+
+
+def test_cli_missing_input(tmp_path, capsys):
+    code = cli_main(["bench", "routing", "--input", str(tmp_path / "nope.jsonl"), "--output", str(tmp_path / "o")])
+    assert code != 0 and "does not exist" in capsys.readouterr().err
