@@ -17,13 +17,19 @@ class Queue:
 
     name = "base"
 
-    def enqueue(self, stage: str, job_id: int, delay: float = 0.0) -> bool:
-        """Queue ``stage`` for ``job_id``; False (logged) if the queue store refused — the reclaim sweep retries."""
+    def enqueue(self, stage: str, job_id: int, delay: float = 0.0, urgent: bool = False) -> bool:
+        """Queue ``stage`` for ``job_id``; False (logged) if the queue store refused — the reclaim sweep retries.
+
+        ``urgent`` marks a hand-off (a parked job whose turn came): engines that can, run it ahead of new work.
+        """
         if stage not in STAGES:
             raise ValueError(f"unknown stage {stage!r}")
         Job.update(dispatched_at=now()).where(Job.id == job_id).execute()
         try:
-            self._send(stage, job_id, delay)
+            if urgent and hasattr(self, "_send_urgent"):
+                self._send_urgent(stage, job_id)
+            else:
+                self._send(stage, job_id, delay)
             return True
         except Exception as exc:  # the job row is the truth; the sweep re-sends
             log.warning("enqueue of %s for job %s failed: %s", stage, job_id, exc,

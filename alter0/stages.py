@@ -129,7 +129,7 @@ def hand_on(rt: Runtime, stage: str, job: Job) -> None:
         return
     nxt = Job.select(Job.id, Job.parked).where(cond & (Job.id > job.id)).order_by(Job.id).first()
     if nxt is not None and nxt.parked:
-        rt.queue.enqueue(stage, nxt.id)
+        rt.queue.enqueue(stage, nxt.id, urgent=True)
     if stage == "generate":
         kick_parked_generations(rt)
 
@@ -139,7 +139,7 @@ def kick_parked_generations(rt: Runtime, limit: int = 4) -> None:
     from .worker import runnable_parked
     for j in list(Job.select(Job.id).where((Job.status == S.GENERATING.value) & runnable_parked())
                   .order_by(Job.id).limit(limit)):
-        rt.queue.enqueue("generate", j.id)
+        rt.queue.enqueue("generate", j.id, urgent=True)
 
 
 # --- route ------------------------------------------------------------------------------------------

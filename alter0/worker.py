@@ -21,6 +21,8 @@ BEAT_SEC = 1.0
 STATE_STAGE = {S.QUEUED.value: "route", S.ROUTING.value: "route", S.GENERATING.value: "generate",
                S.CLOSING.value: "close"}
 DISPATCH_STALE_SEC = 120.0
+#: A parked job whose turn came is re-sent by the sweep only if no message was sent for it this long.
+PARKED_RESEND_SEC = 3.0
 
 
 def pid_alive(pid: int) -> bool:
@@ -138,7 +140,8 @@ def reclaim(rt: Runtime) -> int:
     unleased = Job.lease_owner.is_null() | (Job.lease_expires < t)
     lost = Job.dispatched_at.is_null() | (Job.dispatched_at < t - DISPATCH_STALE_SEC)
     expired = Job.lease_owner.is_null(False) & (Job.lease_expires < t)
-    cond = Job.status.not_in([s.value for s in TERMINAL]) & unleased & (runnable_parked() | lost | expired)
+    quiet = Job.dispatched_at.is_null() | (Job.dispatched_at < t - PARKED_RESEND_SEC)  # no message sent lately
+    cond = Job.status.not_in([s.value for s in TERMINAL]) & unleased & ((runnable_parked() & quiet) | lost | expired)
     n = 0
     for job in list(Job.select(Job.id, Job.status, Job.lease_owner).where(cond).order_by(Job.id).limit(500)):
         if job.lease_owner:

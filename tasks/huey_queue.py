@@ -16,6 +16,11 @@ class HueyQueue(Queue):
         else:
             task(job_id)
 
+    def _send_urgent(self, stage, job_id):
+        """A hand-off runs ahead of new messages of its stage (one priority step up)."""
+        task = self.tasks[stage]
+        task(job_id, priority=(task.settings.get("default_priority") or 0) + 1)
+
     def backlog(self):
         return self.huey.pending_count()
 

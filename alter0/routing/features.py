@@ -11,7 +11,7 @@ from typing import Callable
 import numpy as np
 
 from .base import Candidate, RouteInput
-from .text import STOPWORDS, TextInfo, cosine, info, norm_name
+from .text import STOPWORDS, TextInfo, cosine, dot, info, norm, norm_name
 
 CAND_FEATURES = (
     "rank0", "rank1", "rank2", "log_rank", "log_gap",
@@ -52,7 +52,8 @@ def _cand_state(c: Candidate, infos: list[TextInfo], embed: Embed | None) -> dic
         for t in infos:
             wc.update(t.wcount)
             gc.update(t.grams)
-        hit = _cand_cache[key] = {"wc": wc, "gc": gc}
+        tfw = {w: 1 + math.log(n) for w, n in wc.items()}
+        hit = _cand_cache[key] = {"wc": wc, "gc": gc, "gn": norm(gc), "tfw": tfw}
     if embed is not None and "E" not in hit and c.turns:
         E = np.stack([embed(t.content) for t in c.turns])
         cent = E.sum(0)
@@ -75,6 +76,14 @@ def _name_match(name: str, known: dict[str, str]) -> str:
 
 def _tfidf(wc: Counter, idf: dict[str, float]) -> dict[str, float]:
     return {w: (1 + math.log(c)) * idf.get(w, 1.0) for w, c in wc.items()}
+
+
+def _tfidf_cos(qv: dict[str, float], qn: float, tfw: dict[str, float], idf: dict[str, float]) -> float:
+    """Cosine of the message's tf-idf vector with a bag given as {word: 1 + log tf}."""
+    num = sum(q * tfw[w] * idf.get(w, 1.0) for w, q in qv.items() if w in tfw)
+    if not num:
+        return 0.0
+    return num / (qn * math.sqrt(sum((t * idf.get(w, 1.0)) ** 2 for w, t in tfw.items())))
 
 
 def extract(inp: RouteInput, embed: Embed | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
@@ -125,6 +134,7 @@ def extract(inp: RouteInput, embed: Embed | None = None) -> tuple[np.ndarray, np
     n = len(cands) + 1
     idf = {w: math.log(1 + n / (1 + d)) for w, d in df.items()}
     qv = _tfidf(mi.wcount, idf) if mi.wcount else {}
+    qn = norm(qv)
 
     ev = embed(inp.content) if embed is not None else None
     rows = np.zeros((len(cands), len(CAND_FEATURES)), dtype=np.float64)
@@ -152,12 +162,14 @@ def extract(inp: RouteInput, embed: Embed | None = None) -> tuple[np.ndarray, np
                         (norm_name(t.user_id) == me and ti.address == addressee) for t, ti in zip(c.turns, tis))
             r[17] = addressee not in parts
         r[18] = bool(mentioned & speakers[i])
-        wc, gc = states[i]["wc"], states[i]["gc"]
-        if qv and wc:
-            r[19] = cosine(qv, _tfidf(wc, idf))
-            r[20] = cosine(qv, _tfidf(tis[-1].wcount, idf)) if tis[-1].wcount else 0.0
-        r[21] = cosine(mi.grams, gc) if gc else 0.0
-        r[22] = cosine(mi.grams, tis[-1].grams) if tis else 0.0
+        st = states[i]
+        if qv and st["wc"]:
+            r[19] = _tfidf_cos(qv, qn, st["tfw"], idf)
+            if tis[-1].wcount:
+                r[20] = cosine(qv, _tfidf(tis[-1].wcount, idf))
+        if st["gc"]:
+            r[21] = dot(mi.grams, st["gc"]) / (mi.gram_norm * st["gn"])
+            r[22] = dot(mi.grams, tis[-1].grams) / (mi.gram_norm * tis[-1].gram_norm)
         if ev is not None and c.turns:
             sims = states[i]["E"] @ ev
             r[23], r[24] = float(sims.max()), float(sims[-1])

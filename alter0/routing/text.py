@@ -27,6 +27,7 @@ would yeah yes you your im ive its thats whats there's can't i'll i've you're
 """.split())
 
 
+@lru_cache(maxsize=100_000)
 def norm_name(name: str) -> str:
     """A user name as compared in mentions: lower case, without decorations like ``_`` or ``|``."""
     return name.strip().lower().strip("_|`^-@~[]{}'\"").rstrip(".")
@@ -70,6 +71,19 @@ def is_notice(text: str) -> bool:
     return bool(NOTICE_RE.match(text))
 
 
+def norm(v: Counter | dict) -> float:
+    """Euclidean norm of a sparse vector (1.0 when empty, so divisions stay safe)."""
+    return math.sqrt(sum(x * x for x in v.values())) or 1.0
+
+
+def dot(a: Counter | dict, b: Counter | dict) -> float:
+    """Dot product of two sparse vectors (iterates over the smaller one)."""
+    if len(a) > len(b):
+        a, b = b, a
+    get = b.get
+    return sum(v * get(k, 0.0) for k, v in a.items())
+
+
 def cosine(a: Counter | dict, b: Counter | dict) -> float:
     """Cosine of two sparse vectors."""
     if len(a) > len(b):
@@ -95,6 +109,7 @@ class TextInfo:
     question: bool
     n_words: int
     cjk_share: float = 0.0  # CJK characters / non-space characters
+    gram_norm: float = 1.0
 
 
 @lru_cache(maxsize=50_000)
@@ -105,6 +120,7 @@ def info(text: str) -> TextInfo:
     raw |= {norm_name(m) for m in AT_RE.findall(text)}
     raw.discard("")
     chars = sum(1 for ch in text if not ch.isspace()) or 1
-    return TextInfo(frozenset(cw), Counter(cw), char_ngrams(text), lead_address(text), frozenset(raw),
+    grams = char_ngrams(text)
+    return TextInfo(frozenset(cw), Counter(cw), grams, lead_address(text), frozenset(raw),
                     is_notice(text), "?" in text or "？" in text, len(words(text)) + len(CJK_RE.findall(text)) // 2,
-                    len(CJK_RE.findall(text)) / chars)
+                    len(CJK_RE.findall(text)) / chars, norm(grams))
