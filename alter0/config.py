@@ -93,7 +93,7 @@ SETTINGS: tuple[Setting, ...] = (
     S("task.routing_timeout_sec", 10.0, "Max seconds for the router.", (int, float), min=0.1),
     S("task.close_timeout_sec", 10.0, "Max seconds for the closer.", (int, float), min=0.1),
     S("task.generation_timeout_sec", 600.0, "Max seconds of one executor run.", (int, float), min=1),
-    S("task.routing_confidence_threshold", 0.55, "Below this, a message starts a new task.",
+    S("task.routing_confidence_threshold", 0.5, "Below this, a message starts a new task.",
       (int, float), min=0, max=1),
     S("task.close_confidence_threshold", 0.7, "Below this, a task stays open.", (int, float), min=0, max=1),
     S("task.cli_user_id", "local", "user_id of messages typed in the CLI."),

@@ -128,6 +128,7 @@ class Job(BaseModel):
     stage_started_at = DoubleField(null=True)
     dispatched_at = DoubleField(null=True)  # last time a stage message was put on the queue
     parked = BooleanField(default=False)  # waiting for an earlier job's turn (no queue message held)
+    executor_pgid = IntegerField(null=True)  # process group of the running executor (killed if its worker dies)
     input_tokens = IntegerField(default=0)
     output_tokens = IntegerField(default=0)
     cost_usd = DoubleField(default=0.0)

@@ -209,7 +209,11 @@ def generate(rt: Runtime, job: Job, cancel, lease: str) -> None:
     def attempt():
         Job.update(generate_attempts=Job.generate_attempts + 1).where(Job.id == job.id).execute()
         return executor.run(ExecRequest(prompt=prompt, session_id=task.session_id if resume else None,
-                                        workdir=workdir, timeout=timeout, cancel=cancel, on_event=on_event))
+                                        workdir=workdir, timeout=timeout, cancel=cancel, on_event=on_event,
+                                        on_process=on_process))
+
+    def on_process(pgid: int) -> None:
+        Job.update(executor_pgid=pgid).where(Job.id == job.id).execute()
 
     jobstate.add_event(job.id, "stage.started", "generate", {"executor": executor.name, "resume": resume})
     try:
@@ -232,7 +236,7 @@ def generate(rt: Runtime, job: Job, cancel, lease: str) -> None:
                     input_tokens=Task.input_tokens + tokens_in, output_tokens=Task.output_tokens + tokens_out,
                     cost_usd=Task.cost_usd + cost).where(Task.id == task.id).execute()
         memory.append_turn(rt.cfg, task.id, msg)
-        jobstate.transition(job.id, S.GENERATING, S.CLOSING, owner=lease, reply_message=msg.id,
+        jobstate.transition(job.id, S.GENERATING, S.CLOSING, owner=lease, reply_message=msg.id, executor_pgid=None,
                             input_tokens=tokens_in, output_tokens=tokens_out, cost_usd=cost)
         jobstate.add_event(job.id, "stage.finished", "generate", {"chars": len(result.text), "usage": usage})
     stage_log(rt.output_dir, "generate", **_ctx(job, "generate"), session_id=result.session_id or task.session_id,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import threading
 import time
@@ -87,6 +88,8 @@ class Supervisor:
             dead = w.last_beat < stale or (w.host == self.host and not pid_alive(w.pid))
             if dead:
                 Worker.update(state="stopped").where(Worker.id == w.id).execute()
+                if w.host == self.host:
+                    kill_orphaned_executors(w.id)
                 n = Job.update(lease_expires=0).where(Job.lease_owner.startswith(w.id + "#")).execute()
                 # messages it may have taken off the queue but not started: mark them lost so reclaim re-sends
                 Job.update(dispatched_at=None).where(
@@ -118,6 +121,19 @@ class Supervisor:
         Job.update(lease_expires=0).where(Job.lease_owner.startswith(self.rt.owner + "#")).execute()
         Worker.update(state="stopped", in_flight=0, last_beat=now()).where(Worker.id == self.rt.owner).execute()
         return not left
+
+
+def kill_orphaned_executors(worker_id: str) -> None:
+    """Kill the executor process groups a dead worker of this host left running (its jobs will re-run)."""
+    for job in list(Job.select(Job.id, Job.executor_pgid).where(
+            Job.lease_owner.startswith(worker_id + "#") & Job.executor_pgid.is_null(False))):
+        try:
+            os.killpg(job.executor_pgid, signal.SIGKILL)
+            log.warning("killed executor process group %s left by dead worker %s (job %s)", job.executor_pgid,
+                        worker_id, job.id, extra={"job_id": job.id})
+        except (ProcessLookupError, PermissionError):
+            pass
+        Job.update(executor_pgid=None).where(Job.id == job.id).execute()
 
 
 def runnable_parked():

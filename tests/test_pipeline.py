@@ -178,7 +178,7 @@ def test_cancel_kills_the_executor_process_group(engine_env):
 @pytest.mark.parametrize("stage", ["route", "generate", "close"])
 def test_worker_killed_mid_stage_completes_after_restart_with_one_reply(engine_env, stage, monkeypatch):
     env = engine_env()
-    text = "survive the crash" + (" [[sleep:8]]" if stage == "generate" else "")
+    text = "survive the crash" + (" [[child]] [[sleep:8]]" if stage == "generate" else "")
     if stage != "generate":
         env.env["ALTER0_FAULT_DELAY"] = f"{stage}=30"
     worker = env.start_worker()
@@ -197,6 +197,12 @@ def test_worker_killed_mid_stage_completes_after_restart_with_one_reply(engine_e
     job = env.wait_job(job_id, timeout=60)
     assert job["status"] == "done", job
     assert len(_replies(env, job["task_id"])) == 1
+    if stage == "generate":  # the executor the dead worker left behind, and its child, were killed
+        first = next(r for r in env.agent_runs() if r.get("event") == "child")
+        deadline = time.time() + 10
+        while (pid_alive(first["pid"]) or pid_alive(first["child_pid"])) and time.time() < deadline:
+            time.sleep(0.1)
+        assert not pid_alive(first["pid"]) and not pid_alive(first["child_pid"])
 
 
 def _agent_bin(env, name: str, mode: str = "ok"):

@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections import deque
@@ -84,6 +85,23 @@ def run_process(argv: Sequence[str], *, stdin_text: str | None = None, env: Mapp
     return ProcessResult(proc.returncode, "".join(lines), stderr_tail, time.monotonic() - started)
 
 
+def _die_with_parent() -> None:
+    """In the child: get SIGKILL if the worker dies (Linux PR_SET_PDEATHSIG), so a crash leaves no agent behind."""
+    if _libc is not None:
+        _libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+
+
+def _load_libc():
+    try:
+        import ctypes
+        return ctypes.CDLL("libc.so.6", use_errno=True) if sys.platform.startswith("linux") else None
+    except OSError:
+        return None
+
+
+_libc = _load_libc()
+
+
 def _spawn(argv: Sequence[str], stdin_text: str | None, env: Mapping[str, str] | None,
            cwd: str | os.PathLike | None) -> subprocess.Popen:
     if not argv:
@@ -92,7 +110,7 @@ def _spawn(argv: Sequence[str], stdin_text: str | None, env: Mapping[str, str] |
         return subprocess.Popen(
             list(argv), stdin=subprocess.PIPE if stdin_text is not None else subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(env) if env is not None else None,
-            cwd=cwd, start_new_session=True, close_fds=True)
+            cwd=cwd, start_new_session=True, close_fds=True, preexec_fn=_die_with_parent)
     except FileNotFoundError as exc:
         if cwd is not None and exc.filename is not None and str(exc.filename) == str(cwd):
             raise ExecutorError("exit_error", f"working directory {cwd} does not exist") from None

@@ -48,8 +48,14 @@ class Migration:
     apply: Callable[[SchemaMigrator, Database], None]
 
 
+def _v2_job_executor_pgid(m: SchemaMigrator, database: Database) -> None:
+    """job.executor_pgid: the running executor's process group, killed when its worker is found dead."""
+    from peewee import IntegerField
+    migrate_ops(m.add_column("job", "executor_pgid", IntegerField(null=True)))
+
+
 #: Every migration after the baseline, in version order.
-MIGRATIONS: tuple[Migration, ...] = ()
+MIGRATIONS: tuple[Migration, ...] = (Migration(2, "job.executor_pgid", _v2_job_executor_pgid),)
 
 
 def latest(migrations: Sequence[Migration] = MIGRATIONS) -> int:

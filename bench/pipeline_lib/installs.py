@@ -47,6 +47,7 @@ class Install:
         for key in ("ALTER0_OUTPUT_DIR", "DATABASE_URL", "PORT"):
             self.env.pop(key, None)
         self.procs: list[subprocess.Popen] = []
+        self.worker: subprocess.Popen | None = None
 
     @property
     def db_path(self) -> Path:
@@ -62,7 +63,7 @@ class Install:
     def start_worker(self, timeout: float = 60) -> float:
         """Start `alter0 worker`; seconds from the spawn to its first heartbeat row in the database."""
         started = time.monotonic()
-        proc = self.spawn([str(BIN / "alter0"), "worker"], "worker")
+        proc = self.worker = self.spawn([str(BIN / "alter0"), "worker"], "worker")
         while time.monotonic() - started < timeout:
             if proc.poll() is not None:
                 raise RuntimeError(f"worker exited {proc.returncode}: {self.log('worker')}")
@@ -70,6 +71,13 @@ class Install:
                 return time.monotonic() - started
             time.sleep(0.005)
         raise RuntimeError(f"worker not ready after {timeout}s: {self.log('worker')}")
+
+    def stop_worker(self) -> None:
+        """Stop the worker as systemd would (SIGTERM: it drains) and wait for it."""
+        if self.worker is not None and self.worker.poll() is None:
+            os.killpg(self.worker.pid, signal.SIGTERM)
+            self.worker.wait(timeout=60)
+        self.worker = None
 
     def _heartbeat(self, pid: int) -> bool:
         if not self.db_path.exists():

@@ -1,0 +1,110 @@
+"""The command line of bench/pipeline: set up, run every phase in order, print and write the report."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from .installs import ROOT, Install
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="bench/pipeline", description=__doc__)
+    p.add_argument("--n", type=int, default=2000, help="items per side in the throughput phase (default 2000)")
+    p.add_argument("--rate", type=float, default=20, help="items/s of the paced latency phase (default 20)")
+    p.add_argument("--paced-sec", type=float, default=10, help="seconds of paced load per side (default 10)")
+    p.add_argument("--router-n", type=int, default=200, help="router decisions timed (default 200)")
+    p.add_argument("--probes", type=int, default=10, help="routing probes, idle and under load (default 10)")
+    p.add_argument("--long-sec", type=float, default=30, help="length of the 8 long generations (default 30)")
+    p.add_argument("--post-sec", type=float, default=10, help="seconds of POST /api/jobs load (default 10)")
+    p.add_argument("--label", default="", help="a word for the report's title (e.g. before, after)")
+    p.add_argument("--out", help="report file (default bench/results/<date>.md)")
+    p.add_argument("--keep", action="store_true", help="keep the temporary installs (their logs)")
+    return p.parse_args(argv)
+
+
+def say(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    started, load0 = time.time(), os.getloadavg()[0]
+    root = Path(tempfile.mkdtemp(prefix="alter0-pipeline-"))
+    inst = Install(root / "alter0")
+    raw_dir = root / "raw"
+    raw_dir.mkdir()
+    os.environ.update(ALTER0_CONFIG=str(inst.config_path), PIPELINE_RAW_DIR=str(raw_dir))
+    for key in ("ALTER0_OUTPUT_DIR", "DATABASE_URL", "PORT"):
+        os.environ.pop(key, None)
+    try:
+        results = run(args, inst, raw_dir)
+    finally:
+        inst.stop()
+        if args.keep:
+            say(f"installs kept in {root}")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+    from . import report
+    results.update(label=f"{args.label}, " if args.label else "", started=started, elapsed=time.time() - started,
+                   load=(load0, os.getloadavg()[0]), machine=report.machine())
+    text = report.render(results)
+    print(text)
+    out = Path(args.out) if args.out else ROOT / "bench" / "results" / f"{time.strftime('%Y-%m-%d')}.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    say(f"written to {out}")
+    return 0
+
+
+def run(args: argparse.Namespace, inst: Install, raw_dir: Path) -> dict:
+    say("starting the alter0 worker and gunicorn on a fresh output dir")
+    ready = {"worker": inst.start_worker(), "web": inst.start_web()}
+    inst.start_raw_consumer(raw_dir)
+    from alter0.config import load_config
+    from alter0.runtime import Runtime, set_runtime
+    rt = Runtime(load_config())
+    set_runtime(rt)
+    from . import extras, phases, rawchain
+    raw, a0 = phases.Raw(), phases.Alter0(rt, inst.port)
+    say("warming up both pipelines")
+    for side in (raw, a0):
+        phases.throughput(side, 4, "warm", timeout=120)
+
+    half = max(1, args.n // 2)
+    rounds: dict[str, list[dict]] = {"raw": [], "alter0": []}
+    for i, side in enumerate((raw, a0, a0, raw)):
+        say(f"throughput: {side.name}, {half} items")
+        rounds[side.name].append(phases.throughput(side, half, f"tp{i}"))
+    throughput = {name: {"n": sum(x["n"] for x in rs), "rate": sum(x["n"] for x in rs) / sum(x["seconds"] for x in rs),
+                         "rounds": [x["n"] / x["seconds"] for x in rs]} for name, rs in rounds.items()}
+
+    lat: dict[str, dict[str, list[float]]] = {"raw": {"client": [], "inside": []}, "alter0": {"client": [], "inside": []}}
+    for i, (side, send) in enumerate(((raw, raw.submit), (a0, a0.post), (a0, a0.post), (raw, raw.submit))):
+        say(f"paced: {side.name}, {args.rate:g}/s for {args.paced_sec / 2:g} s")
+        got = phases.paced(side, send, args.rate, args.paced_sec / 2, f"pc{i}")
+        for key in ("client", "inside"):
+            lat[side.name][key] += got[key]
+    paced = {name: {k: extras.percentiles(v) for k, v in d.items()} for name, d in lat.items()}
+    paced.update(rate=args.rate, seconds=args.paced_sec)
+
+    say(f"router decision latency ({args.router_n} decisions)")
+    router = extras.router_latency(rt, args.router_n)
+    say(f"routing while 8 long generations run ({args.probes} probes, {args.long_sec:g} s generations)")
+    routing = extras.routing_under_load(rt, inst, args.probes, args.long_sec)
+    inst.stop_worker()
+    say(f"POST /api/jobs load for {args.post_sec:g} s")
+    post = extras.post_rate(inst.port, args.post_sec)
+    consumer = rawchain.consumer_settings(rt.cfg)
+    return {"throughput": throughput, "paced": paced, "router": router, "routing": routing, "ready": ready,
+            "post": post, "long_sec": args.long_sec, "post_sec": args.post_sec,
+            "synchronous": rt.cfg["runtime.db.synchronous"], "huey_fsync": rawchain.huey_settings(rt.cfg)["fsync"],
+            "consumer": ", ".join(f"{k}={v}" for k, v in consumer.items() if k != "shutdown_timeout"),
+            "web_workers": rt.cfg["web.workers"], "web_threads": rt.cfg["web.threads"]}
