@@ -17,14 +17,18 @@ class Queue:
 
     name = "base"
 
-    def enqueue(self, stage: str, job_id: int, delay: float = 0.0, urgent: bool = False) -> bool:
+    def enqueue(self, stage: str, job_id: int, delay: float = 0.0, urgent: bool = False,
+                stamped: bool = False) -> bool:
         """Queue ``stage`` for ``job_id``; False (logged) if the queue store refused — the reclaim sweep retries.
 
         ``urgent`` marks a hand-off (a parked job whose turn came): engines that can, run it ahead of new work.
+        The job row first records the send (``dispatched_at``; a job with a message on its way is no longer
+        parked); ``stamped`` says the caller already wrote that in the transaction it just committed.
         """
         if stage not in STAGES:
             raise ValueError(f"unknown stage {stage!r}")
-        Job.update(dispatched_at=now()).where(Job.id == job_id).execute()
+        if not stamped:
+            Job.update(dispatched_at=now(), parked=False).where(Job.id == job_id).execute()
         try:
             if urgent and hasattr(self, "_send_urgent"):
                 self._send_urgent(stage, job_id)

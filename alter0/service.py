@@ -63,16 +63,16 @@ def submit(rt: Runtime, content: Any, user_id: Any, channel_id: Any = None, task
         if existing is not None:
             return _same_request(existing, content, user_id), False
     try:
-        with write_tx():
+        with write_tx():  # one commit: the job, its first event and the record of its route message
             job = Job.create(content=content, user_id=user_id, channel_id=channel_id, scope=scope,
-                             requested_task_id=tid, request_id=request_id)
+                             requested_task_id=tid, request_id=request_id, dispatched_at=now())
             jobstate.add_event(job.id, "submitted", None, {"task_id": tid})
     except IntegrityError:
         existing = Job.get_or_none(Job.request_id == request_id)
         if existing is None:
             raise
         return _same_request(existing, content, user_id), False
-    rt.queue.enqueue("route", job.id)
+    rt.queue.enqueue("route", job.id, stamped=True)
     return job, True
 
 

@@ -71,12 +71,10 @@ def run_stage(rt: Runtime, stage: str, job_id: int) -> None:
         return
     try:
         lease = rt.lease_token()
-        if not jobstate.claim(job.id, job.state, lease, rt.cfg["runtime.queue.lease_sec"]):
+        if not _start(rt, stage, job, lease):
             return
         try:
             with rt.running(job.id) as cancel:
-                if job.state == S.QUEUED:
-                    jobstate.transition(job.id, S.QUEUED, S.ROUTING, owner=lease)
                 _fault_delay(stage, cancel)
                 STAGES[stage](rt, job, cancel, lease)
         except Abandon:
@@ -94,13 +92,28 @@ def run_stage(rt: Runtime, stage: str, job_id: int) -> None:
                               owner=lease)
         finally:
             try:
-                jobstate.release(job.id, lease)
+                if Job.select().where((Job.id == job.id) & (Job.lease_owner == lease)).exists():
+                    jobstate.release(job.id, lease)  # a stage that moved the job on gave its lease back already
             except (OperationalError, InterfaceError):
                 pass  # the lease expires by itself
     finally:
         if slot is not None:
             slot.release()
     hand_on(rt, stage, job)
+
+
+def _start(rt: Runtime, stage: str, job: Job, lease: str) -> bool:
+    """Take the stage's lease and record its start in one transaction (one commit); False if taken."""
+    with write_tx():
+        if not jobstate.claim(job.id, job.state, lease, rt.cfg["runtime.queue.lease_sec"]):
+            return False
+        if job.state == S.QUEUED:
+            jobstate.transition(job.id, S.QUEUED, S.ROUTING, owner=lease)
+        if stage != "generate":  # generate counts each executor attempt and records its start with the first
+            attempts = getattr(Job, f"{stage}_attempts")
+            Job.update({attempts: attempts + 1}).where(Job.id == job.id).execute()
+            jobstate.add_event(job.id, "stage.started", stage)
+    return True
 
 
 def _fault_delay(stage: str, cancel) -> None:
@@ -147,8 +160,6 @@ def kick_parked_generations(rt: Runtime, limit: int = 4) -> None:
 def route(rt: Runtime, job: Job, cancel, lease: str) -> None:
     """Pick the job's task (forced > explicit > router > new), store the user message, queue generation."""
     started = time.monotonic()
-    Job.update(route_attempts=Job.route_attempts + 1).where(Job.id == job.id).execute()
-    jobstate.add_event(job.id, "stage.started", "route")
     choice = choose_task(rt, job)
     with write_tx():
         fresh = Job.get_by_id(job.id)
@@ -164,7 +175,8 @@ def route(rt: Runtime, job: Job, cancel, lease: str) -> None:
         d = choice.decision
         jobstate.transition(job.id, S.ROUTING, S.GENERATING, owner=lease, task=task.id, user_message=msg.id,
                             decision="new" if choice.task is None else "existing", decision_source=choice.source,
-                            route_confidence=d.confidence, route_reason=d.reason, route_version=d.version)
+                            route_confidence=d.confidence, route_reason=d.reason, route_version=d.version,
+                            dispatched_at=now())  # the generate message is sent right after the commit
         jobstate.add_event(job.id, "stage.finished", "route", {
             "task_id": task.id, "decision": "new" if choice.task is None else "existing",
             "source": choice.source, "confidence": d.confidence, "reason": d.reason})
@@ -172,7 +184,7 @@ def route(rt: Runtime, job: Job, cancel, lease: str) -> None:
               decision="new" if choice.task is None else "existing", source=choice.source,
               confidence=d.confidence, reason=d.reason, version=d.version,
               duration_ms=round((time.monotonic() - started) * 1000, 2), error=None)
-    rt.queue.enqueue("generate", job.id)
+    rt.queue.enqueue("generate", job.id, stamped=True)
 
 
 def _new_task(rt: Runtime, job: Job) -> Task:
@@ -199,7 +211,7 @@ def generate(rt: Runtime, job: Job, cancel, lease: str) -> None:
     workdir = Path(rt.cfg["executor.workdir_root"] or rt.paths["work"]) / f"task-{task.id}"
     workdir.mkdir(parents=True, exist_ok=True)
     timeout = min(rt.cfg["task.generation_timeout_sec"], rt.cfg["runtime.queue.attempt_timeout_sec"])
-    counter = {"n": 0}
+    counter = {"n": 0, "attempts": 0}
 
     def on_event(kind: str, data: dict) -> None:
         counter["n"] += 1
@@ -207,7 +219,11 @@ def generate(rt: Runtime, job: Job, cancel, lease: str) -> None:
             jobstate.add_event(job.id, kind, "generate", data)
 
     def attempt():
-        Job.update(generate_attempts=Job.generate_attempts + 1).where(Job.id == job.id).execute()
+        with write_tx():  # one commit per attempt; the first also records the stage's start
+            if not counter["attempts"]:
+                jobstate.add_event(job.id, "stage.started", "generate", {"executor": executor.name, "resume": resume})
+            counter["attempts"] += 1
+            Job.update(generate_attempts=Job.generate_attempts + 1).where(Job.id == job.id).execute()
         return executor.run(ExecRequest(prompt=prompt, session_id=task.session_id if resume else None,
                                         workdir=workdir, timeout=timeout, cancel=cancel, on_event=on_event,
                                         on_process=on_process))
@@ -215,7 +231,6 @@ def generate(rt: Runtime, job: Job, cancel, lease: str) -> None:
     def on_process(pgid: int) -> None:
         Job.update(executor_pgid=pgid).where(Job.id == job.id).execute()
 
-    jobstate.add_event(job.id, "stage.started", "generate", {"executor": executor.name, "resume": resume})
     try:
         result = run_with_retry(rt, "generate", job, attempt, cancel)
     except ExecutorError as exc:
@@ -237,12 +252,13 @@ def generate(rt: Runtime, job: Job, cancel, lease: str) -> None:
                     cost_usd=Task.cost_usd + cost).where(Task.id == task.id).execute()
         memory.append_turn(rt.cfg, task.id, msg)
         jobstate.transition(job.id, S.GENERATING, S.CLOSING, owner=lease, reply_message=msg.id, executor_pgid=None,
-                            input_tokens=tokens_in, output_tokens=tokens_out, cost_usd=cost)
+                            input_tokens=tokens_in, output_tokens=tokens_out, cost_usd=cost,
+                            dispatched_at=now())  # the close message is sent right after the commit
         jobstate.add_event(job.id, "stage.finished", "generate", {"chars": len(result.text), "usage": usage})
     stage_log(rt.output_dir, "generate", **_ctx(job, "generate"), session_id=result.session_id or task.session_id,
               executor=executor.name, resume=resume, usage=usage,
               duration_ms=round((time.monotonic() - started) * 1000, 2), error=None)
-    rt.queue.enqueue("close", job.id)
+    rt.queue.enqueue("close", job.id, stamped=True)
 
 
 # --- close ------------------------------------------------------------------------------------------
@@ -250,8 +266,6 @@ def generate(rt: Runtime, job: Job, cancel, lease: str) -> None:
 def close(rt: Runtime, job: Job, cancel, lease: str) -> None:
     """Ask the closer whether the task is finished; close it above the threshold; the job is done."""
     started = time.monotonic()
-    Job.update(close_attempts=Job.close_attempts + 1).where(Job.id == job.id).execute()
-    jobstate.add_event(job.id, "stage.started", "close")
     d, should_close = decide_close(rt, job)
     with write_tx():
         fresh = Job.get_by_id(job.id)

@@ -18,6 +18,8 @@ class DrainingConsumer(Consumer):
 
 def run_worker(cfg, workers=None):
     """Run the consumer in the foreground until a signal stops it."""
+    import os, sys
+    sys.setswitchinterval(float(os.environ.get("EXP_SWITCH", "0.005")))
     consumer = DrainingConsumer(
         huey, workers=workers or cfg["runtime.queue.workers"], worker_type="thread", periodic=True,
         initial_delay=0.02, backoff=1.1, max_delay=0.25, scheduler_interval=1, check_worker_health=True,

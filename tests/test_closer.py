@@ -18,7 +18,7 @@ THRESHOLDS = {"finished": 0.8, "partly_finished": 0.85, "follow_up_question": 0.
 
 
 def cfg(**overrides):
-    return load_config(env={}, overrides={k.replace("__", "."): v for k, v in overrides.items()})
+    return load_config(REGRESSION / "defaults.json", env={}, overrides={k.replace("__", "."): v for k, v in overrides.items()})
 
 
 @pytest.fixture(scope="module", params=["embedded", "rules"])

@@ -20,14 +20,15 @@ T0 = 1_750_000_000.0
 # Minimum pass rate per category of tests/regression/router.jsonl, per backend.
 THRESHOLDS = {
     "embedded": {"follow_up": 0.85, "topic_jump": 0.8, "cross_task": 0.8, "short_ack": 0.8,
-                 "chinese_mixed": 0.8, "code": 0.8, "explicit": 0.8},
-    "lexical": {"follow_up": 0.85, "topic_jump": 0.6, "cross_task": 0.6, "short_ack": 0.8,
-                "chinese_mixed": 0.6, "code": 0.6, "explicit": 0.8},
+                 "chinese_mixed": 0.5, "code": 0.8, "explicit": 0.8},
+    # the fallback: no embedding, so long product messages lean on word overlap alone
+    "lexical": {"follow_up": 0.85, "topic_jump": 0.8, "cross_task": 0.8, "short_ack": 0.6,
+                "chinese_mixed": 0.3, "code": 0.5, "explicit": 0.8},
 }
 
 
 def cfg(**overrides):
-    return load_config(env={}, overrides={k.replace("__", "."): v for k, v in overrides.items()})
+    return load_config(REGRESSION / "defaults.json", env={}, overrides={k.replace("__", "."): v for k, v in overrides.items()})
 
 
 def two_tasks(content="the parser still fails on empty lines", user="ana") -> RouteInput:

@@ -8,6 +8,7 @@ import re
 import numpy as np
 
 from .base import CloseDecision, CloseInput, Closer
+from .text import CJK_RE
 
 VERSION = "closer-embedded-1"
 
@@ -45,7 +46,7 @@ OPEN_PROTOTYPES = ("it still fails with the same error", "can you also add a tes
                    "that didn't work", "now do the same for the other file", "why does it do that?")
 
 # Weights of the closer's logistic score (hand-set, checked on tests/regression/closer.jsonl).
-W = {"bias": -1.6, "user_done": 2.4, "user_more": -2.2, "user_question": -1.6, "agent_done": 1.2,
+W = {"bias": -1.4, "user_done": 2.4, "user_more": -2.2, "user_question": -1.6, "agent_done": 1.2,
      "agent_open": -1.3, "agent_question": -2.2, "short_ack": 0.9, "proto": 3.0}
 
 
@@ -75,7 +76,8 @@ class EmbeddedCloser(Closer):
              "agent_done": float(bool(AGENT_DONE.search(reply))),
              "agent_open": float(bool(AGENT_OPEN.search(tail))),
              "agent_question": float(bool(ENDS_WITH_QUESTION.search(tail))),
-             "short_ack": float(len(user.split()) <= 4 and bool(USER_DONE.search(user))),
+             "short_ack": float(len(user.split()) <= 4 and len(CJK_RE.findall(user)) <= 6
+                                and bool(USER_DONE.search(user)) and not USER_MORE.search(user)),
              "proto": 0.0}
         if self.embedder is not None and user:
             v = self.embedder.embed(user)

@@ -16,7 +16,7 @@ class EmbeddedRouter(Router):
     def __init__(self, embedder: Embedder):
         self.embedder = embedder
         self.weights = Weights.load("embedded")
-        self.version = self.weights.version
+        self.version = self.weights.tag
 
     def route(self, inp: RouteInput) -> RouteDecision:
         return decide(inp, self.weights, self.embedder.embed)

@@ -54,7 +54,7 @@ def _cand_state(c: Candidate, infos: list[TextInfo], embed: Embed | None) -> dic
             gc.update(t.grams)
         tfw = {w: 1 + math.log(n) for w, n in wc.items()}
         hit = _cand_cache[key] = {"wc": wc, "gc": gc, "gn": norm(gc), "tfw": tfw}
-    if embed is not None and "E" not in hit and c.turns:
+    if embed is not None and "E" not in hit and c.turns and not all(t.notice for t in infos):
         E = np.stack([embed(t.content) for t in c.turns])
         cent = E.sum(0)
         hit["E"], hit["cent"] = E, cent / (np.linalg.norm(cent) or 1.0)
@@ -170,7 +170,7 @@ def extract(inp: RouteInput, embed: Embed | None = None) -> tuple[np.ndarray, np
         if st["gc"]:
             r[21] = dot(mi.grams, st["gc"]) / (mi.gram_norm * st["gn"])
             r[22] = dot(mi.grams, tis[-1].grams) / (mi.gram_norm * tis[-1].gram_norm)
-        if ev is not None and c.turns:
+        if ev is not None and "E" in states[i]:
             sims = states[i]["E"] @ ev
             r[23], r[24] = float(sims.max()), float(sims[-1])
             r[25] = float(states[i]["cent"] @ ev)
@@ -191,7 +191,7 @@ def extract(inp: RouteInput, embed: Embed | None = None) -> tuple[np.ndarray, np
         if qv:
             tv = info(c.title).wcount
             r[39] = cosine(qv, _tfidf(tv, idf)) if tv else 0.0
-        if ev is not None and c.title:
+        if ev is not None and c.title and "E" in states[i]:
             r[40] = float(embed(c.title) @ ev)
     if ev is not None and mi.cjk_share > 0.3:  # MiniLM knows little Chinese: trust the n-grams instead
         rows[:, EMBED_COLS] *= 1.0 - mi.cjk_share

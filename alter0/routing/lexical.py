@@ -13,7 +13,7 @@ class LexicalRouter(Router):
 
     def __init__(self, degraded_reason: str = ""):
         self.weights = Weights.load("lexical")
-        self.version = self.weights.version
+        self.version = self.weights.tag
         self.degraded_reason = degraded_reason
 
     def route(self, inp: RouteInput) -> RouteDecision:

@@ -76,7 +76,17 @@ class Weights:
         w = one(data[name])
         if f"{name}-solo" in data:
             w.solo = one(data[f"{name}-solo"])
+            w.tag = f"{w.version}+{w.solo.version.rsplit('-', 2)[-2]}-{w.solo.version.rsplit('-', 1)[-1]}"
         return w
+
+    @property
+    def tag(self) -> str:
+        """The version stored with every decision (both weight sets when a solo prior is attached)."""
+        return getattr(self, "_tag", self.version)
+
+    @tag.setter
+    def tag(self, value: str) -> None:
+        self._tag = value
 
     def as_json(self) -> dict:
         return {"version": self.version,
@@ -123,23 +133,24 @@ def reason(rows: np.ndarray, g: np.ndarray, w: Weights, p: np.ndarray, ids: list
 
 def decide(inp: RouteInput, w: Weights, embed: Embed | None) -> RouteDecision:
     """Score every option and return the most probable one, with its probability as confidence."""
+    tag = w.tag
     if not inp.candidates:
-        return RouteDecision("new", None, 1.0, "no open task", w.version)
+        return RouteDecision("new", None, 1.0, "no open task", tag)
     if info(inp.content).notice:
-        return RouteDecision("new", None, 1.0, "presence notice (join/part/nick): starts nothing", w.version)
+        return RouteDecision("new", None, 1.0, "presence notice (join/part/nick): starts nothing", tag)
     ids = [c.task_id for c in inp.candidates]
     if NEW_REF_RE.search(inp.content):
-        return RouteDecision("new", None, 0.95, "a new task asked for explicitly", w.version)
+        return RouteDecision("new", None, 0.95, "a new task asked for explicitly", tag)
     named = [int(n) for n in TASK_REF_RE.findall(inp.content) if int(n) in ids]
     if len(set(named)) == 1:
-        return RouteDecision("existing", named[0], 0.99, f"task {named[0]} named explicitly", w.version)
+        return RouteDecision("existing", named[0], 0.99, f"task {named[0]} named explicitly", tag)
     rows, g, facts = extract(inp, embed)
     if facts["solo"] and w.solo is not None:
         w = w.solo
     p = probabilities(rows, g, w)
     best = int(np.argmax(p))
     scores = {tid: round(float(q), 4) for tid, q in zip(ids, p[1:])}
-    why = reason(rows, g, w, p, ids, facts)
+    why = reason(rows, g, w, p, ids, facts) + ("; solo scope" if facts["solo"] else "")
     if best == 0:
-        return RouteDecision("new", None, float(p[0]), why, w.version, scores)
-    return RouteDecision("existing", ids[best - 1], float(p[best]), why, w.version, scores)
+        return RouteDecision("new", None, float(p[0]), why, tag, scores)
+    return RouteDecision("existing", ids[best - 1], float(p[best]), why, tag, scores)

@@ -100,6 +100,9 @@ def routing_under_load(rt, inst, probes: int, long_sec: float) -> dict:
     user = "probe"
     tasks = make_tasks(rt, user)
     idle = [_probe(rt, user, i) for i in range(probes)]
+    unfinished = Job.select().where(Job.status.not_in([s.value for s in TERMINAL]))
+    _wait(lambda: not unfinished.exists(), 60, "the idle probes to end", poll=0.05)  # a prompt holds the
+    # task's memory when it is built: a later "[long]" turn in it would make an idle probe long too
     long_jobs = [service.submit(rt, f"[long] keep working on it ({k})", user, task_id=t)[0].id
                  for k, t in enumerate(tasks)]
     running = Job.select().where(Job.id.in_(long_jobs) & (Job.status == "generating") & Job.lease_owner.is_null(False))
@@ -110,10 +113,9 @@ def routing_under_load(rt, inst, probes: int, long_sec: float) -> dict:
         busy.append(_probe(rt, user, 100 + i))
         time.sleep(0.2)
     still = running.count()
-    for j in Job.select(Job.id).where(Job.status.not_in([s.value for s in TERMINAL])):
+    for j in list(unfinished):
         service.cancel(j.id)
-    _wait(lambda: not Job.select().where(Job.status.not_in([s.value for s in TERMINAL])).exists(), 60,
-          "the long jobs to end", poll=0.05)
+    _wait(lambda: not unfinished.exists(), 60, "the long jobs to end", poll=0.05)
     return {"idle": percentiles(idle), "busy": percentiles(busy), "long_running_at_end": still,
             "worker_restart_ready_s": restart}
 
