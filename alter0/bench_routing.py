@@ -178,7 +178,7 @@ def load_stream(input: str | Path, context: str | Path | None = None) -> list[di
     return sorted(recs, key=lambda r: (order[r["channel_file"]], r["idx"]))
 
 
-def run(input: str, context: str | None, output: str, backend: str = "embedded", engine: str = "inline",
+def run(input: str, context: str | None, output: str, backend: str = "embedded", engine: str = "kernel",
         candidate_limit: int = BENCH_CANDIDATE_LIMIT, config: str | None = None, progress: bool = True) -> dict:
     """Replay ``input`` (after ``context``) through the router; write predictions to ``output``; return stats.
 
@@ -246,9 +246,9 @@ def add_commands(sub) -> None:
     b.add_argument("--context", help="JSONL lines routed first and not scored (earlier conversations)")
     b.add_argument("--output", required=True, help="predictions JSONL: channel_file, idx, pred_thread")
     b.add_argument("--backend", choices=("embedded", "lexical"), default="embedded")
-    b.add_argument("--engine", choices=("kernel", "inline"), default="inline",
-                   help="inline (default): the route stage's open-task state kept in memory, same decisions; "
-                        "kernel: the real route stage on a temp database (about 7x slower)")
+    b.add_argument("--engine", choices=("kernel", "inline"), default="kernel",
+                   help="kernel (default): the real route stage on a temp database; inline: the same open-task "
+                        "state kept in memory, a faster approximation for tuning")
     b.add_argument("--candidate-limit", type=int, default=BENCH_CANDIDATE_LIMIT,
                    help=f"open tasks offered to the router (default {BENCH_CANDIDATE_LIMIT})")
     b.set_defaults(fn=cmd_bench_routing)
