@@ -1,6 +1,8 @@
-"""alter0's Queue on Huey: enqueue a stage task by name."""
+"""alter0's Queue on Huey: enqueue a stage task by name, then ring the doorbells of the host's workers."""
 
 from alter0.queue import Queue
+
+from .huey_doorbell import doorbell_for
 
 
 class HueyQueue(Queue):
@@ -8,6 +10,7 @@ class HueyQueue(Queue):
 
     def __init__(self, huey, tasks):
         self.huey, self.tasks = huey, tasks
+        self.doorbell = doorbell_for(huey.storage.filename)
 
     def _send(self, stage, job_id, delay):
         task = self.tasks[stage]
@@ -15,11 +18,13 @@ class HueyQueue(Queue):
             task.schedule((job_id,), delay=delay)
         else:
             task(job_id)
+            self.doorbell.ring()
 
     def _send_urgent(self, stage, job_id):
         """A hand-off runs ahead of new messages of its stage (one priority step up)."""
         task = self.tasks[stage]
         task(job_id, priority=(task.settings.get("default_priority") or 0) + 1)
+        self.doorbell.ring()
 
     def backlog(self):
         return self.huey.pending_count()

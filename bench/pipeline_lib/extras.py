@@ -43,11 +43,11 @@ def make_tasks(rt, user_id: str, turns: int = 4) -> list[int]:
 
 
 def percentiles(values: list[float]) -> dict:
-    """p50 and p99 (inclusive quantiles; the max for fewer than 2 values), in the values' unit."""
+    """p50, p99 (inclusive quantiles) and max, in the values' unit."""
     if len(values) < 2:
-        return {"p50": values[0], "p99": values[0], "n": len(values)}
+        return {"p50": values[0], "p99": values[0], "max": values[0], "n": len(values)}
     q = statistics.quantiles(values, n=100, method="inclusive")
-    return {"p50": q[49], "p99": q[98], "n": len(values)}
+    return {"p50": q[49], "p99": q[98], "max": max(values), "n": len(values)}
 
 
 def router_latency(rt, n: int) -> dict:
@@ -99,10 +99,14 @@ def routing_under_load(rt, inst, probes: int, long_sec: float) -> dict:
     restart = inst.start_worker()
     user = "probe"
     tasks = make_tasks(rt, user)
-    idle = [_probe(rt, user, i) for i in range(probes)]
     unfinished = Job.select().where(Job.status.not_in([s.value for s in TERMINAL]))
-    _wait(lambda: not unfinished.exists(), 60, "the idle probes to end", poll=0.05)  # a prompt holds the
-    # task's memory when it is built: a later "[long]" turn in it would make an idle probe long too
+    idle = []
+    for i in range(probes + 1):  # the first one warms the worker's router up (it is not counted)
+        _wait(lambda: not unfinished.exists(), 60, "the previous probe to end", poll=0.01)
+        ms = _probe(rt, user, i)
+        idle += [ms] if i else []
+    # a prompt holds the task's memory when it is built: a later "[long]" turn would make a probe long too
+    _wait(lambda: not unfinished.exists(), 60, "the idle probes to end", poll=0.05)
     long_jobs = [service.submit(rt, f"[long] keep working on it ({k})", user, task_id=t)[0].id
                  for k, t in enumerate(tasks)]
     running = Job.select().where(Job.id.in_(long_jobs) & (Job.status == "generating") & Job.lease_owner.is_null(False))

@@ -88,6 +88,19 @@ class Alter0:
             time.sleep(POLL_SEC)
 
 
+def segments(ids: list[int]) -> dict[str, list[float]]:
+    """Seconds each alter0 job spent per segment: submit → route start, route, generate, close (each of the
+    last three from the previous stage's end, so it includes that stage's queue pickup)."""
+    out: dict[str, list[float]] = {"pickup": [], "route": [], "generate": [], "close": []}
+    for j in Job.select(Job.created_at, Job.routing_at, Job.generating_at, Job.closing_at, Job.finished_at).where(
+            Job.id.in_(ids)):
+        marks = [j.created_at, j.routing_at, j.generating_at, j.closing_at, j.finished_at]
+        if None not in marks:
+            for name, a, b in zip(out, marks, marks[1:]):
+                out[name].append(b - a)
+    return out
+
+
 def throughput(side, n: int, tag: str, timeout: float = 900) -> dict:
     """Submit ``n`` items back to back, wait for all; items/s from the first submit to the last done."""
     start = time.time()
@@ -131,4 +144,5 @@ def paced(side, send: Callable[[str], int], rate: float, seconds: float, tag: st
         raise RuntimeError(f"{side.name}: only {len(done)} of {count} paced items finished")
     client = [done[item][1] - t for item, t in sent]
     inside = [d - c for c, d in done.values()]
-    return {"client": client, "inside": inside}
+    return {"client": client, "inside": inside,
+            "segments": segments([item for item, _ in sent]) if isinstance(side, Alter0) else {}}

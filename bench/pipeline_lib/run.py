@@ -19,6 +19,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--n", type=int, default=2000, help="items per side in the throughput phase (default 2000)")
     p.add_argument("--rate", type=float, default=20, help="items/s of the paced latency phase (default 20)")
     p.add_argument("--paced-sec", type=float, default=10, help="seconds of paced load per side (default 10)")
+    p.add_argument("--low-rate", type=float, default=5, help="items/s of a second, unsaturated paced phase "
+                   "(default 5; 0 skips it)")
     p.add_argument("--router-n", type=int, default=200, help="router decisions timed (default 200)")
     p.add_argument("--probes", type=int, default=10, help="routing probes, idle and under load (default 10)")
     p.add_argument("--long-sec", type=float, default=30, help="length of the 8 long generations (default 30)")
@@ -86,14 +88,8 @@ def run(args: argparse.Namespace, inst: Install, raw_dir: Path) -> dict:
     throughput = {name: {"n": sum(x["n"] for x in rs), "rate": sum(x["n"] for x in rs) / sum(x["seconds"] for x in rs),
                          "rounds": [x["n"] / x["seconds"] for x in rs]} for name, rs in rounds.items()}
 
-    lat: dict[str, dict[str, list[float]]] = {"raw": {"client": [], "inside": []}, "alter0": {"client": [], "inside": []}}
-    for i, (side, send) in enumerate(((raw, raw.submit), (a0, a0.post), (a0, a0.post), (raw, raw.submit))):
-        say(f"paced: {side.name}, {args.rate:g}/s for {args.paced_sec / 2:g} s")
-        got = phases.paced(side, send, args.rate, args.paced_sec / 2, f"pc{i}")
-        for key in ("client", "inside"):
-            lat[side.name][key] += got[key]
-    paced = {name: {k: extras.percentiles(v) for k, v in d.items()} for name, d in lat.items()}
-    paced.update(rate=args.rate, seconds=args.paced_sec)
+    paced = paced_latency(raw, a0, args.rate, args.paced_sec)
+    low = paced_latency(raw, a0, args.low_rate, args.paced_sec) if args.low_rate else None
 
     say(f"router decision latency ({args.router_n} decisions)")
     router = extras.router_latency(rt, args.router_n)
@@ -103,8 +99,26 @@ def run(args: argparse.Namespace, inst: Install, raw_dir: Path) -> dict:
     say(f"POST /api/jobs load for {args.post_sec:g} s")
     post = extras.post_rate(inst.port, args.post_sec)
     consumer = rawchain.consumer_settings(rt.cfg)
-    return {"throughput": throughput, "paced": paced, "router": router, "routing": routing, "ready": ready,
+    return {"throughput": throughput, "paced": paced, "low": low, "router": router, "routing": routing, "ready": ready,
             "post": post, "long_sec": args.long_sec, "post_sec": args.post_sec,
             "synchronous": rt.cfg["runtime.db.synchronous"], "huey_fsync": rawchain.huey_settings(rt.cfg)["fsync"],
             "consumer": ", ".join(f"{k}={v}" for k, v in consumer.items() if k != "shutdown_timeout"),
             "web_workers": rt.cfg["web.workers"], "web_threads": rt.cfg["web.threads"]}
+
+
+def paced_latency(raw, a0, rate: float, seconds: float) -> dict:
+    """Enqueue → done latency percentiles of both sides at ``rate`` items/s, halves raw, alter0, alter0, raw."""
+    from . import extras, phases
+    lat: dict[str, dict[str, list[float]]] = {"raw": {"client": [], "inside": []}, "alter0": {"client": [], "inside": []}}
+    parts: dict[str, list[float]] = {}
+    for i, (side, send) in enumerate(((raw, raw.submit), (a0, a0.post), (a0, a0.post), (raw, raw.submit))):
+        say(f"paced: {side.name}, {rate:g}/s for {seconds / 2:g} s")
+        got = phases.paced(side, send, rate, seconds / 2, f"pc{rate:g}-{i}")
+        for key in ("client", "inside"):
+            lat[side.name][key] += got[key]
+        for key, values in got["segments"].items():
+            parts.setdefault(key, []).extend(values)
+    result = {name: {k: extras.percentiles(v) for k, v in d.items()} for name, d in lat.items()}
+    return {**result, "rate": rate, "seconds": seconds,
+            "segments": {k: extras.percentiles(v)["p50"] for k, v in parts.items() if v}}
+
