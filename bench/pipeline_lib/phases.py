@@ -6,6 +6,7 @@ written by the last step). Every function returns plain numbers; nothing here pr
 from __future__ import annotations
 
 import http.client
+import itertools
 import json
 import threading
 import time
@@ -27,11 +28,10 @@ class Raw:
     name = "raw"
 
     def __init__(self):
-        self.next_item = 0
+        self.items = itertools.count()  # next() is atomic: the pacer's threads never share an item
 
     def submit(self, _tag: str) -> int:
-        item = self.next_item
-        self.next_item += 1
+        item = next(self.items)
         rawchain.submit(item)
         return item
 

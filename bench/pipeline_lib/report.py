@@ -32,7 +32,7 @@ def machine() -> dict:
                              timeout=10).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
                                capture_output=True, text=True, timeout=10).stdout.strip()
-        rev += " (+ uncommitted changes)" if dirty else ""
+        rev = (rev + (" (+ uncommitted changes)" if dirty else "")) if rev else "? (not a git checkout)"
     except (OSError, subprocess.SubprocessError):
         rev = "?"
     return {"cores": os.cpu_count(), "cpu": platform.processor() or platform.machine(),
@@ -64,7 +64,9 @@ def render(r: dict) -> str:
         "",
         f"Both sides: SQLite WAL with fsync on every commit (`runtime.db.synchronous = {r['synchronous']}`: alter0.db, "
         f"and SqliteHuey `fsync={r['huey_fsync']}` on each huey.db), consumer `{r['consumer']}`; each consumer "
-        "in its own process. Raw: per item Huey task A enqueues B enqueues C (no-op bodies, priorities as "
+        "in its own process" + ("; alter0's also wakes when a stage is queued on the host (doorbells, "
+                                "tasks/huey_doorbell.py), the raw one only polls" if r.get("doorbells") else "")
+        + ". Raw: per item Huey task A enqueues B enqueues C (no-op bodies, priorities as "
         "route/generate/close); C inserts the item's done row into a SQLite table (same durability). alter0: "
         "route → generate (`command` executor `cat`) → close on a fresh output dir, embedded router and closer "
         "(defaults), one user per item (so the router has no candidates; see the router rows below).",
@@ -73,6 +75,8 @@ def render(r: dict) -> str:
         "|---|---:|---:|---:|---|---|",
         f"| throughput, {tp['alter0']['n']} items submitted back to back (items/s) | {raw_tp:.1f} | {a0_tp:.1f} "
         f"| {tp_ratio:.2f} | ≥ 0.7 | {_mark(tp_ratio >= 0.7)} |",
+        f"| CPU per item of the consumer process, executor runs included (ms) | {tp['raw']['cpu_ms']:.1f} "
+        f"| {tp['alter0']['cpu_ms']:.1f} | {tp['alter0']['cpu_ms'] / max(tp['raw']['cpu_ms'], 0.01):.1f} | | |",
         f"| latency p50 at {pc['rate']:g} items/s for {pc['seconds']:g} s, enqueue → done (ms) | {_ms(rl['p50'])} "
         f"| {_ms(al['p50'])} | {p50_ratio:.2f} | ≤ 1.5 | {_mark(p50_ratio <= 1.5)} |",
         f"| latency p99, same run (ms) | {_ms(rl['p99'])} | {_ms(al['p99'])} | {p99_ratio:.2f} | ≤ 2 "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import shutil
 import signal
@@ -11,7 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .installs import ROOT, Install
+from .installs import ROOT, Install, cpu_seconds
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -69,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
 def run(args: argparse.Namespace, inst: Install, raw_dir: Path) -> dict:
     say("starting the alter0 worker and gunicorn on a fresh output dir")
     ready = {"worker": inst.start_worker(), "web": inst.start_web()}
-    inst.start_raw_consumer(raw_dir)
+    consumers = {"raw": inst.start_raw_consumer(raw_dir).pid, "alter0": inst.worker.pid}
     from alter0.config import load_config
     from alter0.runtime import Runtime, set_runtime
     rt = Runtime(load_config())
@@ -84,9 +85,13 @@ def run(args: argparse.Namespace, inst: Install, raw_dir: Path) -> dict:
     rounds: dict[str, list[dict]] = {"raw": [], "alter0": []}
     for i, side in enumerate((raw, a0, a0, raw)):
         say(f"throughput: {side.name}, {half} items")
+        cpu = cpu_seconds(consumers[side.name])
         rounds[side.name].append(phases.throughput(side, half, f"tp{i}"))
+        rounds[side.name][-1]["cpu"] = cpu_seconds(consumers[side.name]) - cpu
     throughput = {name: {"n": sum(x["n"] for x in rs), "rate": sum(x["n"] for x in rs) / sum(x["seconds"] for x in rs),
-                         "rounds": [x["n"] / x["seconds"] for x in rs]} for name, rs in rounds.items()}
+                         "rounds": [x["n"] / x["seconds"] for x in rs],
+                         "cpu_ms": 1000 * sum(x["cpu"] for x in rs) / sum(x["n"] for x in rs)}
+                  for name, rs in rounds.items()}
 
     paced = paced_latency(raw, a0, args.rate, args.paced_sec)
     low = paced_latency(raw, a0, args.low_rate, args.paced_sec) if args.low_rate else None
@@ -103,7 +108,8 @@ def run(args: argparse.Namespace, inst: Install, raw_dir: Path) -> dict:
             "post": post, "long_sec": args.long_sec, "post_sec": args.post_sec,
             "synchronous": rt.cfg["runtime.db.synchronous"], "huey_fsync": rawchain.huey_settings(rt.cfg)["fsync"],
             "consumer": ", ".join(f"{k}={v}" for k, v in consumer.items() if k != "shutdown_timeout"),
-            "web_workers": rt.cfg["web.workers"], "web_threads": rt.cfg["web.threads"]}
+            "web_workers": rt.cfg["web.workers"], "web_threads": rt.cfg["web.threads"],
+            "doorbells": importlib.util.find_spec("tasks.huey_doorbell") is not None}
 
 
 def paced_latency(raw, a0, rate: float, seconds: float) -> dict:
