@@ -112,8 +112,10 @@ def decide_close(rt, job: Job) -> tuple[CloseDecision, bool]:
         closer = rt.closer
         msgs = list(Message.select().where(Message.task == job.task_id).order_by(Message.id.desc()).limit(10))
         turns = [Turn(m.role, m.content, m.user_id, m.created_at) for m in reversed(msgs)]
-        inp = CloseInput(task_id=job.task_id, user_message=job.content,
-                         reply=job.reply_message.content if job.reply_message_id else "", turns=turns)
+        reply = next((m.content for m in msgs if m.id == job.reply_message_id), None)
+        if reply is None and job.reply_message_id:  # more than 10 newer messages: read it
+            reply = job.reply_message.content
+        inp = CloseInput(task_id=job.task_id, user_message=job.content, reply=reply or "", turns=turns)
         d = validate_close(_call(lambda: closer.decide(inp), rt.cfg["task.close_timeout_sec"]))
     except FutureTimeout:
         d = CloseDecision(False, 0.0, f"degraded: closer timed out after {rt.cfg['task.close_timeout_sec']}s")

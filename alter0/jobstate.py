@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Sequence
+
 from .errors import IllegalTransition, NotFound
 from .models import STAGE_OF_STATE, Job, JobEvent, JobStatus as S, now
 
@@ -27,9 +29,11 @@ def check(src: S, dst: S) -> None:
         raise IllegalTransition(f"job cannot go from {src.value} to {dst.value}")
 
 
-def transition(job_id: int, src: S, dst: S, *, owner: str | None = None, **fields) -> bool:
+def transition(job_id: int, src: S, dst: S, *, owner: str | None = None,
+               events: Sequence[tuple[str, str | None, dict | None]] = (), **fields) -> bool:
     """Move a job from ``src`` to ``dst`` if it is still in ``src`` (and, with ``owner``, still leased by it).
 
+    The timeline gets the state change and then ``events`` (kind, stage, data), in one statement.
     Returns False when someone else moved it first; raises IllegalTransition for a move the machine forbids.
     """
     check(src, dst)
@@ -46,13 +50,23 @@ def transition(job_id: int, src: S, dst: S, *, owner: str | None = None, **field
         query = query.where(Job.lease_owner == owner)
     if query.execute() != 1:
         return False
-    add_event(job_id, "state", None, {"from": src.value, "to": dst.value})
+    add_events(job_id, [("state", None, {"from": src.value, "to": dst.value}), *events])
     return True
 
 
 def add_event(job_id: int, kind: str, stage: str | None = None, data: dict | None = None) -> None:
     """Append one entry to a job's timeline."""
     JobEvent.create(job=job_id, kind=kind, stage=stage, data=data)
+
+
+def add_events(job_id: int, events: Sequence[tuple[str, str | None, dict | None]]) -> None:
+    """Append entries (kind, stage, data) to a job's timeline in one statement, in this order."""
+    if len(events) == 1:
+        add_event(job_id, *events[0])
+    elif events:
+        t = now()
+        JobEvent.insert_many([{"job": job_id, "kind": kind, "stage": stage, "data": data, "created_at": t}
+                              for kind, stage, data in events]).execute()
 
 
 def get_job(job_id) -> Job:
@@ -67,12 +81,24 @@ def get_job(job_id) -> Job:
     return job
 
 
-def claim(job_id: int, status: S, owner: str, lease_sec: float) -> bool:
-    """Take the lease on a job in ``status`` unless a live lease of another worker holds it."""
+def claim(job_id: int, status: S, owner: str, lease_sec: float, *, to: S | None = None,
+          events: Sequence[tuple[str, str | None, dict | None]] = (), **fields) -> bool:
+    """Take the lease on a job in ``status`` unless a live lease of another worker holds it.
+
+    The same statement moves the job on to ``to`` (if given; the state change is recorded) and writes
+    ``fields``; ``events`` follow on the timeline."""
     t = now()
+    values = {"lease_owner": owner, "lease_expires": t + lease_sec, "parked": False, "stage_started_at": t, **fields}
+    if to is not None:
+        check(status, to)
+        values.update(status=to.value, updated_at=t)
+        values[TIME_FIELD[to]] = t
+        events = [("state", None, {"from": status.value, "to": to.value}), *events]
     free = Job.lease_owner.is_null() | (Job.lease_expires < t)
-    return Job.update(lease_owner=owner, lease_expires=t + lease_sec, parked=False, stage_started_at=t).where(
-        (Job.id == job_id) & (Job.status == status.value) & free).execute() == 1
+    if Job.update(**values).where((Job.id == job_id) & (Job.status == status.value) & free).execute() != 1:
+        return False
+    add_events(job_id, events)
+    return True
 
 
 def release(job_id: int, owner: str) -> None:

@@ -14,14 +14,17 @@ def get_memory(task_id: int) -> TaskMemory:
     return mem
 
 
-def append_turn(cfg: Config, task_id: int, message: Message) -> TaskMemory:
-    """Add a message to the task's memory, folding the oldest turns into the summary past the limit."""
+def append_turn(cfg: Config, task_id: int, message: Message, new_task: bool = False) -> TaskMemory:
+    """Add a message to the task's memory, folding the oldest turns into the summary past the limit.
+    ``new_task``: the task was created in this transaction, so its memory starts with this message."""
+    if new_task and cfg["task.memory_turns"] >= 1:
+        return TaskMemory.create(task=task_id, summary="", turns=[_turn(message)], turn_count=1,
+                                 participants=[message.user_id] if message.role == "user" else [], updated_at=now())
     mem = get_memory(task_id)
     turns = list(mem.turns or [])
     if any(t.get("message_id") == message.id for t in turns):
         return mem
-    turns.append({"message_id": message.id, "role": message.role, "content": message.content,
-                  "user_id": message.user_id, "at": message.created_at})
+    turns.append(_turn(message))
     summary = mem.summary or ""
     while len(turns) > cfg["task.memory_turns"]:
         summary = _fold(summary, turns.pop(0), cfg["task.memory_summary_chars"])
@@ -33,6 +36,11 @@ def append_turn(cfg: Config, task_id: int, message: Message) -> TaskMemory:
     mem.updated_at = now()
     mem.save()
     return mem
+
+
+def _turn(message: Message) -> dict:
+    return {"message_id": message.id, "role": message.role, "content": message.content,
+            "user_id": message.user_id, "at": message.created_at}
 
 
 def _fold(summary: str, turn: dict, limit: int) -> str:

@@ -34,6 +34,10 @@ class Abandon(Exception):
     """The worker is stopping: leave the job where it is for the next start to reclaim."""
 
 
+class LeaseLost(Exception):
+    """Raised inside a stage's final transaction when the job moved on without us: roll everything back."""
+
+
 def _ctx(job: Job, stage: str, **override) -> dict:
     return {"job_id": job.id, "task_id": job.task_id, "stage": stage, "user_id": job.user_id,
             "channel_id": job.channel_id, **override}
@@ -68,15 +72,17 @@ def run_stage(rt: Runtime, stage: str, job_id: int) -> None:
     slot = rt.generation_slots if stage == "generate" else None
     if slot is not None and not slot.acquire(blocking=False):
         _park(job)
+        rt.slot_parked = True  # the next generation to finish looks for parked ones
         return
     try:
         lease = rt.lease_token()
         if not _start(rt, stage, job, lease):
             return
+        moved_on = False
         try:
             with rt.running(job.id) as cancel:
                 _fault_delay(stage, cancel)
-                STAGES[stage](rt, job, cancel, lease)
+                moved_on = bool(STAGES[stage](rt, job, cancel, lease))
         except Abandon:
             Job.update(dispatched_at=None).where(Job.id == job.id).execute()  # reclaimed at the next start
             log.info("job %s left in %s for reclaim (worker stopping)", job.id, stage, extra=_ctx(job, stage))
@@ -91,9 +97,9 @@ def run_stage(rt: Runtime, stage: str, job_id: int) -> None:
                 _finish_error(fresh, fresh.state, ExecutorError("internal", f"internal error in {stage}: {exc}"),
                               owner=lease)
         finally:
-            try:
-                if Job.select().where((Job.id == job.id) & (Job.lease_owner == lease)).exists():
-                    jobstate.release(job.id, lease)  # a stage that moved the job on gave its lease back already
+            try:  # a stage that moved the job on gave its lease back with that move
+                if not moved_on and Job.select().where((Job.id == job.id) & (Job.lease_owner == lease)).exists():
+                    jobstate.release(job.id, lease)
             except (OperationalError, InterfaceError):
                 pass  # the lease expires by itself
     finally:
@@ -103,17 +109,25 @@ def run_stage(rt: Runtime, stage: str, job_id: int) -> None:
 
 
 def _start(rt: Runtime, stage: str, job: Job, lease: str) -> bool:
-    """Take the stage's lease and record its start in one transaction (one commit); False if taken."""
+    """Take the stage's lease, count the (first) attempt and record the start: one statement, one commit.
+    False if another worker holds the lease or the job moved on."""
+    attempts = getattr(Job, f"{stage}_attempts")
+    data = _generate_started(rt, job) if stage == "generate" else None
     with write_tx():
-        if not jobstate.claim(job.id, job.state, lease, rt.cfg["runtime.queue.lease_sec"]):
-            return False
-        if job.state == S.QUEUED:
-            jobstate.transition(job.id, S.QUEUED, S.ROUTING, owner=lease)
-        if stage != "generate":  # generate counts each executor attempt and records its start with the first
-            attempts = getattr(Job, f"{stage}_attempts")
-            Job.update({attempts: attempts + 1}).where(Job.id == job.id).execute()
-            jobstate.add_event(job.id, "stage.started", stage)
-    return True
+        return jobstate.claim(job.id, job.state, lease, rt.cfg["runtime.queue.lease_sec"],
+                              to=S.ROUTING if job.state == S.QUEUED else None,
+                              events=[("stage.started", stage, data)], **{attempts.name: attempts + 1})
+
+
+def _generate_started(rt: Runtime, job: Job) -> dict:
+    """What the timeline says when a generation starts: the executor and whether it resumes its session."""
+    task = Task.select(Task.executor, Task.session_id).where(Task.id == job.task_id).first()
+    name = (task.executor if task else None) or rt.executor_name()
+    try:
+        keeps = rt.executor(name).keeps_session
+    except Exception:  # an unknown executor fails in the stage itself, with its message
+        keeps = False
+    return {"executor": name, "resume": bool(keeps and task and task.session_id)}
 
 
 def _fault_delay(stage: str, cancel) -> None:
@@ -133,8 +147,7 @@ def hand_on(rt: Runtime, stage: str, job: Job) -> None:
     """Give the turn to the next parked job behind this one (same scope for route, same task for generate)."""
     if stage == "route":
         cond = (Job.scope == job.scope) & Job.status.in_([S.QUEUED.value, S.ROUTING.value])
-    elif stage == "generate":
-        job = Job.get_by_id(job.id)
+    elif stage == "generate":  # job.task_id was set by route, before this stage was read
         cond = (Job.task == job.task_id) & (Job.status == S.GENERATING.value)
         if job.task_id is None:
             return
@@ -143,7 +156,8 @@ def hand_on(rt: Runtime, stage: str, job: Job) -> None:
     nxt = Job.select(Job.id, Job.parked).where(cond & (Job.id > job.id)).order_by(Job.id).first()
     if nxt is not None and nxt.parked:
         rt.queue.enqueue(stage, nxt.id, urgent=True)
-    if stage == "generate":
+    if stage == "generate" and getattr(rt, "slot_parked", False):
+        rt.slot_parked = False
         kick_parked_generations(rt)
 
 
@@ -161,37 +175,44 @@ def route(rt: Runtime, job: Job, cancel, lease: str) -> None:
     """Pick the job's task (forced > explicit > router > new), store the user message, queue generation."""
     started = time.monotonic()
     choice = choose_task(rt, job)
-    with write_tx():
-        fresh = Job.get_by_id(job.id)
-        if fresh.status != S.ROUTING.value or fresh.lease_owner != lease:
-            return
-        task = choice.task or _new_task(rt, job)
-        if choice.reopen:
-            _reopen(task)
-        msg = fresh.user_message or Message.create(task=task.id, role="user", content=job.content,
-                                                   user_id=job.user_id, channel_id=job.channel_id)
-        Task.update(last_active_at=now(), updated_at=now()).where(Task.id == task.id).execute()
-        memory.append_turn(rt.cfg, task.id, msg)
-        d = choice.decision
-        jobstate.transition(job.id, S.ROUTING, S.GENERATING, owner=lease, task=task.id, user_message=msg.id,
-                            decision="new" if choice.task is None else "existing", decision_source=choice.source,
-                            route_confidence=d.confidence, route_reason=d.reason, route_version=d.version,
-                            dispatched_at=now())  # the generate message is sent right after the commit
-        jobstate.add_event(job.id, "stage.finished", "route", {
-            "task_id": task.id, "decision": "new" if choice.task is None else "existing",
-            "source": choice.source, "confidence": d.confidence, "reason": d.reason})
+    d = choice.decision
+    try:
+        with write_tx():  # the job moves on only if it is still ours; otherwise nothing here is kept
+            if choice.task is None:
+                task = _new_task(rt, job)
+            else:
+                task = choice.task
+                if choice.reopen:
+                    _reopen(task)
+                Task.update(last_active_at=now(), updated_at=now()).where(Task.id == task.id).execute()
+            msg = job.user_message if job.user_message_id else Message.create(
+                task=task.id, role="user", content=job.content, user_id=job.user_id, channel_id=job.channel_id)
+            memory.append_turn(rt.cfg, task.id, msg, new_task=choice.task is None)
+            if not jobstate.transition(
+                    job.id, S.ROUTING, S.GENERATING, owner=lease, task=task.id, user_message=msg.id,
+                    decision="new" if choice.task is None else "existing", decision_source=choice.source,
+                    route_confidence=d.confidence, route_reason=d.reason, route_version=d.version,
+                    dispatched_at=now(),  # the generate message is sent right after the commit
+                    events=[("stage.finished", "route", {
+                        "task_id": task.id, "decision": "new" if choice.task is None else "existing",
+                        "source": choice.source, "confidence": d.confidence, "reason": d.reason})]):
+                raise LeaseLost()
+    except LeaseLost:
+        return False
     stage_log(rt.output_dir, "route", **_ctx(job, "route", task_id=task.id), session_id=task.session_id,
               decision="new" if choice.task is None else "existing", source=choice.source,
               confidence=d.confidence, reason=d.reason, version=d.version,
               duration_ms=round((time.monotonic() - started) * 1000, 2), error=None)
     rt.queue.enqueue("generate", job.id, stamped=True)
+    return True
 
 
 def _new_task(rt: Runtime, job: Job) -> Task:
     first = " ".join(job.content.split())
     title = first[:80] + ("…" if len(first) > 80 else "")
-    return Task.create(title=title or "untitled", scope=job.scope, user_id=job.user_id,
-                       channel_id=job.channel_id, executor=rt.executor_name())
+    t = now()
+    return Task.create(title=title or "untitled", scope=job.scope, user_id=job.user_id, channel_id=job.channel_id,
+                       executor=rt.executor_name(), created_at=t, updated_at=t, last_active_at=t)
 
 
 def _reopen(task: Task) -> None:
@@ -219,10 +240,8 @@ def generate(rt: Runtime, job: Job, cancel, lease: str) -> None:
             jobstate.add_event(job.id, kind, "generate", data)
 
     def attempt():
-        with write_tx():  # one commit per attempt; the first also records the stage's start
-            if not counter["attempts"]:
-                jobstate.add_event(job.id, "stage.started", "generate", {"executor": executor.name, "resume": resume})
-            counter["attempts"] += 1
+        counter["attempts"] += 1
+        if counter["attempts"] > 1:  # the stage's start counted the first
             Job.update(generate_attempts=Job.generate_attempts + 1).where(Job.id == job.id).execute()
         return executor.run(ExecRequest(prompt=prompt, session_id=task.session_id if resume else None,
                                         workdir=workdir, timeout=timeout, cancel=cancel, on_event=on_event,
@@ -239,26 +258,29 @@ def generate(rt: Runtime, job: Job, cancel, lease: str) -> None:
     usage = result.usage or {}
     tokens_in, tokens_out = int(usage.get("input_tokens") or 0), int(usage.get("output_tokens") or 0)
     cost = float(usage.get("cost_usd") or 0.0)
-    with write_tx():
-        fresh = Job.get_by_id(job.id)
-        if fresh.status != S.GENERATING.value or fresh.lease_owner != lease or fresh.reply_message_id:
-            log.warning("job %s: generation result dropped (lease lost or reply already stored)", job.id,
-                        extra=_ctx(job, "generate"))
-            return
-        msg = Message.create(task=task.id, role="assistant", content=result.text, user_id=rt.cfg["agent.name"],
-                             channel_id=job.channel_id)
-        Task.update(session_id=result.session_id or task.session_id, last_active_at=now(), updated_at=now(),
-                    input_tokens=Task.input_tokens + tokens_in, output_tokens=Task.output_tokens + tokens_out,
-                    cost_usd=Task.cost_usd + cost).where(Task.id == task.id).execute()
-        memory.append_turn(rt.cfg, task.id, msg)
-        jobstate.transition(job.id, S.GENERATING, S.CLOSING, owner=lease, reply_message=msg.id, executor_pgid=None,
-                            input_tokens=tokens_in, output_tokens=tokens_out, cost_usd=cost,
-                            dispatched_at=now())  # the close message is sent right after the commit
-        jobstate.add_event(job.id, "stage.finished", "generate", {"chars": len(result.text), "usage": usage})
+    try:
+        with write_tx():  # exactly one reply: only the lease holder of a job still generating stores it
+            msg = Message.create(task=task.id, role="assistant", content=result.text,
+                                 user_id=rt.cfg["agent.name"], channel_id=job.channel_id)
+            Task.update(session_id=result.session_id or task.session_id, last_active_at=now(), updated_at=now(),
+                        input_tokens=Task.input_tokens + tokens_in, output_tokens=Task.output_tokens + tokens_out,
+                        cost_usd=Task.cost_usd + cost).where(Task.id == task.id).execute()
+            memory.append_turn(rt.cfg, task.id, msg)
+            if not jobstate.transition(
+                    job.id, S.GENERATING, S.CLOSING, owner=lease, reply_message=msg.id, executor_pgid=None,
+                    input_tokens=tokens_in, output_tokens=tokens_out, cost_usd=cost,
+                    dispatched_at=now(),  # the close message is sent right after the commit
+                    events=[("stage.finished", "generate", {"chars": len(result.text), "usage": usage})]):
+                raise LeaseLost()
+    except LeaseLost:
+        log.warning("job %s: generation result dropped (lease lost or reply already stored)", job.id,
+                    extra=_ctx(job, "generate"))
+        return False
     stage_log(rt.output_dir, "generate", **_ctx(job, "generate"), session_id=result.session_id or task.session_id,
               executor=executor.name, resume=resume, usage=usage,
               duration_ms=round((time.monotonic() - started) * 1000, 2), error=None)
     rt.queue.enqueue("close", job.id, stamped=True)
+    return True
 
 
 # --- close ------------------------------------------------------------------------------------------
@@ -267,21 +289,24 @@ def close(rt: Runtime, job: Job, cancel, lease: str) -> None:
     """Ask the closer whether the task is finished; close it above the threshold; the job is done."""
     started = time.monotonic()
     d, should_close = decide_close(rt, job)
-    with write_tx():
-        fresh = Job.get_by_id(job.id)
-        if fresh.status != S.CLOSING.value or fresh.lease_owner != lease:
-            return
-        if should_close:
-            Task.update(status="closed", closed_at=now(), closed_by="auto", close_reason=d.reason,
-                        close_confidence=d.confidence, updated_at=now()).where(
-                (Task.id == job.task_id) & (Task.status == "open")).execute()
-        jobstate.transition(job.id, S.CLOSING, S.DONE, owner=lease, close_decision=should_close,
-                            close_confidence=d.confidence, close_reason=d.reason, close_version=d.version)
-        jobstate.add_event(job.id, "stage.finished", "close", {
-            "close": should_close, "confidence": d.confidence, "reason": d.reason})
+    try:
+        with write_tx():
+            if should_close:
+                Task.update(status="closed", closed_at=now(), closed_by="auto", close_reason=d.reason,
+                            close_confidence=d.confidence, updated_at=now()).where(
+                    (Task.id == job.task_id) & (Task.status == "open")).execute()
+            if not jobstate.transition(
+                    job.id, S.CLOSING, S.DONE, owner=lease, close_decision=should_close,
+                    close_confidence=d.confidence, close_reason=d.reason, close_version=d.version,
+                    events=[("stage.finished", "close", {
+                        "close": should_close, "confidence": d.confidence, "reason": d.reason})]):
+                raise LeaseLost()
+    except LeaseLost:
+        return False
     stage_log(rt.output_dir, "close", **_ctx(job, "close"), close=should_close, confidence=d.confidence,
               reason=d.reason, version=d.version, duration_ms=round((time.monotonic() - started) * 1000, 2),
               error=None)
+    return True
 
 
 # --- failures ---------------------------------------------------------------------------------------
