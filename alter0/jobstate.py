@@ -6,6 +6,7 @@ from typing import Sequence
 
 from .errors import IllegalTransition, NotFound
 from .models import STAGE_OF_STATE, Job, JobEvent, JobStatus as S, now
+from .prepared import Prepared
 
 RETRYABLE_END = (S.FAILED, S.CANCELLED, S.TIMED_OUT)
 ALLOWED: dict[S, frozenset[S]] = {
@@ -54,6 +55,14 @@ def transition(job_id: int, src: S, dst: S, *, owner: str | None = None,
     return True
 
 
+_job_by_id = Prepared(lambda job_id: Job.select().where(Job.id == job_id))
+
+
+def job_by_id(job_id: int) -> Job | None:
+    """The job with this id, or None (the hot path: every stage run and every poll of a job)."""
+    return _job_by_id.first(job_id)
+
+
 def add_event(job_id: int, kind: str, stage: str | None = None, data: dict | None = None) -> None:
     """Append one entry to a job's timeline."""
     JobEvent.create(job=job_id, kind=kind, stage=stage, data=data)
@@ -75,7 +84,7 @@ def get_job(job_id) -> Job:
         job_id = int(job_id)
     except (TypeError, ValueError):
         raise NotFound(f"job {job_id!r} does not exist (job ids are integers)") from None
-    job = Job.get_or_none(Job.id == job_id)
+    job = job_by_id(job_id)
     if job is None:
         raise NotFound(f"job {job_id} does not exist")
     return job

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 from .config import Config
 from .models import Message, Task, TaskMemory, now
+from .prepared import Prepared
 
 SUMMARY_LINE_CHARS = 160
 
 
+_MEMORY_OF = Prepared(lambda task_id: TaskMemory.select().where(TaskMemory.task == task_id))
+
+
 def get_memory(task_id: int) -> TaskMemory:
     """The task's memory row (created empty when missing)."""
-    mem, _ = TaskMemory.get_or_create(task=task_id)
+    mem = _MEMORY_OF.first(task_id)
+    if mem is None:
+        mem, _ = TaskMemory.get_or_create(task=task_id)
     return mem
 
 
@@ -64,7 +70,7 @@ def build_prompt(cfg: Config, task: Task, message: Message, resume: bool) -> str
     otherwise the task's memory followed by the message."""
     if resume:
         return message.content
-    mem = TaskMemory.get_or_none(TaskMemory.task == task.id)
+    mem = _MEMORY_OF.first(task.id)
     earlier = [t for t in (mem.turns if mem else []) if t.get("message_id") != message.id]
     summary = mem.summary if mem else ""
     if not earlier and not summary:

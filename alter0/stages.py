@@ -20,6 +20,7 @@ from .errors import ExecutorError
 from .executors.base import ExecRequest
 from .jsonlog import stage_log
 from .models import Job, JobStatus as S, Message, Task, TERMINAL, now
+from .prepared import Prepared
 from .database import write_tx
 from .retry import run_with_retry
 from .runtime import Runtime
@@ -43,20 +44,33 @@ def _ctx(job: Job, stage: str, **override) -> dict:
             "channel_id": job.channel_id, **override}
 
 
+ROUTING_NOW = [S.QUEUED.value, S.ROUTING.value]
+#: The first job before / after a given one in the same scope that has not routed yet.
+_ROUTE_BEFORE = Prepared(lambda scope, job_id: Job.select(Job.id).where(
+    (Job.scope == scope) & Job.status.in_(ROUTING_NOW) & (Job.id < job_id)).order_by(Job.id).limit(1))
+_ROUTE_AFTER = Prepared(lambda scope, job_id: Job.select(Job.id, Job.parked).where(
+    (Job.scope == scope) & Job.status.in_(ROUTING_NOW) & (Job.id > job_id)).order_by(Job.id).limit(1))
+#: The first job before / after a given one of the same task that has not generated yet.
+_GENERATE_BEFORE = Prepared(lambda task_id, job_id: Job.select(Job.id).where(
+    (Job.task == task_id) & (Job.status == S.GENERATING.value) & (Job.id < job_id)).order_by(Job.id).limit(1))
+_GENERATE_AFTER = Prepared(lambda task_id, job_id: Job.select(Job.id, Job.parked).where(
+    (Job.task == task_id) & (Job.status == S.GENERATING.value) & (Job.id > job_id)).order_by(Job.id).limit(1))
+_TASK_BY_ID = Prepared(lambda task_id: Task.select().where(Task.id == task_id))
+_MESSAGE_BY_ID = Prepared(lambda message_id: Message.select().where(Message.id == message_id))
+
+
 def earlier_blocker(job: Job, stage: str) -> Job | None:
     """An earlier job that must finish this stage first (same scope for route, same task for generate)."""
     if stage == "route":
-        cond = (Job.scope == job.scope) & Job.status.in_([S.QUEUED.value, S.ROUTING.value])
-    elif stage == "generate":
-        cond = (Job.task == job.task_id) & (Job.status == S.GENERATING.value)
-    else:
-        return None
-    return Job.select(Job.id).where(cond & (Job.id < job.id)).order_by(Job.id).first()
+        return _ROUTE_BEFORE.first(job.scope, job.id)
+    if stage == "generate":
+        return _GENERATE_BEFORE.first(job.task_id, job.id)
+    return None
 
 
 def run_stage(rt: Runtime, stage: str, job_id: int) -> None:
     """Run one stage of one job if it is its turn; otherwise park it. Never raises for job-level failures."""
-    job = Job.get_or_none(Job.id == job_id)
+    job = jobstate.job_by_id(job_id)
     if job is None or job.state not in STAGE_STATES[stage]:
         return
     if rt.draining.is_set():  # the message left the queue: mark it for the next start's reclaim
@@ -121,7 +135,7 @@ def _start(rt: Runtime, stage: str, job: Job, lease: str) -> bool:
 
 def _generate_started(rt: Runtime, job: Job) -> dict:
     """What the timeline says when a generation starts: the executor and whether it resumes its session."""
-    task = Task.select(Task.executor, Task.session_id).where(Task.id == job.task_id).first()
+    task = _TASK_BY_ID.first(job.task_id)
     name = (task.executor if task else None) or rt.executor_name()
     try:
         keeps = rt.executor(name).keeps_session
@@ -146,14 +160,11 @@ def _park(job: Job) -> None:
 def hand_on(rt: Runtime, stage: str, job: Job) -> None:
     """Give the turn to the next parked job behind this one (same scope for route, same task for generate)."""
     if stage == "route":
-        cond = (Job.scope == job.scope) & Job.status.in_([S.QUEUED.value, S.ROUTING.value])
-    elif stage == "generate":  # job.task_id was set by route, before this stage was read
-        cond = (Job.task == job.task_id) & (Job.status == S.GENERATING.value)
-        if job.task_id is None:
-            return
+        nxt = _ROUTE_AFTER.first(job.scope, job.id)
+    elif stage == "generate" and job.task_id is not None:  # task_id was set by route, before this stage was read
+        nxt = _GENERATE_AFTER.first(job.task_id, job.id)
     else:
         return
-    nxt = Job.select(Job.id, Job.parked).where(cond & (Job.id > job.id)).order_by(Job.id).first()
     if nxt is not None and nxt.parked:
         rt.queue.enqueue(stage, nxt.id, urgent=True)
     if stage == "generate" and getattr(rt, "slot_parked", False):
@@ -185,7 +196,7 @@ def route(rt: Runtime, job: Job, cancel, lease: str) -> None:
                 if choice.reopen:
                     _reopen(task)
                 Task.update(last_active_at=now(), updated_at=now()).where(Task.id == task.id).execute()
-            msg = job.user_message if job.user_message_id else Message.create(
+            msg = _MESSAGE_BY_ID.first(job.user_message_id) if job.user_message_id else Message.create(
                 task=task.id, role="user", content=job.content, user_id=job.user_id, channel_id=job.channel_id)
             memory.append_turn(rt.cfg, task.id, msg, new_task=choice.task is None)
             if not jobstate.transition(
@@ -225,10 +236,10 @@ def _reopen(task: Task) -> None:
 def generate(rt: Runtime, job: Job, cancel, lease: str) -> None:
     """Run the task's executor (resuming its session), store exactly one reply, queue closing."""
     started = time.monotonic()
-    task = Task.get_by_id(job.task_id)
+    task = _TASK_BY_ID.first(job.task_id)
     executor = rt.executor(task.executor or rt.executor_name())
     resume = bool(executor.keeps_session and task.session_id)
-    prompt = memory.build_prompt(rt.cfg, task, job.user_message, resume)
+    prompt = memory.build_prompt(rt.cfg, task, _MESSAGE_BY_ID.first(job.user_message_id), resume)
     workdir = Path(rt.cfg["executor.workdir_root"] or rt.paths["work"]) / f"task-{task.id}"
     workdir.mkdir(parents=True, exist_ok=True)
     timeout = min(rt.cfg["task.generation_timeout_sec"], rt.cfg["runtime.queue.attempt_timeout_sec"])

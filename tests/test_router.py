@@ -168,3 +168,37 @@ def test_weights_cover_every_feature():
     for backend in ("embedded", "lexical"):
         assert set(data[backend]["cand"]) == set(CAND_FEATURES)
         assert set(data[backend]["new"]) == set(NEW_FEATURES)
+
+
+class TestInt8Arithmetic:
+    """The shipped int8 weights multiplied in int8 (DynamicQuantizeMatMul) give the float32 embeddings, near enough."""
+
+    TEXTS = ["the build fails with ModuleNotFoundError: No module named 'yaml'", "thanks, that works now",
+             "部署到 staging 的时候 nginx 返回 502", "can you also add a test for the parser?",
+             "Traceback (most recent call last):\n  File \"app.py\", line 3, in <module>\n    import yaml"]
+
+    def test_int8_embeddings_match_float32(self):
+        from alter0.routing.embedder import Embedder
+        fast, exact = Embedder(threads=1, int8=True), Embedder(threads=1, int8=False)
+        assert (fast.arithmetic, exact.arithmetic) == ("int8", "float32")
+        for text in self.TEXTS:
+            assert float(fast.embed(text) @ exact.embed(text)) > 0.97, text
+
+    def test_rewrite_replaces_the_weight_products(self):
+        import onnx
+        from alter0.routing.embedder import default_model_path
+        from alter0.routing.int8_graph import int8_model_bytes
+        ops = [n.op_type for n in onnx.load_from_string(int8_model_bytes(default_model_path())).graph.node]
+        assert ops.count("DynamicQuantizeMatMul") == 36  # 6 layers x (q, k, v, out, 2 feed-forward)
+
+    def test_without_onnx_the_model_runs_in_float32(self, monkeypatch):
+        import builtins
+        from alter0.routing.embedder import Embedder
+        real_import = builtins.__import__
+
+        def no_onnx(name, *args, **kwargs):
+            if name == "onnx" or name.startswith("onnx."):
+                raise ImportError(name)
+            return real_import(name, *args, **kwargs)
+        monkeypatch.setattr(builtins, "__import__", no_onnx)
+        assert Embedder(threads=1).arithmetic == "float32"

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .int8_graph import int8_model_bytes
+
 logger = logging.getLogger(__name__)
 
 MODEL_ID = "all-MiniLM-L6-v2-onnx-int8"
@@ -44,7 +46,8 @@ def sha256_of(path: Path) -> str:
 class Embedder:
     """Text → L2-normalised 384-d vector (mean pooling over the attention mask), with an LRU cache."""
 
-    def __init__(self, model_path: str | os.PathLike | None = None, threads: int = 2, cache_size: int = 50_000):
+    def __init__(self, model_path: str | os.PathLike | None = None, threads: int = 1, cache_size: int = 50_000,
+                 int8: bool = True):
         try:
             import onnxruntime as ort
             from tokenizers import Tokenizer
@@ -65,10 +68,17 @@ class Embedder:
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         # no busy-waiting between runs: the worker shares its cores with the agents it runs
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        rewritten = int8_model_bytes(path) if int8 else None
         try:
-            self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(rewritten or str(path), opts, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own untyped errors
-            raise ModelUnavailable(f"onnxruntime cannot load {path}: {exc}") from None
+            if rewritten is None:
+                raise ModelUnavailable(f"onnxruntime cannot load {path}: {exc}") from None
+            logger.warning("int8 arithmetic unavailable (%s); the model runs in float32", exc)
+            rewritten = None
+            self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        #: "int8" when the products run as DynamicQuantizeMatMul (see int8_graph), else "float32".
+        self.arithmetic = "int8" if rewritten else "float32"
         self.path = path
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_size = cache_size
@@ -115,15 +125,15 @@ _shared: dict[tuple, Embedder | ModelUnavailable] = {}
 _shared_lock = threading.Lock()
 
 
-def shared_embedder(model_path: str | None = None, threads: int = 2) -> Embedder:
+def shared_embedder(model_path: str | None = None, threads: int = 1, int8: bool = True) -> Embedder:
     """The process-wide Embedder for this model path (loaded on first call; a failure is remembered)."""
-    key = (str(model_path or ""), threads)
+    key = (str(model_path or ""), threads, int8)
     with _shared_lock:
         hit = _shared.get(key)
         if hit is None:
             try:
-                hit = Embedder(model_path, threads)
-                logger.info("embedding model loaded from %s", hit.path)
+                hit = Embedder(model_path, threads, int8=int8)
+                logger.info("embedding model loaded from %s (%s arithmetic)", hit.path, hit.arithmetic)
             except ModelUnavailable as exc:
                 hit = exc
             _shared[key] = hit

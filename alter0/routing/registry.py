@@ -14,7 +14,8 @@ RunExecutor = Callable[[str, float], str]
 
 
 def _embedder(cfg):
-    return shared_embedder(cfg.get("router.model_path") or None, cfg.get("router.onnx_threads", 2))
+    return shared_embedder(cfg.get("router.model_path") or None, cfg.get("router.onnx_threads", 1),
+                           cfg.get("router.onnx_int8", True))
 
 
 def warm(cfg) -> str:
