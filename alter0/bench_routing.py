@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 from collections import defaultdict
@@ -131,10 +132,10 @@ class ReplayClock:
 
 
 def replay_kernel(records: list[dict], cfg_overrides: dict, workdir: str | Path, progress: bool = True,
-                  hook: Callable | None = None, config: str | None = None) -> list[dict]:
+                  hook: Callable | None = None, config: str | None = None, tag: str = "") -> list[dict]:
     """Route every record through the real route stage (in-process queue, no generation, no closing)."""
     from . import service, stages
-    from .models import Job
+    from .jobstate import job_by_id
     from .queue import InlineQueue
     from .runtime import Runtime, set_runtime
 
@@ -154,7 +155,7 @@ def replay_kernel(records: list[dict], cfg_overrides: dict, workdir: str | Path,
                     job, _ = service.submit(rt, r["text"] if r["text"].strip() else EMPTY, user_id=r["speaker"],
                                             channel_id=name)
                     stages.run_stage(rt, "route", job.id)
-                    job = Job.get_by_id(job.id)
+                    job = job_by_id(job.id)
                     rt.queue.sent.clear()
                     preds.append({"channel_file": name, "idx": r["idx"], "pred_thread": str(job.task_id),
                                   **({"context": True} if r.get("is_context") else {})})
@@ -162,8 +163,8 @@ def replay_kernel(records: list[dict], cfg_overrides: dict, workdir: str | Path,
                         hook(r, job)
                     done += 1
                     if progress and done % 500 == 0:
-                        print(f"  routed {done}/{total} messages ({time.monotonic() - started:.0f}s)",
-                              file=sys.stderr)
+                        print(f"  {tag}routed {done}/{total} messages ({time.monotonic() - started:.0f}s)",
+                              file=sys.stderr, flush=True)
     finally:
         set_runtime(None)
         rt.database.close()
@@ -179,41 +180,80 @@ def load_stream(input: str | Path, context: str | Path | None = None) -> list[di
 
 
 def run(input: str, context: str | None, output: str, backend: str = "embedded", engine: str = "kernel",
-        candidate_limit: int = BENCH_CANDIDATE_LIMIT, config: str | None = None, progress: bool = True) -> dict:
+        candidate_limit: int = BENCH_CANDIDATE_LIMIT, config: str | None = None, progress: bool = True,
+        jobs: int | None = None) -> dict:
     """Replay ``input`` (after ``context``) through the router; write predictions to ``output``; return stats.
 
-    engine ``kernel`` runs the real route stage on a temp SQLite database (channel scope, one run);
-    engine ``inline`` keeps the same open-task state in memory (same decisions, about 7x faster).
+    engine ``kernel`` runs the real route stage on temp SQLite databases (channel scope), rooms spread over
+    ``jobs`` processes (default: one per core), each with a database of its own;
+    engine ``inline`` keeps the same open-task state in memory (one process; a faster approximation).
     """
-    import tempfile
-
     from .config import load_config
     from .routing.registry import build_router
 
     overrides = {"router.backend": backend, "task.open_task_candidate_limit": candidate_limit}
-    cfg = load_config(config, overrides=overrides)
     records = load_stream(input, context)
     started = time.monotonic()
-    router = build_router(cfg)
-    prewarm(router, records, progress)
     if engine == "kernel":
-        with tempfile.TemporaryDirectory(prefix="alter0-bench-") as tmp:
-            preds = replay_kernel(records, {k.replace(".", "__"): v for k, v in overrides.items()}, tmp,
-                                  progress=progress, config=config)
+        groups = room_groups(records, jobs or os.cpu_count() or 1)
+        if len(groups) == 1:
+            preds, about = _replay_kernel_group((records, overrides, config, progress, ""))
+        else:
+            import multiprocessing
+            with multiprocessing.get_context("spawn").Pool(len(groups)) as pool:
+                done = pool.map(_replay_kernel_group, [(g, overrides, config, progress, f"[{i + 1}/{len(groups)}] ")
+                                                       for i, g in enumerate(groups)])
+            order = {name: i for i, name in enumerate(dict.fromkeys(r["channel_file"] for r in records))}
+            preds = sorted((p for part, _ in done for p in part), key=lambda p: order[p["channel_file"]])
+            about = done[0][1]
     else:
+        cfg = load_config(config, overrides=overrides)
+        router = build_router(cfg)
+        prewarm(router, records, progress)
         preds = replay(records, router, cfg["task.routing_confidence_threshold"], candidate_limit,
                        cfg["task.memory_turns"], progress=progress)
+        about = _about(router)
     Path(output).parent.mkdir(parents=True, exist_ok=True)
     with open(output, "w", encoding="utf-8") as f:
         for p in preds:
             f.write(json.dumps(p) + "\n")
     return {"messages": len(preds), "scored": sum(1 for p in preds if not p.get("context")),
-            "seconds": round(time.monotonic() - started, 1), "backend": router.name, "version": router.version,
-            "engine": engine, "candidate_limit": candidate_limit,
-            "degraded_reason": getattr(router, "degraded_reason", "")}
+            "seconds": round(time.monotonic() - started, 1), **about, "engine": engine,
+            "candidate_limit": candidate_limit}
 
 
-def prewarm(router, records: list[dict], progress: bool) -> None:
+def room_groups(records: list[dict], jobs: int) -> list[list[dict]]:
+    """Split the stream into at most ``jobs`` groups of whole rooms with about as many messages each."""
+    rooms: dict[str, list[dict]] = defaultdict(list)
+    for r in records:
+        rooms[r["channel_file"]].append(r)
+    groups: list[list[dict]] = [[] for _ in range(max(1, min(jobs, len(rooms))))]
+    for recs in sorted(rooms.values(), key=len, reverse=True):
+        min(groups, key=len).extend(recs)
+    return [g for g in groups if g]
+
+
+def _about(router) -> dict:
+    return {"backend": router.name, "version": router.version, "degraded_reason": getattr(router, "degraded_reason", "")}
+
+
+def _replay_kernel_group(job: tuple) -> tuple[list[dict], dict]:
+    """Route one group of rooms through the real route stage on a database of its own (run in a process)."""
+    import tempfile
+
+    from .config import load_config
+    from .routing.registry import build_router
+
+    records, overrides, config, progress, tag = job
+    router = build_router(load_config(config, overrides=overrides))
+    prewarm(router, records, progress, tag)
+    with tempfile.TemporaryDirectory(prefix="alter0-bench-") as tmp:
+        preds = replay_kernel(records, {k.replace(".", "__"): v for k, v in overrides.items()}, tmp,
+                              progress=progress, config=config, tag=tag)
+    return preds, _about(router)
+
+
+def prewarm(router, records: list[dict], progress: bool, tag: str = "") -> None:
     """Embed every text of the stream once, in length-sorted batches (the router then hits its cache)."""
     embedder = getattr(router, "embedder", None)
     if embedder is None:
@@ -223,7 +263,7 @@ def prewarm(router, records: list[dict], progress: bool) -> None:
     for i in range(0, len(texts), 2000):
         embedder.embed_many(texts[i:i + 2000])
         if progress:
-            print(f"  embedded {min(i + 2000, len(texts))}/{len(texts)} texts", file=sys.stderr)
+            print(f"  {tag}embedded {min(i + 2000, len(texts))}/{len(texts)} texts", file=sys.stderr, flush=True)
 
 
 def cmd_bench_routing(args) -> int:
@@ -232,8 +272,10 @@ def cmd_bench_routing(args) -> int:
     for path in filter(None, (args.input, args.context)):
         if not Path(path).is_file():
             raise InputError(f"{path} does not exist")
+    if args.jobs is not None and args.jobs < 1:
+        raise InputError("--jobs must be at least 1")
     stats = run(args.input, args.context, args.output, args.backend, args.engine, args.candidate_limit,
-                args.config)
+                args.config, jobs=args.jobs)
     print(json.dumps(stats))
     return 0
 
@@ -251,4 +293,7 @@ def add_commands(sub) -> None:
                         "state kept in memory, a faster approximation for tuning")
     b.add_argument("--candidate-limit", type=int, default=BENCH_CANDIDATE_LIMIT,
                    help=f"open tasks offered to the router (default {BENCH_CANDIDATE_LIMIT})")
+    b.add_argument("--jobs", type=int, default=None,
+                   help="kernel engine: processes routing rooms side by side, each room on a database of its own "
+                        "(default: one per core)")
     b.set_defaults(fn=cmd_bench_routing)

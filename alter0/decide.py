@@ -4,6 +4,8 @@ validated and every failure degraded (to "new task" / "keep open") with its reas
 from __future__ import annotations
 
 import logging
+import threading
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor, TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -40,13 +42,19 @@ def scope_of(cfg, user_id: str, channel_id: str) -> str:
 
 
 def _open_tasks(scope, limit):
-    return (Task.select().where((Task.scope == scope) & (Task.status == "open"))
+    return (Task.select(Task.id, Task.title, Task.user_id, Task.last_active_at, Task.created_at)
+            .where((Task.scope == scope) & (Task.status == "open"))
             .order_by(Task.last_active_at.desc(), Task.id.desc()).limit(limit))
 
 
 _OPEN_TASKS = Prepared(_open_tasks)
-_OPEN_TASK_MEMORIES = Prepared(lambda scope, limit: TaskMemory.select().where(
-    TaskMemory.task.in_(_open_tasks(scope, limit).select(Task.id))))
+_OPEN_TASK_MEMORY_STAMPS = Prepared(lambda scope, limit: TaskMemory.select(TaskMemory.task, TaskMemory.updated_at, TaskMemory.turn_count)
+                                    .where(TaskMemory.task.in_(_open_tasks(scope, limit).select(Task.id))))
+#: (task id, memory updated_at, turn count) -> (turns, participants, summary): a memory is decoded once per change, not once
+#: per routed message (a room with 24 open tasks changes one or two between two messages).
+_memories: OrderedDict[tuple[int, float, int], tuple[list[Turn], list[str], str]] = OrderedDict()
+_memories_lock = threading.Lock()
+MEMORY_CACHE_SIZE = 4096
 _USER_STATE = Prepared(lambda user_id: UserState.select().where(UserState.user_id == user_id))
 _TASK_BY_ID = Prepared(lambda task_id: Task.select().where(Task.id == task_id))
 _PENDING_AFTER = Prepared(lambda task_id, job_id: Job.select(Job.id).where(
@@ -59,19 +67,32 @@ _LAST_MESSAGES = Prepared(lambda task_id: Message.select().where(Message.task ==
 def candidates(cfg, scope: str) -> list[Candidate]:
     """Open tasks of the scope, most recently active first, up to the candidate limit."""
     limit = cfg["task.open_task_candidate_limit"]
-    tasks = list(_OPEN_TASKS.rows(scope, limit))
+    tasks = list(_OPEN_TASKS.tuples(scope, limit))
     if not tasks:
         return []
-    mems = {m.task_id: m for m in _OPEN_TASK_MEMORIES.rows(scope, limit)}
+    mems = _decoded_memories({tid: (at, n) for tid, at, n in _OPEN_TASK_MEMORY_STAMPS.tuples(scope, limit)})
     out = []
-    for t in tasks:
-        mem = mems.get(t.id)
-        turns = [Turn(x["role"], x["content"], x["user_id"], x["at"]) for x in (mem.turns if mem else [])]
-        out.append(Candidate(task_id=t.id, title=t.title, turns=turns,
-                             participants=list(mem.participants if mem else [t.user_id]),
-                             last_active_at=t.last_active_at, created_at=t.created_at,
-                             summary=mem.summary if mem else ""))
+    for task_id, title, user_id, last_active_at, created_at in tasks:
+        turns, participants, summary = mems.get(task_id, ([], [user_id], ""))
+        out.append(Candidate(task_id=task_id, title=title, turns=list(turns), participants=list(participants),
+                             last_active_at=last_active_at, created_at=created_at, summary=summary))
     return out
+
+
+def _decoded_memories(stamps: dict[int, tuple[float, int]]) -> dict[int, tuple[list[Turn], list[str], str]]:
+    """Task id -> (turns, participants, summary) for these memories, read and decoded only when changed."""
+    with _memories_lock:
+        out = {tid: _memories.get((tid, *stamp)) for tid, stamp in stamps.items()}
+    missing = [tid for tid, hit in out.items() if hit is None]
+    if missing:
+        for mem in TaskMemory.select().where(TaskMemory.task.in_(missing)):
+            turns = [Turn(x["role"], x["content"], x["user_id"], x["at"]) for x in (mem.turns or [])]
+            out[mem.task_id] = entry = (turns, list(mem.participants or []), mem.summary or "")
+            with _memories_lock:
+                _memories[(mem.task_id, mem.updated_at, mem.turn_count)] = entry
+                while len(_memories) > MEMORY_CACHE_SIZE:
+                    _memories.popitem(last=False)
+    return {tid: hit for tid, hit in out.items() if hit is not None}
 
 
 def choose_task(rt, job: Job) -> Choice:

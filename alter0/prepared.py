@@ -56,6 +56,11 @@ class Prepared:
         _, query, sql, params = self._compile()
         return iter(query.model.raw(sql, *self._params(params, args)))
 
+    def tuples(self, *args) -> Iterator[tuple]:
+        """The query's rows as tuples of the selected columns (converted as the fields say): cheaper than models."""
+        _, query, sql, params = self._compile()
+        return iter(query.model.raw(sql, *self._params(params, args)).tuples())
+
     def first(self, *args) -> Any | None:
         """The first row, or None."""
         return next(self.rows(*args), None)

@@ -23,15 +23,29 @@ def test_stream_times_rise_across_midnight():
     assert 170 < times[3] - times[0] < 190
 
 
+def threads(preds: list[dict]) -> list[tuple[str, int]]:
+    """Each prediction's task as (room, n-th task of the room): equal for equal decisions, whatever the ids."""
+    seen: dict[tuple[str, str], int] = {}
+    out = []
+    for p in preds:
+        key = (p["channel_file"], p["pred_thread"])
+        seen.setdefault(key, sum(1 for room, _ in seen if room == p["channel_file"]))
+        out.append((p["channel_file"], seen[key]))
+    return out
+
+
 def test_kernel_and_inline_engines_agree(tmp_path):
-    # Given the sample rooms (with context) replayed through the real route stage and through the inline state
+    # Given the sample rooms (with context) replayed through the real route stage (one process, and the rooms
+    # spread over two processes with a database each) and through the inline state
     stats = {}
-    for engine in ("kernel", "inline"):
-        stats[engine] = bench_routing.run(str(SAMPLE), str(CONTEXT), str(tmp_path / f"{engine}.jsonl"),
-                                          backend="lexical", engine=engine, progress=False)
-    kernel, inline = read(tmp_path / "kernel.jsonl"), read(tmp_path / "inline.jsonl")
-    # Then both give the same task for every message, and every annotated message has one line
+    for name, engine, jobs in (("kernel", "kernel", 1), ("kernel2", "kernel", 2), ("inline", "inline", None)):
+        stats[name] = bench_routing.run(str(SAMPLE), str(CONTEXT), str(tmp_path / f"{name}.jsonl"),
+                                        backend="lexical", engine=engine, progress=False, jobs=jobs)
+    kernel, kernel2, inline = (read(tmp_path / f"{n}.jsonl") for n in ("kernel", "kernel2", "inline"))
+    # Then all three put every message in the same task, and every annotated message has one line
     assert [p["pred_thread"] for p in kernel] == [p["pred_thread"] for p in inline]
+    assert threads(kernel2) == threads(kernel)
+    assert [(p["channel_file"], p["idx"]) for p in kernel2] == [(p["channel_file"], p["idx"]) for p in kernel]
     scored = [p for p in kernel if not p.get("context")]
     assert [(p["channel_file"], p["idx"]) for p in scored] == [(r["channel_file"], r["idx"]) for r in read(SAMPLE)]
     assert stats["kernel"]["scored"] == 22 and stats["kernel"]["backend"] == "lexical"

@@ -7,6 +7,9 @@ onnxruntime's ``DynamicQuantizeMatMul``: the activations are quantized to uint8 
 stored int8 weights as they are (≈ 4 ms; cosine to the float32 result ≥ 0.98). The weights are the same bytes;
 nothing is downloaded or re-quantized.
 
+Activations are quantized per call over the whole batch, so a text embedded in a batch (``embed_many``) can
+differ in the last digits from the same text embedded alone; decisions on the dev sets are unchanged.
+
 Needs the ``onnx`` package (to edit the graph); without it, or for a graph of another shape, the caller keeps
 the float32 path.
 """
