@@ -100,8 +100,9 @@ class Runtime:
         try:
             yield event
         finally:
-            with self.lock:
-                self.in_flight.pop(job_id, None)
+            with self.lock:  # the job's next stage may have registered already (its message is sent before
+                if self.in_flight.get(job_id) is event:  # this stage returns): leave that one in place
+                    del self.in_flight[job_id]
 
 
 _runtime: Runtime | None = None

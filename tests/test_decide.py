@@ -125,3 +125,16 @@ def test_illegal_transitions_are_rejected(rt):
     with pytest.raises(IllegalTransition):
         jobstate.transition(job.id, S.QUEUED, S.CLOSING)
     assert not jobstate.transition(job.id, S.CLOSING, S.DONE)  # not in closing any more: no change
+
+
+def test_next_stage_registered_before_this_one_returns_stays_in_flight(rt):
+    # route sends the generate message before it returns, so generate may register the same job first
+    route = rt.running(8)
+    route.__enter__()
+    generate = rt.running(8)
+    generate_cancel = generate.__enter__()
+    route.__exit__(None, None, None)
+    # then route leaving must not drop generate's registration (its cancel delivery and lease renewal need it)
+    assert rt.in_flight[8] is generate_cancel
+    generate.__exit__(None, None, None)
+    assert 8 not in rt.in_flight
