@@ -108,7 +108,8 @@ def render(r: dict) -> str:
         f"{', '.join(f'{x:.1f}' for x in tp['alter0']['rounds'])}). Latency: the client's clock before the "
         f"enqueue (alter0: before `POST /api/jobs` to gunicorn, keep-alive) to the done row (raw: C's row; "
         f"alter0: `Job.finished_at`), halves raw, alter0, alter0, raw; the \"own stamp\" row starts at alter0's "
-        f"`Job.created_at` instead.",
+        f"`Job.created_at` instead; before them, each side ran 2 s at the first paced rate unrecorded (gunicorn's "
+        f"workers answer their first requests slower: imports and connections).",
         "",
     ]
     rt, ro, rd, post = r["router"], r["routing"], r["ready"], r["post"]

@@ -80,6 +80,10 @@ def run(args: argparse.Namespace, inst: Install, raw_dir: Path) -> dict:
     say("warming up both pipelines")
     for side in (raw, a0):
         phases.throughput(side, 4, "warm", timeout=120)
+    # the paced phases enqueue alter0's items by HTTP: warm gunicorn's workers and threads first (their first
+    # requests import and connect), as the consumers were warmed above; a cold web would put its start-up in p99
+    for side, send in ((raw, raw.submit), (a0, a0.post)):
+        phases.paced(side, send, args.rate, min(2.0, args.paced_sec), "warm-paced")
 
     half = max(1, args.n // 2)
     rounds: dict[str, list[dict]] = {"raw": [], "alter0": []}
