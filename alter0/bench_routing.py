@@ -27,6 +27,14 @@ def read_jsonl(path: str | Path) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
+def by_room(records: Iterable[dict]) -> dict[str, list[dict]]:
+    """Records per ``channel_file``, rooms in order of first appearance, each room's records in stream order."""
+    rooms: dict[str, list[dict]] = defaultdict(list)
+    for r in records:
+        rooms[r["channel_file"]].append(r)
+    return rooms
+
+
 def stream_times(records: list[dict]) -> list[float]:
     """Epoch seconds for each record of one room: date from the file name, HH:MM, midnight wrap, strictly rising."""
     name = records[0]["channel_file"] if records else ""
@@ -94,9 +102,7 @@ class InlineRoom:
 def replay(records: Iterable[dict], router, threshold: float, limit: int = BENCH_CANDIDATE_LIMIT,
            memory_turns: int = BENCH_MEMORY_TURNS, hook: Callable | None = None, progress: bool = True) -> list[dict]:
     """Route every record, room by room in stream order; return one prediction per record."""
-    rooms: dict[str, list[dict]] = defaultdict(list)
-    for r in records:
-        rooms[r["channel_file"]].append(r)
+    rooms = by_room(records)
     counter = iter(range(1, 10**9))
     preds, done, total, started = [], 0, sum(len(v) for v in rooms.values()), time.time()
     for name, recs in rooms.items():
@@ -143,9 +149,7 @@ def replay_kernel(records: list[dict], cfg_overrides: dict, workdir: str | Path,
                       runtime__db__synchronous="normal", executor__name="command", executor__command=["true"],
                       **cfg_overrides)
     set_runtime(rt)
-    rooms: dict[str, list[dict]] = defaultdict(list)
-    for r in records:
-        rooms[r["channel_file"]].append(r)
+    rooms = by_room(records)
     preds, done, total, started = [], 0, len(records), time.monotonic()
     try:
         with ReplayClock() as clock:
@@ -203,7 +207,7 @@ def run(input: str, context: str | None, output: str, backend: str = "embedded",
             with multiprocessing.get_context("spawn").Pool(len(groups)) as pool:
                 done = pool.map(_replay_kernel_group, [(g, overrides, config, progress, f"[{i + 1}/{len(groups)}] ")
                                                        for i, g in enumerate(groups)])
-            order = {name: i for i, name in enumerate(dict.fromkeys(r["channel_file"] for r in records))}
+            order = {name: i for i, name in enumerate(by_room(records))}
             preds = sorted((p for part, _ in done for p in part), key=lambda p: order[p["channel_file"]])
             about = done[0][1]
     else:
@@ -224,9 +228,7 @@ def run(input: str, context: str | None, output: str, backend: str = "embedded",
 
 def room_groups(records: list[dict], jobs: int) -> list[list[dict]]:
     """Split the stream into at most ``jobs`` groups of whole rooms with about as many messages each."""
-    rooms: dict[str, list[dict]] = defaultdict(list)
-    for r in records:
-        rooms[r["channel_file"]].append(r)
+    rooms = by_room(records)
     groups: list[list[dict]] = [[] for _ in range(max(1, min(jobs, len(rooms))))]
     for recs in sorted(rooms.values(), key=len, reverse=True):
         min(groups, key=len).extend(recs)
@@ -234,7 +236,8 @@ def room_groups(records: list[dict], jobs: int) -> list[list[dict]]:
 
 
 def _about(router) -> dict:
-    return {"backend": router.name, "version": router.version, "degraded_reason": getattr(router, "degraded_reason", "")}
+    return {"backend": router.name, "version": router.version,
+            "degraded_reason": getattr(router, "degraded_reason", "")}
 
 
 def _replay_kernel_group(job: tuple) -> tuple[list[dict], dict]:

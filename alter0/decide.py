@@ -48,15 +48,23 @@ def _open_tasks(scope, limit):
 
 
 _OPEN_TASKS = Prepared(_open_tasks)
-_OPEN_TASK_MEMORY_STAMPS = Prepared(lambda scope, limit: TaskMemory.select(TaskMemory.task, TaskMemory.updated_at, TaskMemory.turn_count)
-                                    .where(TaskMemory.task.in_(_open_tasks(scope, limit).select(Task.id))))
-#: (task id, memory updated_at, turn count) -> (turns, participants, summary): a memory is decoded once per change, not once
-#: per routed message (a room with 24 open tasks changes one or two between two messages).
+_OPEN_TASK_MEMORY_STAMPS = Prepared(lambda scope, limit: TaskMemory.select(
+    TaskMemory.task, TaskMemory.updated_at, TaskMemory.turn_count).where(
+    TaskMemory.task.in_(_open_tasks(scope, limit).select(Task.id))))
+#: (task id, memory updated_at, turn count) -> (turns, participants, summary): a memory is decoded once per
+#: change, not once per routed message (a room with 24 open tasks changes one or two between two messages).
 _memories: OrderedDict[tuple[int, float, int], tuple[list[Turn], list[str], str]] = OrderedDict()
 _memories_lock = threading.Lock()
 MEMORY_CACHE_SIZE = 4096
 _USER_STATE = Prepared(lambda user_id: UserState.select().where(UserState.user_id == user_id))
 _TASK_BY_ID = Prepared(lambda task_id: Task.select().where(Task.id == task_id))
+
+
+def task_by_id(task_id: int) -> Task | None:
+    """The task with this id, or None."""
+    return _TASK_BY_ID.first(task_id)
+
+
 _PENDING_AFTER = Prepared(lambda task_id, job_id: Job.select(Job.id).where(
     (Job.task == task_id) & (Job.id > job_id) & Job.status.not_in(["done", "failed", "cancelled", "timed_out"]))
     .limit(1))
@@ -99,12 +107,12 @@ def choose_task(rt, job: Job) -> Choice:
     """Pick the job's task: forced task, then explicit task id, then the router, then a new task."""
     state = _USER_STATE.first(job.user_id)
     if state and state.forced_task_id:
-        task = _TASK_BY_ID.first(state.forced_task_id)
+        task = task_by_id(state.forced_task_id)
         if task is not None:
             return Choice(task, RouteDecision("existing", task.id, 1.0, "forced by /task use"), "forced",
                           reopen=task.status != "open")
     if job.requested_task_id:
-        task = _TASK_BY_ID.first(job.requested_task_id)
+        task = task_by_id(job.requested_task_id)
         if task is not None:
             return Choice(task, RouteDecision("existing", task.id, 1.0, "explicit task_id"), "explicit",
                           reopen=task.status != "open")
@@ -116,7 +124,7 @@ def choose_task(rt, job: Job) -> Choice:
     decision = route_decision(rt, inp)
     threshold = rt.cfg["task.routing_confidence_threshold"]
     if decision.decision == "existing" and decision.confidence >= threshold:
-        task = _TASK_BY_ID.first(decision.task_id)
+        task = task_by_id(decision.task_id)
         return Choice(task, decision, "router")
     if decision.decision == "existing":
         decision = RouteDecision("new", None, decision.confidence,

@@ -37,11 +37,8 @@ def transition(job_id: int, src: S, dst: S, *, owner: str | None = None,
     The timeline gets the state change and then ``events`` (kind, stage, data), in one statement.
     Returns False when someone else moved it first; raises IllegalTransition for a move the machine forbids.
     """
-    check(src, dst)
-    t = now()
-    values = {"status": dst.value, "updated_at": t, "parked": False, **fields}
-    if dst in TIME_FIELD:
-        values[TIME_FIELD[dst]] = t
+    values, event = _state_change(src, dst, now())
+    values.update(parked=False, **fields)
     if dst in (S.QUEUED, S.GENERATING, S.CLOSING) and src in RETRYABLE_END:
         values.update(finished_at=None, error=None, error_kind=None, cancel_requested=False)
     if owner is not None and STAGE_OF_STATE.get(src) != STAGE_OF_STATE.get(dst):
@@ -51,8 +48,17 @@ def transition(job_id: int, src: S, dst: S, *, owner: str | None = None,
         query = query.where(Job.lease_owner == owner)
     if query.execute() != 1:
         return False
-    add_events(job_id, [("state", None, {"from": src.value, "to": dst.value}), *events])
+    add_events(job_id, [event, *events])
     return True
+
+
+def _state_change(src: S, dst: S, t: float) -> tuple[dict, tuple[str, None, dict]]:
+    """The columns a move from ``src`` to ``dst`` at ``t`` writes, and its timeline entry (checked first)."""
+    check(src, dst)
+    values = {"status": dst.value, "updated_at": t}
+    if dst in TIME_FIELD:
+        values[TIME_FIELD[dst]] = t
+    return values, ("state", None, {"from": src.value, "to": dst.value})
 
 
 _job_by_id = Prepared(lambda job_id: Job.select().where(Job.id == job_id))
@@ -99,10 +105,9 @@ def claim(job_id: int, status: S, owner: str, lease_sec: float, *, to: S | None 
     t = now()
     values = {"lease_owner": owner, "lease_expires": t + lease_sec, "parked": False, "stage_started_at": t, **fields}
     if to is not None:
-        check(status, to)
-        values.update(status=to.value, updated_at=t)
-        values[TIME_FIELD[to]] = t
-        events = [("state", None, {"from": status.value, "to": to.value}), *events]
+        moved, event = _state_change(status, to, t)
+        values.update(moved)
+        events = [event, *events]
     free = Job.lease_owner.is_null() | (Job.lease_expires < t)
     if Job.update(**values).where((Job.id == job_id) & (Job.status == status.value) & free).execute() != 1:
         return False

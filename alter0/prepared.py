@@ -51,22 +51,18 @@ class Prepared:
             raise TypeError(f"prepared query takes {self.arity} argument(s), got {len(args)}")
         return [args[p.index] if isinstance(p, _Arg) else p for p in params]
 
+    def _raw(self, args: tuple):
+        _, query, sql, params = self._compile()
+        return query.model.raw(sql, *self._params(params, args))
+
     def rows(self, *args) -> Iterator[Any]:
         """The query's rows as model instances."""
-        _, query, sql, params = self._compile()
-        return iter(query.model.raw(sql, *self._params(params, args)))
+        return iter(self._raw(args))
 
     def tuples(self, *args) -> Iterator[tuple]:
         """The query's rows as tuples of the selected columns (converted as the fields say): cheaper than models."""
-        _, query, sql, params = self._compile()
-        return iter(query.model.raw(sql, *self._params(params, args)).tuples())
+        return iter(self._raw(args).tuples())
 
     def first(self, *args) -> Any | None:
         """The first row, or None."""
         return next(self.rows(*args), None)
-
-    def scalar(self, *args) -> Any:
-        """The first column of the first row (None without rows)."""
-        _, _, sql, params = self._compile()
-        row = db.execute_sql(sql, self._params(params, args)).fetchone()
-        return row[0] if row else None

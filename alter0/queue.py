@@ -30,7 +30,7 @@ class Queue:
         if not stamped:
             Job.update(dispatched_at=now(), parked=False).where(Job.id == job_id).execute()
         try:
-            if urgent and hasattr(self, "_send_urgent"):
+            if urgent:
                 self._send_urgent(stage, job_id)
             else:
                 self._send(stage, job_id, delay)
@@ -42,6 +42,10 @@ class Queue:
 
     def _send(self, stage: str, job_id: int, delay: float) -> None:
         raise NotImplementedError
+
+    def _send_urgent(self, stage: str, job_id: int) -> None:
+        """A hand-off; engines that can put it ahead of new work override this."""
+        self._send(stage, job_id, 0.0)
 
     def backlog(self) -> int | None:
         """Messages waiting in the engine's store, if it can tell."""

@@ -29,6 +29,8 @@ class Runtime:
         self.draining = threading.Event()
         workers = cfg["runtime.queue.workers"]
         self.generation_slots = threading.BoundedSemaphore(max(1, workers - 1))
+        #: a generation was parked for want of a slot: the next one to finish looks for parked generations
+        self.slot_parked = False
         self._router = self._closer = None
         self._executors: dict = {}
         self._leases = 0

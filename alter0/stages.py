@@ -15,7 +15,7 @@ from pathlib import Path
 from peewee import InterfaceError, OperationalError
 
 from . import jobstate, memory
-from .decide import choose_task, decide_close
+from .decide import choose_task, decide_close, task_by_id
 from .errors import ExecutorError
 from .executors.base import ExecRequest
 from .jsonlog import stage_log
@@ -39,6 +39,13 @@ class LeaseLost(Exception):
     """Raised inside a stage's final transaction when the job moved on without us: roll everything back."""
 
 
+def _move_on(job: Job, src: S, dst: S, lease: str, **fields) -> None:
+    """A stage's final move, inside its transaction: LeaseLost (rolling the transaction back) if the job is no
+    longer ``src`` under our lease."""
+    if not jobstate.transition(job.id, src, dst, owner=lease, **fields):
+        raise LeaseLost()
+
+
 def _ctx(job: Job, stage: str, **override) -> dict:
     return {"job_id": job.id, "task_id": job.task_id, "stage": stage, "user_id": job.user_id,
             "channel_id": job.channel_id, **override}
@@ -55,7 +62,6 @@ _GENERATE_BEFORE = Prepared(lambda task_id, job_id: Job.select(Job.id).where(
     (Job.task == task_id) & (Job.status == S.GENERATING.value) & (Job.id < job_id)).order_by(Job.id).limit(1))
 _GENERATE_AFTER = Prepared(lambda task_id, job_id: Job.select(Job.id, Job.parked).where(
     (Job.task == task_id) & (Job.status == S.GENERATING.value) & (Job.id > job_id)).order_by(Job.id).limit(1))
-_TASK_BY_ID = Prepared(lambda task_id: Task.select().where(Task.id == task_id))
 _MESSAGE_BY_ID = Prepared(lambda message_id: Message.select().where(Message.id == message_id))
 
 
@@ -135,7 +141,7 @@ def _start(rt: Runtime, stage: str, job: Job, lease: str) -> bool:
 
 def _generate_started(rt: Runtime, job: Job) -> dict:
     """What the timeline says when a generation starts: the executor and whether it resumes its session."""
-    task = _TASK_BY_ID.first(job.task_id)
+    task = task_by_id(job.task_id)
     name = (task.executor if task else None) or rt.executor_name()
     try:
         keeps = rt.executor(name).keeps_session
@@ -167,7 +173,7 @@ def hand_on(rt: Runtime, stage: str, job: Job) -> None:
         return
     if nxt is not None and nxt.parked:
         rt.queue.enqueue(stage, nxt.id, urgent=True)
-    if stage == "generate" and getattr(rt, "slot_parked", False):
+    if stage == "generate" and rt.slot_parked:
         rt.slot_parked = False
         kick_parked_generations(rt)
 
@@ -182,7 +188,7 @@ def kick_parked_generations(rt: Runtime, limit: int = 4) -> None:
 
 # --- route ------------------------------------------------------------------------------------------
 
-def route(rt: Runtime, job: Job, cancel, lease: str) -> None:
+def route(rt: Runtime, job: Job, cancel, lease: str) -> bool:
     """Pick the job's task (forced > explicit > router > new), store the user message, queue generation."""
     started = time.monotonic()
     choice = choose_task(rt, job)
@@ -199,15 +205,13 @@ def route(rt: Runtime, job: Job, cancel, lease: str) -> None:
             msg = _MESSAGE_BY_ID.first(job.user_message_id) if job.user_message_id else Message.create(
                 task=task.id, role="user", content=job.content, user_id=job.user_id, channel_id=job.channel_id)
             memory.append_turn(rt.cfg, task.id, msg, new_task=choice.task is None)
-            if not jobstate.transition(
-                    job.id, S.ROUTING, S.GENERATING, owner=lease, task=task.id, user_message=msg.id,
-                    decision="new" if choice.task is None else "existing", decision_source=choice.source,
-                    route_confidence=d.confidence, route_reason=d.reason, route_version=d.version,
-                    dispatched_at=now(),  # the generate message is sent right after the commit
-                    events=[("stage.finished", "route", {
-                        "task_id": task.id, "decision": "new" if choice.task is None else "existing",
-                        "source": choice.source, "confidence": d.confidence, "reason": d.reason})]):
-                raise LeaseLost()
+            _move_on(job, S.ROUTING, S.GENERATING, lease, task=task.id, user_message=msg.id,
+                     decision="new" if choice.task is None else "existing", decision_source=choice.source,
+                     route_confidence=d.confidence, route_reason=d.reason, route_version=d.version,
+                     dispatched_at=now(),  # the generate message is sent right after the commit
+                     events=[("stage.finished", "route", {
+                         "task_id": task.id, "decision": "new" if choice.task is None else "existing",
+                         "source": choice.source, "confidence": d.confidence, "reason": d.reason})])
     except LeaseLost:
         return False
     stage_log(rt.output_dir, "route", **_ctx(job, "route", task_id=task.id), session_id=task.session_id,
@@ -233,10 +237,10 @@ def _reopen(task: Task) -> None:
 
 # --- generate ---------------------------------------------------------------------------------------
 
-def generate(rt: Runtime, job: Job, cancel, lease: str) -> None:
+def generate(rt: Runtime, job: Job, cancel, lease: str) -> bool:
     """Run the task's executor (resuming its session), store exactly one reply, queue closing."""
     started = time.monotonic()
-    task = _TASK_BY_ID.first(job.task_id)
+    task = task_by_id(job.task_id)
     executor = rt.executor(task.executor or rt.executor_name())
     resume = bool(executor.keeps_session and task.session_id)
     prompt = memory.build_prompt(rt.cfg, task, _MESSAGE_BY_ID.first(job.user_message_id), resume)
@@ -277,12 +281,10 @@ def generate(rt: Runtime, job: Job, cancel, lease: str) -> None:
                         input_tokens=Task.input_tokens + tokens_in, output_tokens=Task.output_tokens + tokens_out,
                         cost_usd=Task.cost_usd + cost).where(Task.id == task.id).execute()
             memory.append_turn(rt.cfg, task.id, msg)
-            if not jobstate.transition(
-                    job.id, S.GENERATING, S.CLOSING, owner=lease, reply_message=msg.id, executor_pgid=None,
-                    input_tokens=tokens_in, output_tokens=tokens_out, cost_usd=cost,
-                    dispatched_at=now(),  # the close message is sent right after the commit
-                    events=[("stage.finished", "generate", {"chars": len(result.text), "usage": usage})]):
-                raise LeaseLost()
+            _move_on(job, S.GENERATING, S.CLOSING, lease, reply_message=msg.id, executor_pgid=None,
+                     input_tokens=tokens_in, output_tokens=tokens_out, cost_usd=cost,
+                     dispatched_at=now(),  # the close message is sent right after the commit
+                     events=[("stage.finished", "generate", {"chars": len(result.text), "usage": usage})])
     except LeaseLost:
         log.warning("job %s: generation result dropped (lease lost or reply already stored)", job.id,
                     extra=_ctx(job, "generate"))
@@ -296,7 +298,7 @@ def generate(rt: Runtime, job: Job, cancel, lease: str) -> None:
 
 # --- close ------------------------------------------------------------------------------------------
 
-def close(rt: Runtime, job: Job, cancel, lease: str) -> None:
+def close(rt: Runtime, job: Job, cancel, lease: str) -> bool:
     """Ask the closer whether the task is finished; close it above the threshold; the job is done."""
     started = time.monotonic()
     d, should_close = decide_close(rt, job)
@@ -306,12 +308,10 @@ def close(rt: Runtime, job: Job, cancel, lease: str) -> None:
                 Task.update(status="closed", closed_at=now(), closed_by="auto", close_reason=d.reason,
                             close_confidence=d.confidence, updated_at=now()).where(
                     (Task.id == job.task_id) & (Task.status == "open")).execute()
-            if not jobstate.transition(
-                    job.id, S.CLOSING, S.DONE, owner=lease, close_decision=should_close,
-                    close_confidence=d.confidence, close_reason=d.reason, close_version=d.version,
-                    events=[("stage.finished", "close", {
-                        "close": should_close, "confidence": d.confidence, "reason": d.reason})]):
-                raise LeaseLost()
+            _move_on(job, S.CLOSING, S.DONE, lease, close_decision=should_close, close_confidence=d.confidence,
+                     close_reason=d.reason, close_version=d.version,
+                     events=[("stage.finished", "close", {
+                         "close": should_close, "confidence": d.confidence, "reason": d.reason})])
     except LeaseLost:
         return False
     stage_log(rt.output_dir, "close", **_ctx(job, "close"), close=should_close, confidence=d.confidence,
@@ -347,4 +347,5 @@ def STAGE_OF(state: S) -> str:
     return {S.QUEUED: "route", S.ROUTING: "route", S.GENERATING: "generate", S.CLOSING: "close"}.get(state, "")
 
 
+#: Each returns True when it moved the job on (that move also gave the stage's lease back).
 STAGES = {"route": route, "generate": generate, "close": close}

@@ -268,18 +268,17 @@ class ProcessTree:
         todo = list(self.known)
         while todo:
             pid = todo.pop()
-            start = self.known[pid]
-            for child in _children(pid):
-                if child in self.known:
-                    continue
+            children = [c for c in _children(pid) if c not in self.known]
+            if not children:
+                continue
+            parent = _stat(pid)  # read after the list: a pid recycled meanwhile does not lend us its children
+            if parent is None or parent[2] != self.known[pid]:
+                continue
+            for child in children:
                 stat = _stat(child)
-                if stat is None:
-                    continue
-                parent = _stat(pid)
-                if parent is None or parent[2] != start:  # the parent's pid was recycled meanwhile
-                    break
-                self.known[child] = stat[2]
-                todo.append(child)
+                if stat is not None:
+                    self.known[child] = stat[2]
+                    todo.append(child)
 
     def _scan_table(self) -> None:
         table = _proc_table()

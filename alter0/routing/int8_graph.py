@@ -16,6 +16,7 @@ the float32 path.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 #: Bumped whenever the rewrite changes (it is part of the model version the router reports).
@@ -109,10 +110,6 @@ def _int8_weights(node, made_by: dict, inits: dict) -> tuple[str, str] | None:
     weight, scale = inits[cast.input[0]], inits[mul.input[1]]
     if weight.data_type != 3 or len(weight.dims) != 2:  # 3 = INT8
         return None
-    columns = weight.dims[1]
-    count = 1
-    for d in scale.dims:
-        count *= d
-    if count not in (1, columns):
+    if math.prod(scale.dims) not in (1, weight.dims[1]):  # one scale, or one per column
         return None
     return cast.input[0], mul.input[1]
