@@ -7,13 +7,14 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from . import service
+from . import liveness, service, views
 from .config import SETTINGS_BY_KEY, parse_value, validate
-from .decide import scope_of
+from .taskstate import scope_of
 from .errors import Alter0Error, Forbidden, InputError
 from .jsonlog import audit
 from .memory import clear_memory
-from .models import Job, TaskMemory, UserState, now
+from .models import TaskMemory, UserState, now
+from .ops.stats import format_stats, stats
 from .runtime import Runtime
 
 HELP = """Commands:
@@ -77,8 +78,8 @@ def _help(rt, args, user, channel) -> Result:
 
 
 def _status(rt, args, user, channel) -> Result:
-    backlog = service.backlog()
-    workers = service.live_workers()
+    backlog = views.backlog()
+    workers = liveness.live_workers(rt.cfg)
     try:
         executor = rt.executor_name()
     except Alter0Error as exc:
@@ -146,8 +147,8 @@ def _scope(rt, user, channel) -> str:
 
 def _task_list(rt, args, user, channel) -> Result:
     status = args[0] if args else "open"
-    tasks = service.list_tasks(status, scope=_scope(rt, user, channel))
-    rows = [service.task_view(t) for t in tasks]
+    tasks = views.list_tasks(status, scope=_scope(rt, user, channel))
+    rows = [views.task_view(t) for t in tasks]
     forced = _forced(user)
     text = "\n".join(f"{'*' if t['id'] == forced else ' '} #{t['id']} [{t['status']}] {t['title']}" for t in rows)
     return Result(text or f"no {status} tasks", rows)
@@ -159,7 +160,7 @@ def _forced(user: str) -> int | None:
 
 
 def _own_task(rt, value: Any, user: str, channel: str):
-    task = service.get_task(value)
+    task = views.get_task(value)
     if task.scope != _scope(rt, user, channel):
         raise service.NotFound(f"task {task.id} does not exist")
     return task
@@ -190,7 +191,7 @@ def _task_new(rt, args, user, channel) -> Result:
                        executor=rt.executor_name())
     UserState.insert(user_id=user, forced_task=task.id, updated_at=now()).on_conflict(
         conflict_target=[UserState.user_id], preserve=[UserState.forced_task, UserState.updated_at]).execute()
-    return Result(f"task #{task.id} created and in use: {title}", service.task_view(task))
+    return Result(f"task #{task.id} created and in use: {title}", views.task_view(task))
 
 
 def _target(rt, args, user, channel):
@@ -204,14 +205,14 @@ def _target(rt, args, user, channel):
 
 def _task_close(rt, args, user, channel) -> Result:
     task = service.close_task(_target(rt, args, user, channel).id, reason=f"closed by {user}")
-    return Result(f"task #{task.id} closed", service.task_view(task))
+    return Result(f"task #{task.id} closed", views.task_view(task))
 
 
 def _task_reopen(rt, args, user, channel) -> Result:
     if len(args) != 1:
         raise InputError("usage: /task reopen ID")
     task = service.reopen_task(_own_task(rt, args[0], user, channel).id)
-    return Result(f"task #{task.id} reopened", service.task_view(task))
+    return Result(f"task #{task.id} reopened", views.task_view(task))
 
 
 def _task_memory(rt, args, user, channel) -> Result:
@@ -231,12 +232,6 @@ def _task_memory(rt, args, user, channel) -> Result:
 
 
 def _task_stats(rt, args, user, channel) -> Result:
-    try:
-        from .ops.stats import format_stats, stats
-    except ImportError:
-        counts = {s: Job.select().where(Job.status == s).count() for s in
-                  ("queued", "routing", "generating", "closing", "done", "failed", "cancelled", "timed_out")}
-        return Result("\n".join(f"{k}: {v}" for k, v in counts.items()), counts)
     data = stats()
     return Result(format_stats(data), data)
 

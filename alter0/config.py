@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from .errors import ConfigError
+from .errors import ERROR_KINDS as ERROR_KIND_TABLE, ConfigError
 
 DEFAULT_CONFIG_PATH = "config/config.json"
 
@@ -57,8 +57,7 @@ EXECUTORS = ("auto", "codex", "claude", "llm", "command", "openai")
 ROUTERS = ("embedded", "lexical", "llm")
 CLOSERS = ("embedded", "llm")
 STAGES = ("route", "generate", "close")
-ERROR_KINDS = ("not_found", "auth", "timeout", "rate_limited", "transient",
-               "exit_error", "bad_output", "cancelled")
+ERROR_KINDS = tuple(ERROR_KIND_TABLE)
 
 S = Setting
 SETTINGS: tuple[Setting, ...] = (
@@ -80,6 +79,9 @@ SETTINGS: tuple[Setting, ...] = (
     S("runtime.queue.retry_delay_sec", 1.0, "Default first retry delay (doubles each retry).",
       (int, float), min=0),
     S("runtime.queue.lease_sec", 20.0, "Seconds a stage lease lives without renewal.", (int, float), min=2),
+    S("runtime.queue.worker_stale_sec", 5.0, "Seconds without a heartbeat after which a worker counts as gone "
+      "(its leases are freed; status pages, the CLI, metrics and backup all use this one limit; workers beat "
+      "every second).", (int, float), min=2),
     S("runtime.queue.reclaim_interval_sec", 2.0, "How often a worker looks for stuck jobs.",
       (int, float), min=0.2),
     S("runtime.shutdown.drain_timeout_sec", 30.0, "Seconds a stopping worker waits for in-flight stages.",

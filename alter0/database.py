@@ -18,7 +18,6 @@ from playhouse.shortcuts import ReconnectMixin
 
 from .config import Config
 from .models import db
-from .ops.migrations import migrate
 from .paths import output_paths
 
 SQLITE_PRAGMAS = {"journal_mode": "wal", "busy_timeout": 30000, "foreign_keys": 1, "cache_size": -16000}
@@ -125,10 +124,8 @@ def connect_url(url: str) -> Database:
 
 
 def open_database(cfg: Config) -> Database:
-    """Bind the models to the configured database and bring its schema to the expected version.
-
-    A new database gets the current tables; an older one is backed up to output/backups/ and migrated.
-    """
+    """Bind the models to the configured database (the schema is brought up to date by
+    ``migrations.open_current``, the start-up path)."""
     url = cfg["runtime.db.url"]
     if url:
         database = connect_url(url)
@@ -138,8 +135,6 @@ def open_database(cfg: Config) -> Database:
         pragmas = dict(SQLITE_PRAGMAS, synchronous=cfg["runtime.db.synchronous"])
         database = LockedSqliteDatabase(str(path), pragmas=pragmas, check_same_thread=False, timeout=30)
     db.initialize(database)
-    with database.connection_context():
-        migrate(database, output_paths(cfg.output_dir)["backups"])
     return database
 
 

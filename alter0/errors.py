@@ -51,21 +51,30 @@ class IllegalTransition(Alter0Error):
     code, status = "illegal_transition", 409
 
 
+#: The one error-kind table of stage failures: kind -> (retried by the default policy, may never be retried
+#: whatever a policy's retry_on says). config.ERROR_KINDS and retry.py read it.
+ERROR_KINDS: dict[str, tuple[bool, bool]] = {
+    "not_found": (False, True), "auth": (False, True), "timeout": (False, False),
+    "rate_limited": (True, False), "transient": (True, False), "exit_error": (False, False),
+    "bad_output": (False, False), "cancelled": (False, True), "internal": (False, False),
+}
+
+
 class ExecutorError(Alter0Error):
-    """An executor run failed; ``kind`` is one of ERROR_KINDS."""
+    """An executor run (or a stage) failed; ``kind`` is one of ERROR_KINDS."""
 
     status, exit_code = 502, 7
-    RETRYABLE = {"timeout": False, "rate_limited": True, "transient": True,
-                 "not_found": False, "auth": False, "exit_error": False,
-                 "bad_output": False, "cancelled": False}
 
-    def __init__(self, kind: str, message: str, retryable: bool | None = None):
+    def __init__(self, kind: str, message: str):
         super().__init__(message, code=kind)
         self.kind = kind
-        self.retryable = self.RETRYABLE.get(kind, False) if retryable is None else retryable
+
+    @property
+    def retryable(self) -> bool:
+        """Whether a retry may help (the stage's policy decides whether it happens)."""
+        return ERROR_KINDS.get(self.kind, (False, False))[0]
 
 
-class StageBusy(Alter0Error):
-    """A stage cannot run yet (an earlier job holds its turn); it is parked, not failed."""
-
-    code = "busy"
+def never_retried(kind: str) -> bool:
+    """Kinds no retry policy may retry (a missing binary, a bad login, a cancel)."""
+    return ERROR_KINDS.get(kind, (False, False))[1]

@@ -1,11 +1,12 @@
-"""The job state machine: every status change goes through ``transition``; leases say who runs a stage."""
+"""The only writer of Job rows: the state machine (every status change goes through ``transition``), leases
+(who runs a stage), dispatch and park marks, cancel flags, per-stage counters and results."""
 
 from __future__ import annotations
 
 from typing import Sequence
 
-from .errors import IllegalTransition, NotFound
-from .models import STAGE_OF_STATE, Job, JobEvent, JobStatus as S, now
+from .errors import IllegalTransition
+from .models import ACTIVE, STAGE_OF_STATE, Job, JobEvent, JobStatus as S, now
 from .prepared import Prepared
 
 RETRYABLE_END = (S.FAILED, S.CANCELLED, S.TIMED_OUT)
@@ -84,18 +85,6 @@ def add_events(job_id: int, events: Sequence[tuple[str, str | None, dict | None]
                               for kind, stage, data in events]).execute()
 
 
-def get_job(job_id) -> Job:
-    """The job with this id, or NotFound."""
-    try:
-        job_id = int(job_id)
-    except (TypeError, ValueError):
-        raise NotFound(f"job {job_id!r} does not exist (job ids are integers)") from None
-    job = job_by_id(job_id)
-    if job is None:
-        raise NotFound(f"job {job_id} does not exist")
-    return job
-
-
 def claim(job_id: int, status: S, owner: str, lease_sec: float, *, to: S | None = None,
           events: Sequence[tuple[str, str | None, dict | None]] = (), **fields) -> bool:
     """Take the lease on a job in ``status`` unless a live lease of another worker holds it.
@@ -126,3 +115,90 @@ def renew(owner: str, job_ids: list[int], lease_sec: float) -> None:
     if job_ids:
         Job.update(lease_expires=now() + lease_sec).where(
             (Job.id.in_(job_ids)) & Job.lease_owner.startswith(owner + "#")).execute()
+
+
+# --- creation, dispatch and parking ---------------------------------------------------------------
+
+def create(**fields) -> Job:
+    """Insert a new queued job (inside the caller's transaction) with its "submitted" event."""
+    job = Job.create(**fields)
+    add_event(job.id, "submitted", None, {"task_id": fields.get("requested_task_id")})
+    return job
+
+
+def task_of(job_id: int) -> int | None:
+    """The task a job was routed to, or None."""
+    return Job.select(Job.task).where(Job.id == job_id).scalar()
+
+
+def mark_dispatched(job_id: int) -> None:
+    """A stage message for this job is on its way now (it is no longer parked)."""
+    Job.update(dispatched_at=now(), parked=False).where(Job.id == job_id).execute()
+
+
+def mark_undispatched(job_id: int) -> None:
+    """The job's message left the queue without running: the reclaim sweep re-sends it."""
+    Job.update(dispatched_at=None).where(Job.id == job_id).execute()
+
+
+def park(job_id: int) -> None:
+    """The job waits for its turn holding no queue message; the job ahead hands the turn on."""
+    Job.update(parked=True).where(Job.id == job_id).execute()
+
+
+def count_attempt(job_id: int, stage: str) -> None:
+    """One more attempt of ``stage`` (the stage's start counted the first)."""
+    column = getattr(Job, f"{stage}_attempts")
+    Job.update({column: column + 1}).where(Job.id == job_id).execute()
+
+
+def set_executor_pgid(job_id: int, pgid: int | None) -> None:
+    """Record (or clear) the process group of the job's running executor."""
+    Job.update(executor_pgid=pgid).where(Job.id == job_id).execute()
+
+
+# --- workers that stop or die ---------------------------------------------------------------------
+
+def expire_leases(worker_id: str) -> int:
+    """Let every lease of this worker (its tokens start with ``worker_id#``) expire now; how many there were."""
+    return Job.update(lease_expires=0).where(Job.lease_owner.startswith(worker_id + "#")).execute()
+
+
+def mark_lost(sent_before: float) -> int:
+    """Messages a dead worker may have taken off the queue but not started: unleased, unparked jobs whose last
+    message went out before ``sent_before`` are marked undispatched, so reclaim re-sends them."""
+    return Job.update(dispatched_at=None).where(
+        Job.status.in_(ACTIVE) & Job.lease_owner.is_null() & ~Job.parked &
+        (Job.dispatched_at <= sent_before)).execute()
+
+
+def leased_executors(worker_id: str) -> list[tuple[int, int]]:
+    """(job id, executor process group) of the running executors under this worker's leases."""
+    return list(Job.select(Job.id, Job.executor_pgid).where(
+        Job.lease_owner.startswith(worker_id + "#") & Job.executor_pgid.is_null(False)).tuples())
+
+
+# --- cancel -----------------------------------------------------------------------------------------
+
+def request_cancel(job_id: int) -> None:
+    """Flag the job for cancellation; the worker holding its lease kills the run."""
+    Job.update(cancel_requested=True).where(Job.id == job_id).execute()
+
+
+def cancel_unleased(job: Job) -> bool:
+    """Cancel a job nobody runs (no lease, or an expired one) at once; False if it moved or got leased."""
+    t = now()
+    values, event = _state_change(job.state, S.CANCELLED, t)
+    values.update(error_kind="cancelled", error="cancelled by request", parked=False)
+    moved = Job.update(**values).where(
+        (Job.id == job.id) & (Job.status == job.status) &
+        (Job.lease_owner.is_null() | (Job.lease_expires < t))).execute()
+    if moved == 1:
+        add_events(job.id, [event])
+        return True
+    return False
+
+
+def held_by(job_id: int, owner: str) -> bool:
+    """Whether ``owner`` still holds the job's lease."""
+    return Job.select().where((Job.id == job_id) & (Job.lease_owner == owner)).exists()

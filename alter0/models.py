@@ -44,8 +44,19 @@ class JobStatus(str, Enum):
 
 
 TERMINAL = frozenset({JobStatus.DONE, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.TIMED_OUT})
+#: Status values of jobs not finished yet (the one list of them).
+ACTIVE = tuple(s.value for s in JobStatus if s not in TERMINAL)
+#: The one state -> stage map: the stage a job in this state waits for or runs.
 STAGE_OF_STATE = {JobStatus.QUEUED: "route", JobStatus.ROUTING: "route",
                   JobStatus.GENERATING: "generate", JobStatus.CLOSING: "close"}
+#: The inverse: the states in which a stage may run.
+STATES_OF_STAGE = {stage: tuple(s for s, st in STAGE_OF_STATE.items() if st == stage)
+                   for stage in ("route", "generate", "close")}
+
+
+def stage_of(status: str | JobStatus) -> str | None:
+    """The stage a job in ``status`` waits for or runs; None for a finished job."""
+    return STAGE_OF_STATE.get(JobStatus(status))
 
 
 class BaseModel(Model):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import importlib
 import logging
 
+from . import jobstate
 from .config import Config
-from .models import Job, now
 
 log = logging.getLogger(__name__)
 STAGES = ("route", "generate", "close")
@@ -28,7 +28,7 @@ class Queue:
         if stage not in STAGES:
             raise ValueError(f"unknown stage {stage!r}")
         if not stamped:
-            Job.update(dispatched_at=now(), parked=False).where(Job.id == job_id).execute()
+            jobstate.mark_dispatched(job_id)
         try:
             if urgent:
                 self._send_urgent(stage, job_id)
@@ -64,10 +64,19 @@ class InlineQueue(Queue):
         self.sent.append((stage, job_id))
 
 
-ENGINES = {"huey": "tasks.huey_queue", "dramatiq": "tasks.dramatiq_queue"}
+#: Engine name -> its package under tasks/ (each has ``queue.make_queue(cfg)`` and ``consumer.run_worker(cfg)``).
+ENGINES = {"huey": "tasks.huey_engine", "dramatiq": "tasks.dramatiq_engine"}
+
+
+def _engine(cfg: Config, module: str):
+    return importlib.import_module(f"{ENGINES[cfg['runtime.queue.backend']]}.{module}")
 
 
 def load_queue(cfg: Config) -> Queue:
-    """The configured engine's Queue (imported lazily so the core never imports an engine)."""
-    module = importlib.import_module(ENGINES[cfg["runtime.queue.backend"]])
-    return module.make_queue(cfg)
+    """The configured engine's Queue on this config's store (imported lazily: the core never imports an engine)."""
+    return _engine(cfg, "queue").make_queue(cfg)
+
+
+def run_worker(cfg: Config, workers: int | None = None) -> None:
+    """Run the configured engine's consumer for this config in the foreground."""
+    _engine(cfg, "consumer").run_worker(cfg, workers=workers)

@@ -11,18 +11,17 @@ from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_at
 
 from . import jobstate
 from .config import stage_retry_policy
-from .errors import ExecutorError
+from .errors import ExecutorError, never_retried
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-NEVER_RETRY = {"not_found", "auth", "cancelled", "bad_config"}
 
 
 def is_retryable(exc: BaseException, retry_on: set[str]) -> bool:
     """Whether this stage's policy retries this error."""
     if isinstance(exc, OperationalError):  # database busy or briefly unreachable
         return True
-    return isinstance(exc, ExecutorError) and exc.kind in retry_on and exc.kind not in NEVER_RETRY
+    return isinstance(exc, ExecutorError) and exc.kind in retry_on and not never_retried(exc.kind)
 
 
 def run_with_retry(rt, stage: str, job, fn: Callable[[], T], cancel: threading.Event) -> T:

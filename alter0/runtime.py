@@ -1,4 +1,5 @@
-"""A process's view of alter0: config, database, queue, and lazily built router, closer and executors."""
+"""A process's context: config, database, queue, its in-flight runs, and lazily built router, closer and
+executors (one Runtime per process, passed down; ``get_runtime`` is only for engine entry points)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,11 @@ import os
 import socket
 import threading
 import uuid
-from contextlib import contextmanager
 from pathlib import Path
 
 from .config import Config, load_config
-from .database import open_database
+from .inflight import InFlight
+from .migrations import open_current
 from .paths import ensure_dirs
 from .queue import Queue, load_queue
 
@@ -21,25 +22,13 @@ class Runtime:
     def __init__(self, cfg: Config, queue: Queue | None = None):
         self.cfg = cfg
         self.paths = ensure_dirs(cfg.output_dir)
-        self.database = open_database(cfg)
+        self.database = open_current(cfg)
         self._queue = queue
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self.lock = threading.Lock()
-        self.in_flight: dict[int, threading.Event] = {}
-        self.draining = threading.Event()
-        workers = cfg["runtime.queue.workers"]
-        self.generation_slots = threading.BoundedSemaphore(max(1, workers - 1))
-        #: a generation was parked for want of a slot: the next one to finish looks for parked generations
-        self.slot_parked = False
+        self.work = InFlight(self.owner, cfg["runtime.queue.workers"])
+        self.lock = threading.Lock()  # guards the lazily built router, closer and executors
         self._router = self._closer = None
         self._executors: dict = {}
-        self._leases = 0
-
-    def lease_token(self) -> str:
-        """A fresh lease token: the worker's id plus a counter, so two runs in one process never share one."""
-        with self.lock:
-            self._leases += 1
-            return f"{self.owner}#{self._leases}"
 
     @classmethod
     def open(cls, config_path: str | None = None, queue: Queue | None = None, **overrides) -> "Runtime":
@@ -92,19 +81,6 @@ class Runtime:
         workdir = self.paths["work"] / "_router"
         workdir.mkdir(parents=True, exist_ok=True)
         return ex.run(ExecRequest(prompt=prompt, session_id=None, workdir=workdir, timeout=timeout)).text
-
-    @contextmanager
-    def running(self, job_id: int):
-        """Register an in-flight job; yields its cancel event (set by a cancel request or a forced stop)."""
-        event = threading.Event()
-        with self.lock:
-            self.in_flight[job_id] = event
-        try:
-            yield event
-        finally:
-            with self.lock:  # the job's next stage may have registered already (its message is sent before
-                if self.in_flight.get(job_id) is event:  # this stage returns): leave that one in place
-                    del self.in_flight[job_id]
 
 
 _runtime: Runtime | None = None

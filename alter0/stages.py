@@ -14,19 +14,18 @@ from pathlib import Path
 
 from peewee import InterfaceError, OperationalError
 
-from . import jobstate, memory
+from . import jobstate, memory, taskstate, turns
 from .decide import choose_task, decide_close, task_by_id
 from .errors import ExecutorError
 from .executors.base import ExecRequest
 from .jsonlog import stage_log
-from .models import Job, JobStatus as S, Message, Task, TERMINAL, now
+from .models import STATES_OF_STAGE, Job, JobStatus as S, Message, TERMINAL, now, stage_of
 from .prepared import Prepared
 from .database import write_tx
 from .retry import run_with_retry
 from .runtime import Runtime
 
 log = logging.getLogger(__name__)
-STAGE_STATES = {"route": (S.QUEUED, S.ROUTING), "generate": (S.GENERATING,), "close": (S.CLOSING,)}
 ERROR_END = {"timeout": S.TIMED_OUT, "cancelled": S.CANCELLED}
 MAX_PROGRESS_EVENTS = 500
 
@@ -51,60 +50,40 @@ def _ctx(job: Job, stage: str, **override) -> dict:
             "channel_id": job.channel_id, **override}
 
 
-ROUTING_NOW = [S.QUEUED.value, S.ROUTING.value]
-#: The first job before / after a given one in the same scope that has not routed yet.
-_ROUTE_BEFORE = Prepared(lambda scope, job_id: Job.select(Job.id).where(
-    (Job.scope == scope) & Job.status.in_(ROUTING_NOW) & (Job.id < job_id)).order_by(Job.id).limit(1))
-_ROUTE_AFTER = Prepared(lambda scope, job_id: Job.select(Job.id, Job.parked).where(
-    (Job.scope == scope) & Job.status.in_(ROUTING_NOW) & (Job.id > job_id)).order_by(Job.id).limit(1))
-#: The first job before / after a given one of the same task that has not generated yet.
-_GENERATE_BEFORE = Prepared(lambda task_id, job_id: Job.select(Job.id).where(
-    (Job.task == task_id) & (Job.status == S.GENERATING.value) & (Job.id < job_id)).order_by(Job.id).limit(1))
-_GENERATE_AFTER = Prepared(lambda task_id, job_id: Job.select(Job.id, Job.parked).where(
-    (Job.task == task_id) & (Job.status == S.GENERATING.value) & (Job.id > job_id)).order_by(Job.id).limit(1))
 _MESSAGE_BY_ID = Prepared(lambda message_id: Message.select().where(Message.id == message_id))
-
-
-def earlier_blocker(job: Job, stage: str) -> Job | None:
-    """An earlier job that must finish this stage first (same scope for route, same task for generate)."""
-    if stage == "route":
-        return _ROUTE_BEFORE.first(job.scope, job.id)
-    if stage == "generate":
-        return _GENERATE_BEFORE.first(job.task_id, job.id)
-    return None
 
 
 def run_stage(rt: Runtime, stage: str, job_id: int) -> None:
     """Run one stage of one job if it is its turn; otherwise park it. Never raises for job-level failures."""
     job = jobstate.job_by_id(job_id)
-    if job is None or job.state not in STAGE_STATES[stage]:
+    if job is None or job.state not in STATES_OF_STAGE[stage]:
         return
-    if rt.draining.is_set():  # the message left the queue: mark it for the next start's reclaim
-        Job.update(dispatched_at=None).where(Job.id == job.id).execute()
+    if rt.work.draining.is_set():  # the message left the queue: mark it for the next start's reclaim
+        jobstate.mark_undispatched(job.id)
         return
     if job.cancel_requested:
         _finish_error(job, job.state, ExecutorError("cancelled", "cancelled by request"), owner=None)
         return
-    if earlier_blocker(job, stage) is not None:
-        _park(job)
-        if earlier_blocker(job, stage) is not None:  # re-check: the job ahead may have finished meanwhile
+    if turns.earlier_blocker(job, stage) is not None:
+        jobstate.park(job.id)
+        if turns.earlier_blocker(job, stage) is not None:  # re-check: the job ahead may have finished meanwhile
             return
-    slot = rt.generation_slots if stage == "generate" else None
+    slot = rt.work.generation_slots if stage == "generate" else None
     if slot is not None and not slot.acquire(blocking=False):
-        _park(job)
-        rt.slot_parked = True  # the next generation to finish looks for parked ones
+        jobstate.park(job.id)
+        rt.work.slot_parked = True  # the next generation to finish looks for parked ones
         return
     try:
-        lease = rt.lease_token()
+        lease = rt.work.lease_token()
         if not _start(rt, stage, job, lease):
             return
         moved_on = False
         try:
-            with rt.running(job.id) as cancel:
+            with rt.work.running(job.id) as cancel:
                 _fault_delay(stage, cancel)
                 moved_on = bool(STAGES[stage](rt, job, cancel, lease))
         except Abandon:
-            Job.update(dispatched_at=None).where(Job.id == job.id).execute()  # reclaimed at the next start
+            jobstate.mark_undispatched(job.id)  # reclaimed at the next start
             log.info("job %s left in %s for reclaim (worker stopping)", job.id, stage, extra=_ctx(job, stage))
         except (OperationalError, InterfaceError) as exc:  # the database went away: leave the job for reclaim
             log.warning("stage %s of job %s interrupted by a database error (%s); its lease will expire and "
@@ -118,7 +97,7 @@ def run_stage(rt: Runtime, stage: str, job_id: int) -> None:
                               owner=lease)
         finally:
             try:  # a stage that moved the job on gave its lease back with that move
-                if not moved_on and Job.select().where((Job.id == job.id) & (Job.lease_owner == lease)).exists():
+                if not moved_on and jobstate.held_by(job.id, lease):
                     jobstate.release(job.id, lease)
             except (OperationalError, InterfaceError):
                 pass  # the lease expires by itself
@@ -159,31 +138,20 @@ def _fault_delay(stage: str, cancel) -> None:
             cancel.wait(float(delays[stage]))
 
 
-def _park(job: Job) -> None:
-    Job.update(parked=True).where(Job.id == job.id).execute()
-
-
 def hand_on(rt: Runtime, stage: str, job: Job) -> None:
     """Give the turn to the next parked job behind this one (same scope for route, same task for generate)."""
-    if stage == "route":
-        nxt = _ROUTE_AFTER.first(job.scope, job.id)
-    elif stage == "generate" and job.task_id is not None:  # task_id was set by route, before this stage was read
-        nxt = _GENERATE_AFTER.first(job.task_id, job.id)
-    else:
-        return
+    nxt = turns.next_in_line(job, stage)  # for generate, task_id was set by route, before this stage was read
     if nxt is not None and nxt.parked:
         rt.queue.enqueue(stage, nxt.id, urgent=True)
-    if stage == "generate" and rt.slot_parked:
-        rt.slot_parked = False
+    if stage == "generate" and rt.work.slot_parked:
+        rt.work.slot_parked = False
         kick_parked_generations(rt)
 
 
 def kick_parked_generations(rt: Runtime, limit: int = 4) -> None:
     """Re-queue parked generations whose turn has come (a generation slot was freed)."""
-    from .worker import runnable_parked
-    for j in list(Job.select(Job.id).where((Job.status == S.GENERATING.value) & runnable_parked())
-                  .order_by(Job.id).limit(limit)):
-        rt.queue.enqueue("generate", j.id, urgent=True)
+    for job_id in turns.parked_generations(limit):
+        rt.queue.enqueue("generate", job_id, urgent=True)
 
 
 # --- route ------------------------------------------------------------------------------------------
@@ -196,12 +164,13 @@ def route(rt: Runtime, job: Job, cancel, lease: str) -> bool:
     try:
         with write_tx():  # the job moves on only if it is still ours; otherwise nothing here is kept
             if choice.task is None:
-                task = _new_task(rt, job)
+                task = taskstate.create(job.scope, job.user_id, job.channel_id, job.content, rt.executor_name())
             else:
                 task = choice.task
                 if choice.reopen:
-                    _reopen(task)
-                Task.update(last_active_at=now(), updated_at=now()).where(Task.id == task.id).execute()
+                    taskstate.reopen(task.id)
+                else:
+                    taskstate.touch(task.id)
             msg = _MESSAGE_BY_ID.first(job.user_message_id) if job.user_message_id else Message.create(
                 task=task.id, role="user", content=job.content, user_id=job.user_id, channel_id=job.channel_id)
             memory.append_turn(rt.cfg, task.id, msg, new_task=choice.task is None)
@@ -220,19 +189,6 @@ def route(rt: Runtime, job: Job, cancel, lease: str) -> bool:
               duration_ms=round((time.monotonic() - started) * 1000, 2), error=None)
     rt.queue.enqueue("generate", job.id, stamped=True)
     return True
-
-
-def _new_task(rt: Runtime, job: Job) -> Task:
-    first = " ".join(job.content.split())
-    title = first[:80] + ("…" if len(first) > 80 else "")
-    t = now()
-    return Task.create(title=title or "untitled", scope=job.scope, user_id=job.user_id, channel_id=job.channel_id,
-                       executor=rt.executor_name(), created_at=t, updated_at=t, last_active_at=t)
-
-
-def _reopen(task: Task) -> None:
-    Task.update(status="open", closed_at=None, closed_by=None, close_reason=None, close_confidence=None,
-                updated_at=now()).where(Task.id == task.id).execute()
 
 
 # --- generate ---------------------------------------------------------------------------------------
@@ -257,13 +213,13 @@ def generate(rt: Runtime, job: Job, cancel, lease: str) -> bool:
     def attempt():
         counter["attempts"] += 1
         if counter["attempts"] > 1:  # the stage's start counted the first
-            Job.update(generate_attempts=Job.generate_attempts + 1).where(Job.id == job.id).execute()
+            jobstate.count_attempt(job.id, "generate")
         return executor.run(ExecRequest(prompt=prompt, session_id=task.session_id if resume else None,
                                         workdir=workdir, timeout=timeout, cancel=cancel, on_event=on_event,
                                         on_process=on_process))
 
     def on_process(pgid: int) -> None:
-        Job.update(executor_pgid=pgid).where(Job.id == job.id).execute()
+        jobstate.set_executor_pgid(job.id, pgid)
 
     try:
         result = run_with_retry(rt, "generate", job, attempt, cancel)
@@ -277,9 +233,7 @@ def generate(rt: Runtime, job: Job, cancel, lease: str) -> bool:
         with write_tx():  # exactly one reply: only the lease holder of a job still generating stores it
             msg = Message.create(task=task.id, role="assistant", content=result.text,
                                  user_id=rt.cfg["agent.name"], channel_id=job.channel_id)
-            Task.update(session_id=result.session_id or task.session_id, last_active_at=now(), updated_at=now(),
-                        input_tokens=Task.input_tokens + tokens_in, output_tokens=Task.output_tokens + tokens_out,
-                        cost_usd=Task.cost_usd + cost).where(Task.id == task.id).execute()
+            taskstate.record_turn(task.id, result.session_id or task.session_id, tokens_in, tokens_out, cost)
             memory.append_turn(rt.cfg, task.id, msg)
             _move_on(job, S.GENERATING, S.CLOSING, lease, reply_message=msg.id, executor_pgid=None,
                      input_tokens=tokens_in, output_tokens=tokens_out, cost_usd=cost,
@@ -305,9 +259,7 @@ def close(rt: Runtime, job: Job, cancel, lease: str) -> bool:
     try:
         with write_tx():
             if should_close:
-                Task.update(status="closed", closed_at=now(), closed_by="auto", close_reason=d.reason,
-                            close_confidence=d.confidence, updated_at=now()).where(
-                    (Task.id == job.task_id) & (Task.status == "open")).execute()
+                taskstate.close(job.task_id, "auto", d.reason, d.confidence)
             _move_on(job, S.CLOSING, S.DONE, lease, close_decision=should_close, close_confidence=d.confidence,
                      close_reason=d.reason, close_version=d.version,
                      events=[("stage.finished", "close", {
@@ -324,7 +276,7 @@ def close(rt: Runtime, job: Job, cancel, lease: str) -> bool:
 
 def _stage_failed(rt: Runtime, job: Job, src: S, exc: ExecutorError, stage: str, started: float, lease: str,
                   session_id: str | None = None) -> None:
-    if exc.kind == "cancelled" and rt.draining.is_set() and not Job.get_by_id(job.id).cancel_requested:
+    if exc.kind == "cancelled" and rt.work.draining.is_set() and not Job.get_by_id(job.id).cancel_requested:
         raise Abandon()
     _finish_error(job, src, exc, owner=lease)
     stage_log(rt.output_dir, stage, **_ctx(job, stage), session_id=session_id,
@@ -339,12 +291,8 @@ def _finish_error(job: Job, src: S, exc: ExecutorError, owner: str | None) -> No
     else:
         query_ok = jobstate.transition(job.id, src, dst, owner=owner, error_kind=exc.kind, error=exc.message)
     if query_ok:
-        jobstate.add_event(job.id, "error", STAGE_OF(src), {"kind": exc.kind, "message": exc.message})
-        log.warning("job %s %s: %s (%s)", job.id, dst.value, exc.message, exc.kind, extra=_ctx(job, STAGE_OF(src)))
-
-
-def STAGE_OF(state: S) -> str:
-    return {S.QUEUED: "route", S.ROUTING: "route", S.GENERATING: "generate", S.CLOSING: "close"}.get(state, "")
+        jobstate.add_event(job.id, "error", stage_of(src), {"kind": exc.kind, "message": exc.message})
+        log.warning("job %s %s: %s (%s)", job.id, dst.value, exc.message, exc.kind, extra=_ctx(job, stage_of(src)))
 
 
 #: Each returns True when it moved the job on (that move also gave the stage's lease back).

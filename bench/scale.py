@@ -54,18 +54,18 @@ def start_workers(config: Path, count: int, tmp: Path) -> list[subprocess.Popen]
 
 
 def run_engine(name: str, messages: int, tasks: int, threads: int, workers: int, backend: dict | None) -> dict:
-    from alter0 import service
+    from alter0 import service, taskstate
     from alter0.config import load_config
     from alter0.models import Job, Task
     from alter0.runtime import Runtime
     with tempfile.TemporaryDirectory(prefix=f"alter0-bench-{name}-") as tmpdir:
         tmp = Path(tmpdir)
         config = write_config(tmp, threads, backend)
-        os.environ["ALTER0_CONFIG"] = str(config)  # tasks.huey_app builds its Huey from the environment's config
+        os.environ["ALTER0_CONFIG"] = str(config)  # huey_consumer-style entry points read the environment
         rt = Runtime(load_config(config, env={}))
         procs = start_workers(config, workers, tmp)
         try:
-            task_ids = [Task.create(title=f"t{t}", scope=service.scope_of(rt.cfg, f"u{t}", ""), user_id=f"u{t}",
+            task_ids = [Task.create(title=f"t{t}", scope=taskstate.scope_of(rt.cfg, f"u{t}", ""), user_id=f"u{t}",
                                     executor="command").id for t in range(tasks)]
             started = time.time()
             jobs = [service.submit(rt, f"message {k} of task {t}", f"u{t}", task_id=task_ids[t])[0].id

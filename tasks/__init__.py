@@ -1,9 +1,13 @@
-"""Queue bindings. ``huey_consumer tasks.huey`` finds the Huey instance and the stage tasks here."""
+"""Queue bindings, one folder per engine (huey_engine/, dramatiq_engine/); importing this package imports neither.
 
-import importlib.util
+``huey_consumer tasks.huey`` reads the ``huey`` attribute below: the Huey instance of the environment's config
+(``ALTER0_CONFIG`` or ``config/config.json``), built on first access with the stage tasks registered.
+"""
 
-from .huey_app import huey  # noqa: F401
-from . import huey_tasks  # noqa: F401  (registers the stage tasks)
 
-if importlib.util.find_spec("tasks.maintenance") is not None:
-    from . import maintenance  # noqa: F401  (periodic maintenance jobs)
+def __getattr__(name: str):
+    if name == "huey":
+        from alter0.config import load_config
+        from .huey_engine.app import binding_for
+        return binding_for(load_config()).huey
+    raise AttributeError(f"module 'tasks' has no attribute {name!r}")

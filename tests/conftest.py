@@ -125,8 +125,8 @@ class Alter0Env:
     def db(self):
         """Open the install's database in this process (read models directly)."""
         from alter0.config import load_config
-        from alter0.database import open_database
-        return open_database(load_config(self.config_path, env={}))
+        from alter0.migrations import open_current
+        return open_current(load_config(self.config_path, env={}))
 
 
 def _merge(base: dict, extra: dict) -> dict:

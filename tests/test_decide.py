@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from alter0 import service, stages
+from alter0 import service, stages, views
 from alter0.queue import InlineQueue
 from alter0.routing.base import CloseDecision, Closer, RouteDecision, Router
 from alter0.runtime import Runtime, set_runtime
@@ -52,7 +52,7 @@ def run(rt, text, user="u1", **kw):
     while rt.queue.sent:
         stage, jid = rt.queue.sent.pop(0)
         stages.run_stage(rt, stage, jid)
-    return service.get_job(job.id)
+    return views.get_job(job.id)
 
 
 def with_router(rt, answer, closer=CloseDecision(False, 0.9, "keep")):
@@ -94,14 +94,14 @@ def test_invalid_router_output_degrades_to_new_task(rt, answer, why):
 def test_closer_above_threshold_closes_and_invalid_output_keeps_open(rt):
     with_router(rt, lambda inp: RouteDecision("new", None, 1.0, "n"), CloseDecision(True, 0.95, "user said thanks"))
     job = run(rt, "thanks, works")
-    assert job.close_decision is True and service.get_task(job.task_id).status == "closed"
-    assert service.get_task(job.task_id).closed_by == "auto"
+    assert job.close_decision is True and views.get_task(job.task_id).status == "closed"
+    assert views.get_task(job.task_id).closed_by == "auto"
     with_router(rt, lambda inp: RouteDecision("new", None, 1.0, "n"), {"close": "yes", "confidence": 1, "reason": ""})
     job = run(rt, "another")
     assert job.status == "done" and job.close_decision is False and "degraded" in job.close_reason
     with_router(rt, lambda inp: RouteDecision("new", None, 1.0, "n"), CloseDecision(True, 0.5, "unsure"))
     job = run(rt, "third")
-    assert job.close_decision is False and service.get_task(job.task_id).status == "open"
+    assert job.close_decision is False and views.get_task(job.task_id).status == "open"
 
 
 def test_idempotent_submit_returns_the_first_job(rt):
@@ -129,12 +129,12 @@ def test_illegal_transitions_are_rejected(rt):
 
 def test_next_stage_registered_before_this_one_returns_stays_in_flight(rt):
     # route sends the generate message before it returns, so generate may register the same job first
-    route = rt.running(8)
+    route = rt.work.running(8)
     route.__enter__()
-    generate = rt.running(8)
+    generate = rt.work.running(8)
     generate_cancel = generate.__enter__()
     route.__exit__(None, None, None)
     # then route leaving must not drop generate's registration (its cancel delivery and lease renewal need it)
-    assert rt.in_flight[8] is generate_cancel
+    assert rt.work.jobs[8] is generate_cancel
     generate.__exit__(None, None, None)
-    assert 8 not in rt.in_flight
+    assert 8 not in rt.work.jobs

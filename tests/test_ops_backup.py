@@ -17,14 +17,14 @@ import pytest
 from huey.storage import SqliteStorage
 
 from alter0.config import load_config
-from alter0.database import open_database
+from alter0.migrations import open_current
 from alter0.errors import Conflict
 from alter0.models import Message, Task, Worker, db
-from alter0.ops import archive
-from alter0.ops.archive import ArchiveError
+from alter0 import archive
+from alter0.archive import ArchiveError
 from alter0.ops.backup import backup, list_backups, prune, restore
 from alter0.ops.verify import verify
-from alter0.ops.migrations import EXPECTED_VERSION
+from alter0.migrations import EXPECTED_VERSION
 from alter0.paths import ensure_dirs
 
 
@@ -54,7 +54,7 @@ def install(tmp_path):
     """An output dir with a database holding two tasks, a Huey store with one message, and a config file."""
     cfg = make_cfg(tmp_path / "a")
     ensure_dirs(cfg.output_dir)
-    open_database(cfg)
+    open_current(cfg)
     add_task("first")
     add_task("second")
     storage = SqliteStorage(name="alter0", filename=str(cfg.output_dir / "queue" / "huey.db"))
@@ -110,7 +110,7 @@ def test_restore_into_an_empty_output_dir(install, tmp_path):
     before = contents()
     other = make_cfg(tmp_path / "b")
     restore(other, path)
-    open_database(other)
+    open_current(other)
     assert contents() == before
 
 

@@ -49,8 +49,8 @@ def test_doctor_ok_then_a_problem(config, capsys, tmp_path):
 
 def test_backup_verify_prune_restore_stats(config, capsys, tmp_path):
     from alter0.config import load_config
-    from alter0.database import open_database
-    open_database(load_config(config, env={}))
+    from alter0.migrations import open_current
+    open_current(load_config(config, env={}))
     for _ in range(3):
         assert run("--config", config, "backup", "--keep", "2") == 0
     archives = sorted((tmp_path / "output" / "backups").glob("alter0-backup-*.tar.gz"))

@@ -13,7 +13,7 @@ import pytest
 from alter0.config import load_config
 from alter0.ops import doctor
 from alter0.ops.doctor import Problem, check_config, preflight, run_preflight
-from alter0.ops.migrations import EXPECTED_VERSION, fresh_schema_sql
+from alter0.migrations import EXPECTED_VERSION, fresh_schema_sql
 
 
 def write_config(tmp_path: Path, **sections) -> Path:

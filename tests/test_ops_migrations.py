@@ -12,10 +12,10 @@ import pytest
 from peewee import IntegerField, SqliteDatabase
 
 from alter0.config import load_config
-from alter0.database import open_database
+from alter0.migrations import open_current
 from alter0.models import Job, Message, SchemaVersion, Task, TaskMemory, db
-from alter0.ops import archive
-from alter0.ops.migrations import (EXPECTED_VERSION, MIGRATIONS, Migration, SchemaError, current_version,
+from alter0 import archive
+from alter0.migrations import (EXPECTED_VERSION, MIGRATIONS, Migration, SchemaError, current_version,
                                    fresh_schema_sql, latest, migrate, migrate_ops, schema_shape)
 
 FIXTURE = Path(__file__).parent / "fixtures" / "schema_v1.sql"
@@ -82,11 +82,11 @@ def test_upgraded_v1_schema_equals_a_fresh_schema(tmp_path):
     fresh.executescript(fresh_schema_sql())
     assert upgraded == schema_shape(fresh), (
         "the models differ from schema v1 + MIGRATIONS: add a Migration in alter0/ops/migrations.py "
-        "(before the first release only: python -m alter0.ops.migrations dump > tests/fixtures/schema_v1.sql)")
+        "(before the first release only: python -m alter0.migrations dump > tests/fixtures/schema_v1.sql)")
 
 
 def test_new_database_is_created_and_stamped(tmp_path):
-    database = open_database(make_cfg(tmp_path))
+    database = open_current(make_cfg(tmp_path))
     assert current_version(database) == EXPECTED_VERSION
     assert [r.note for r in SchemaVersion.select()] == ["created"]
 
@@ -94,7 +94,7 @@ def test_new_database_is_created_and_stamped(tmp_path):
 def test_v1_database_keeps_every_row_when_opened(tmp_path):
     cfg = make_cfg(tmp_path)
     counts = make_v1_db(cfg.output_dir / "db" / "alter0.db")
-    database = open_database(cfg)
+    database = open_current(cfg)
     assert current_version(database) == EXPECTED_VERSION
     assert (Task.select().count(), Message.select().count(), Job.select().count()) == \
         (counts["task"], counts["message"], counts["job"])

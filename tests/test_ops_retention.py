@@ -9,10 +9,10 @@ from datetime import datetime, timezone
 import pytest
 
 from alter0.config import load_config
-from alter0.database import open_database
+from alter0.migrations import open_current
 from alter0.models import MaintenanceState, Message, Task, TaskMemory, db
-from alter0.ops import retention
-from alter0.ops.retention import DAY, maintenance_status, run_retention
+from alter0 import retention
+from alter0.retention import DAY, maintenance_status, run_retention
 from alter0.paths import ensure_dirs
 
 NOW = datetime(2025, 6, 15, 12, 0, tzinfo=timezone.utc).timestamp()
@@ -32,7 +32,7 @@ def make_cfg(tmp_path, closed=30, open_=10, logs=14):
         "log_retention_days": logs}}}))
     cfg = load_config(path, env={})
     ensure_dirs(cfg.output_dir)
-    open_database(cfg)
+    open_current(cfg)
     return cfg
 
 

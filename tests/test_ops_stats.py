@@ -7,7 +7,7 @@ import json
 import pytest
 
 from alter0.config import load_config
-from alter0.database import open_database
+from alter0.migrations import open_current
 from alter0.models import Job, db
 from alter0.ops.stats import format_stats, percentile, stats
 
@@ -18,7 +18,7 @@ NOW = 1_750_000_000.0
 def database(tmp_path):
     path = tmp_path / "config.json"
     path.write_text(json.dumps({"runtime": {"output_dir": str(tmp_path / "output")}}))
-    open_database(load_config(path, env={}))
+    open_current(load_config(path, env={}))
     yield
     db.obj.close()
 

@@ -10,7 +10,7 @@ import pytest
 from alter0.config import load_config
 from alter0.routing import llm_backend, regression
 from alter0.routing.base import Candidate, RouteInput, Turn, validate_route
-from alter0.routing.embedded import EmbeddedRouter
+from alter0.routing.embedded_router import EmbeddedRouter
 from alter0.routing.lexical import LexicalRouter
 from alter0.routing.llm_backend import LLMRouter
 from alter0.routing.registry import build_closer, build_router
@@ -178,7 +178,7 @@ class TestInt8Arithmetic:
              "Traceback (most recent call last):\n  File \"app.py\", line 3, in <module>\n    import yaml"]
 
     def test_int8_embeddings_match_float32(self):
-        from alter0.routing.embedder import Embedder
+        from alter0.routing.sentence_encoder import Embedder
         fast, exact = Embedder(threads=1, int8=True), Embedder(threads=1, int8=False)
         assert (fast.arithmetic, exact.arithmetic) == ("int8", "float32")
         for text in self.TEXTS:
@@ -186,14 +186,14 @@ class TestInt8Arithmetic:
 
     def test_rewrite_replaces_the_weight_products(self):
         import onnx
-        from alter0.routing.embedder import default_model_path
+        from alter0.routing.sentence_encoder import default_model_path
         from alter0.routing.int8_graph import int8_model_bytes
         ops = [n.op_type for n in onnx.load_from_string(int8_model_bytes(default_model_path())).graph.node]
         assert ops.count("DynamicQuantizeMatMul") == 36  # 6 layers x (q, k, v, out, 2 feed-forward)
 
     def test_without_onnx_the_model_runs_in_float32(self, monkeypatch):
         import builtins
-        from alter0.routing.embedder import Embedder
+        from alter0.routing.sentence_encoder import Embedder
         real_import = builtins.__import__
 
         def no_onnx(name, *args, **kwargs):

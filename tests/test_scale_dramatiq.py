@@ -163,13 +163,13 @@ def test_postgres_pool_gives_a_forked_child_its_own_connection(shared):
 def test_postgres_gets_the_same_schema_through_the_same_migrations(tmp_path, shared):
     from peewee import SqliteDatabase
     from alter0.config import load_config
-    from alter0.database import open_database
+    from alter0.migrations import open_current
     from alter0.models import ALL_MODELS
-    from alter0.ops.migrations import EXPECTED_VERSION, current_version
+    from alter0.migrations import EXPECTED_VERSION, current_version
     (tmp_path / "config.json").write_text(json.dumps({"runtime": {"output_dir": str(tmp_path / "out")}}))
     cfg = load_config(tmp_path / "config.json", env={"DATABASE_URL": shared.pg_url(shared.fresh()[0])})
-    pg = open_database(cfg)
-    pg_again = open_database(cfg)  # a second process starting: nothing to do
+    pg = open_current(cfg)
+    pg_again = open_current(cfg)  # a second process starting: nothing to do
     lite = SqliteDatabase(":memory:")
     with lite.bind_ctx(ALL_MODELS):
         lite.create_tables(ALL_MODELS)

@@ -131,10 +131,10 @@ def start_worker_in(env, namespace: str, host_ip: str, backend: dict) -> subproc
 
 def run_200_messages(env, workers: list[subprocess.Popen], on_running=None) -> None:
     """200 messages over 20 tasks; SIGKILL the first worker a third of the way; check order, spread, no loss."""
-    from alter0 import service
+    from alter0 import service, taskstate
     from alter0.models import Job, Task
     rt = submitter(env)
-    task_ids = [Task.create(title=f"t{t:02d}", scope=service.scope_of(rt.cfg, f"u{t:02d}", ""), user_id=f"u{t:02d}",
+    task_ids = [Task.create(title=f"t{t:02d}", scope=taskstate.scope_of(rt.cfg, f"u{t:02d}", ""), user_id=f"u{t:02d}",
                             executor="command").id for t in range(TASKS)]
     jobs = [service.submit(rt, f"t{t:02d} m{k:02d} [[sleep:0.15]]", f"u{t:02d}", task_id=task_ids[t])[0].id
             for k in range(PER_TASK) for t in range(TASKS)]

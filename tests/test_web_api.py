@@ -386,7 +386,7 @@ def test_the_token_can_come_from_the_environment(a0, monkeypatch):
                                      ("unix:/tmp/a0.sock", True), ("0.0.0.0:8080", False), ("[::]:8080", False),
                                      ("10.1.2.3:80", False)])
 def test_non_loopback_bind_needs_a_token(bind, ok):
-    from alter0.cli_web import check_bind
+    from alter0.bind import check_bind
     from alter0.errors import ConfigError
     check_bind([bind], "tok")
     if ok:

@@ -6,9 +6,9 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request, stream_with_context, url_for
 
-from alter0 import service
+from alter0 import inputs, service, views
 from alter0.commands import run_command
-from alter0.errors import InputError, NotFound
+from alter0.errors import InputError
 from alter0.models import Job, TERMINAL
 
 from . import openapi, status
@@ -19,7 +19,7 @@ from .streaming import CHUNK_DEFAULT, CHUNK_MAX, event_stream, message_stream
 bp = Blueprint("api", __name__, url_prefix="/api")
 bp.before_request(require_token)
 #: Largest id the database can hold (SQLite INTEGER); larger ids name nothing.
-MAX_ID = 2**63 - 1
+MAX_ID = inputs.MAX_ID
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
@@ -64,15 +64,11 @@ def arg_number(name: str, default: float | None, lo: float, hi: float, kind: typ
 
 
 def job_or_404(raw: str) -> Job:
-    if not (raw.isascii() and raw.isdigit()) or len(raw) > 19 or int(raw) > MAX_ID:
-        raise NotFound(f"job {raw!r} does not exist (job ids are positive integers)")
-    return service.get_job(int(raw))
+    return views.get_job(raw)
 
 
 def task_id(raw: str) -> int:
-    if not (raw.isascii() and raw.isdigit()) or len(raw) > 19 or int(raw) > MAX_ID:
-        raise NotFound(f"task {raw!r} does not exist (task ids are positive integers)")
-    return int(raw)
+    return inputs.existing_id(raw, "task")
 
 
 def submit(data: dict[str, Any]) -> tuple[Job, bool]:
@@ -105,7 +101,7 @@ def message():
 
 
 def sync_answer(job: Job, waited: float):
-    view = service.job_view(job)
+    view = views.job_view(job)
     if job.status == "done":
         return jsonify({k: view[k] for k in ("job_id", "task_id", "response", "closed", "decision", "status")})
     if job.state not in TERMINAL:
@@ -131,12 +127,12 @@ def submit_job():
 @bp.get("/jobs")
 def jobs():
     a = request.args
-    return jsonify(service.list_jobs(a.get("status"), a.get("task_id"), a.get("limit", 50), a.get("cursor")))
+    return jsonify(views.list_jobs(a.get("status"), a.get("task_id"), a.get("limit", 50), a.get("cursor")))
 
 
 @bp.get("/jobs/<job_id>")
 def job(job_id: str):
-    return jsonify(service.job_view(job_or_404(job_id), events=arg_flag("events")))
+    return jsonify(views.job_view(job_or_404(job_id), events=arg_flag("events")))
 
 
 @bp.get("/jobs/<job_id>/events")
@@ -146,7 +142,7 @@ def job_events(job_id: str):
     after = arg_number("after", None, 0, MAX_ID)
     if after is None:
         last = request.headers.get("Last-Event-ID", "")
-        after = int(last) if last.isascii() and last.isdigit() and len(last) <= 19 and int(last) <= MAX_ID else 0
+        after = int(last) if inputs.is_id(last) else 0
     fmt = request.args.get("format") or ("sse" if request.accept_mimetypes.best == "text/event-stream" else "ndjson")
     if fmt not in ("ndjson", "sse"):
         raise InputError("format must be ndjson or sse")
@@ -160,13 +156,13 @@ def job_events(job_id: str):
 @bp.post("/jobs/<job_id>/cancel")
 def cancel_job(job_id: str):
     """Cancel a queued or running job (the worker kills the executor); idempotent; 409 once it finished."""
-    return jsonify(service.job_view(service.cancel(job_or_404(job_id).id)))
+    return jsonify(views.job_view(service.cancel(job_or_404(job_id).id)))
 
 
 @bp.post("/jobs/<job_id>/retry")
 def retry_job(job_id: str):
     job = service.retry(get_rt(), job_or_404(job_id).id)
-    return jsonify(service.job_view(job)), 202, job_location(job)
+    return jsonify(views.job_view(job)), 202, job_location(job)
 
 
 # --- tasks ------------------------------------------------------------------------------------------
@@ -174,13 +170,13 @@ def retry_job(job_id: str):
 @bp.get("/tasks")
 def tasks():
     limit = arg_number("limit", 200, 1, 1000)
-    found = service.list_tasks(request.args.get("status") or "all", request.args.get("scope") or None, limit)
-    return jsonify(tasks=[service.task_view(t) for t in found])
+    found = views.list_tasks(request.args.get("status") or "all", request.args.get("scope") or None, limit)
+    return jsonify(tasks=[views.task_view(t) for t in found])
 
 
 @bp.get("/tasks/<tid>")
 def task(tid: str):
-    return jsonify(service.task_view(service.get_task(task_id(tid)), detail=True))
+    return jsonify(views.task_view(views.get_task(task_id(tid)), detail=True))
 
 
 @bp.post("/tasks/<tid>/close")
@@ -188,12 +184,12 @@ def close_task(tid: str):
     reason = json_body(required=False).get("reason") or "closed by user"
     if not isinstance(reason, str) or len(reason) > 2000:
         raise InputError("reason must be a string of at most 2000 characters")
-    return jsonify(service.task_view(service.close_task(task_id(tid), reason=reason)))
+    return jsonify(views.task_view(service.close_task(task_id(tid), reason=reason)))
 
 
 @bp.post("/tasks/<tid>/reopen")
 def reopen_task(tid: str):
-    return jsonify(service.task_view(service.reopen_task(task_id(tid))))
+    return jsonify(views.task_view(service.reopen_task(task_id(tid))))
 
 
 # --- commands, status, spec -------------------------------------------------------------------------

@@ -7,9 +7,9 @@ import time
 from flask import (Blueprint, Response, flash, jsonify, redirect, render_template, request, session,
                    stream_with_context, url_for)
 
-from alter0 import service
+from alter0 import service, views
 from alter0.commands import is_command, run_command
-from alter0.decide import scope_of
+from alter0.taskstate import scope_of
 from alter0.errors import Alter0Error, InputError
 from alter0.models import Job, UserState
 from alter0.ops import stats
@@ -83,7 +83,7 @@ def chat_context(**extra):
     me = user()
     scope = scope_of(get_rt().cfg, me, "")
     state = UserState.get_or_none(UserState.user_id == me)
-    return dict(user_id=me, tasks=[service.task_view(t) for t in service.list_tasks("open", scope=scope, limit=50)],
+    return dict(user_id=me, tasks=[views.task_view(t) for t in views.list_tasks("open", scope=scope, limit=50)],
                 forced=state.forced_task_id if state else None, **extra)
 
 
@@ -102,7 +102,7 @@ def chat_form():
             return render_template("chat.html", **chat_context(sent=content, command=result.text))
         job, _ = service.submit(get_rt(), content, user())
         job = service.wait(job.id, get_rt().cfg["web.sync_timeout_sec"])
-        return render_template("chat.html", **chat_context(sent=content, job=service.job_view(job)))
+        return render_template("chat.html", **chat_context(sent=content, job=views.job_view(job)))
     except Alter0Error as exc:
         flash(exc.message, "error")
         return render_template("chat.html", **chat_context(sent=content)), exc.status
@@ -140,12 +140,12 @@ def tasks():
     if which not in ("open", "closed", "all"):
         raise InputError("status must be open, closed or all")
     return render_template("tasks.html", which=which,
-                           tasks=[service.task_view(t) for t in service.list_tasks(which, limit=500)])
+                           tasks=[views.task_view(t) for t in views.list_tasks(which, limit=500)])
 
 
 @bp.get("/tasks/<tid>")
 def task(tid: str):
-    view = service.task_view(service.get_task(parse_tid(tid)), detail=True)
+    view = views.task_view(views.get_task(parse_tid(tid)), detail=True)
     return render_template("task.html", task=view)
 
 
@@ -167,7 +167,7 @@ def task_action(tid: str, action: str):
 def _jobs(states, limit: int) -> list[dict]:
     found = []
     for s in states:
-        found += [service.job_view(j) for j in Job.select().where(Job.status == s).order_by(Job.id.desc()).limit(limit)]
+        found += [views.job_view(j) for j in Job.select().where(Job.status == s).order_by(Job.id.desc()).limit(limit)]
     return sorted(found, key=lambda j: -j["job_id"])[:limit]
 
 
@@ -175,8 +175,8 @@ def jobs_context() -> dict:
     return {"sections": [("queued", "Queued", _jobs(["queued"], 50)), ("running", "Running", _jobs(RUNNING, 50)),
                          ("failed", "Failed, timed out, cancelled", _jobs(ENDED, 25)),
                          ("done", "Done", _jobs(["done"], 25))],
-            "backlog": stats.backlog(), "durations": stats.stats()["durations_sec"],
-            "workers": status.workers(), "now": time.time()}
+            "backlog": views.backlog_by_stage(), "durations": stats.stats()["durations_sec"],
+            "workers": status.workers(get_rt().cfg), "now": time.time()}
 
 
 @bp.get("/jobs")
@@ -188,7 +188,7 @@ def jobs():
 
 @bp.get("/jobs/<job_id>")
 def job(job_id: str):
-    return render_template("job.html", job=service.job_view(job_or_404(job_id), events=True))
+    return render_template("job.html", job=views.job_view(job_or_404(job_id), events=True))
 
 
 @bp.post("/jobs/<job_id>/<action>")

@@ -8,7 +8,7 @@ without security.api_token is refused at start.
 
 import sys
 
-from alter0.cli_web import check_bind
+from alter0.bind import check_bind
 from alter0.config import load_config
 from alter0.errors import ConfigError
 

@@ -9,6 +9,7 @@ from flask import Blueprint, Response, jsonify
 from alter0.models import db
 
 from . import metrics
+from .db import get_rt
 from .security import require_token
 
 bp = Blueprint("health", __name__)
@@ -28,4 +29,5 @@ def health():
 @bp.get("/metrics")
 def prometheus():
     require_token()
-    return Response(metrics.render(), mimetype="text/plain", headers={"Content-Type": "text/plain; version=0.0.4"})
+    return Response(metrics.render(get_rt().cfg), mimetype="text/plain",
+                    headers={"Content-Type": "text/plain; version=0.0.4"})

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from peewee import Case, fn
 
-from alter0.models import Job, JobEvent, JobStatus, Worker
+from alter0 import liveness, views
+from alter0.models import Job, JobEvent, JobStatus
 from alter0.ops import stats
 
 #: Upper bounds (seconds) of the stage latency histogram buckets.
@@ -63,9 +64,9 @@ def failures() -> list[str]:
     return [_sample("alter0_job_failures", n, state=s, kind=k or "unknown") for s, k, n in q]
 
 
-def render() -> str:
+def render(cfg) -> str:
     """The whole exposition (text format 0.0.4)."""
-    live = Worker.select().where(Worker.state != "stopped").count()
+    live = len(liveness.live_workers(cfg))
     lines = (
         _family("alter0_jobs", "gauge", "Jobs by state.", jobs_by_state())
         + _family("alter0_stage_duration_seconds", "histogram",
@@ -75,7 +76,8 @@ def render() -> str:
         + _family("alter0_job_failures", "gauge", "Jobs that ended failed, timed out or cancelled, by error kind.",
                   failures())
         + _family("alter0_queue_backlog", "gauge", "Unfinished jobs by the stage they wait for or run.",
-                  [_sample("alter0_queue_backlog", n, stage=s) for s, n in stats.backlog().items()])
-        + _family("alter0_workers", "gauge", "Workers not marked stopped.", [_sample("alter0_workers", live)])
+                  [_sample("alter0_queue_backlog", n, stage=s) for s, n in views.backlog_by_stage().items()])
+        + _family("alter0_workers", "gauge", "Live workers (heartbeat within runtime.queue.worker_stale_sec).",
+                  [_sample("alter0_workers", live)])
     )
     return "\n".join(lines) + "\n"

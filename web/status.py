@@ -13,13 +13,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from playhouse.shortcuts import model_to_dict
 
-from alter0 import service
-from alter0.models import Job, Worker
-from alter0.ops import stats
-from alter0.ops.retention import maintenance_status
-from alter0.ops.workers import worker_status
+from alter0 import views
+from alter0.models import Job
+from alter0.retention import maintenance_status
+from alter0 import liveness
 from alter0.runtime import Runtime
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,11 +61,11 @@ def executors(rt: Runtime) -> dict[str, Any]:
         return _executors["value"]
 
 
-def workers() -> list[dict]:
-    rows = [model_to_dict(w) for w in Worker.select().where(
-        (Worker.state != "stopped") | (Worker.last_beat > time.time() - RECENT_WORKER_SEC))
-        .order_by(Worker.last_beat.desc())]
-    return [dict(r, alive=r["health"] == "alive", last_beat_age_sec=r["beat_age_sec"]) for r in worker_status(rows)]
+def workers(cfg) -> list[dict]:
+    rows = sorted(liveness.worker_rows(include_stopped_since=time.time() - RECENT_WORKER_SEC),
+                  key=lambda r: r["last_beat"], reverse=True)
+    return [dict(r, last_beat_age_sec=r["beat_age_sec"])
+            for r in liveness.with_health(rows, liveness.stale_after(cfg))]
 
 
 def in_flight(limit: int = 50) -> list[dict]:
@@ -108,9 +106,9 @@ def snapshot(rt: Runtime) -> dict[str, Any]:
         "gateway": {"host": socket.gethostname(), "pid": os.getpid(), "started_at": STARTED_AT,
                     "uptime_sec": round(time.time() - STARTED_AT, 1), "output_dir": str(rt.output_dir),
                     "queue_backend": rt.cfg["runtime.queue.backend"], "auth": bool(rt.cfg["security.api_token"])},
-        "backlog": {"by_stage": stats.backlog(), "by_state": service.backlog(),
+        "backlog": {"by_stage": views.backlog_by_stage(), "by_state": views.backlog(),
                     "queue_store": queue_store_backlog(rt)},
-        "workers": workers(),
+        "workers": workers(rt.cfg),
         "in_flight": in_flight(),
         "executors": executors(rt),
         "maintenance": maintenance_status(),

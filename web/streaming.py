@@ -6,7 +6,7 @@ import json
 import time
 from typing import Any, Iterator
 
-from alter0 import service
+from alter0 import views
 from alter0.models import Job, JobEvent, TERMINAL
 
 #: Seconds between two database polls of a followed job, at most.
@@ -36,7 +36,7 @@ def follow(job_id: int, after: int, limit: float) -> Iterator[tuple[str, Any]]:
     quiet_since = time.monotonic()
     delay = 0.02
     while True:
-        job = service.get_job(job_id)  # read the state first: events written before it ended are all seen below
+        job = views.get_job(job_id)  # read the state first: events written before it ended are all seen below
         events = new_events(job_id, after)
         for e in events:
             after = e.id
@@ -100,7 +100,7 @@ def message_stream(job_id: int, chunk_size: int, limit: float) -> Iterator[str]:
 
 
 def _finish(job: Job, chunk_size: int) -> Iterator[str]:
-    view = service.job_view(job)
+    view = views.job_view(job)
     parts = chunks(view["response"] or "", chunk_size) if job.status == "done" else []
     for i, part in enumerate(parts):
         yield line({"type": "chunk", "index": i, "total": len(parts), "chunk": part})
@@ -112,7 +112,7 @@ def event_stream(job_id: int, after: int, limit: float, as_sse: bool) -> Iterato
     """GET /api/jobs/<id>/events: the raw timeline from a cursor, until the job ends (or ``limit`` passes)."""
     for kind, item in follow(job_id, after, limit):
         if kind == "event":
-            view = dict(service.event_view(item), job_id=job_id)
+            view = dict(views.event_view(item), job_id=job_id)
             yield sse(item.kind, view, item.id) if as_sse else line(view)
         elif kind == "heartbeat":
             yield ": heartbeat\n\n" if as_sse else line({"kind": "heartbeat", "job_id": job_id})

@@ -14,7 +14,7 @@ from typing import Any
 from ..errors import ExecutorError
 from .base import ExecRequest, ExecResult
 from .codex import EVENT_TEXT_CHARS, parse_event
-from .command import CliExecutor, classify_failure
+from .cli_base import CliExecutor, classify_failure
 
 #: Result subtypes that are final stops, never worth a retry.
 FINAL_SUBTYPES = ("error_max_turns", "error_max_budget_usd", "error_during_execution")

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..errors import ExecutorError
 from .base import ExecRequest, ExecResult
-from .command import CliExecutor, classify_failure
+from .cli_base import CliExecutor, classify_failure
 
 #: Characters of an item's text or command kept in a progress event.
 EVENT_TEXT_CHARS = 200

@@ -12,7 +12,7 @@ from typing import Any
 
 from ..errors import ExecutorError
 from .base import ExecRequest, ExecResult
-from .command import CliExecutor, classify_failure
+from .cli_base import CliExecutor, classify_failure
 
 #: Log entries searched for this run's conversation id.
 LOG_WINDOW = 5

@@ -393,11 +393,6 @@ def group_alive(pgid: int) -> bool:
     return any(pgrp == pgid for _, pgrp, _ in _proc_table().values())
 
 
-def kill_group(pgid: int, grace: float = KILL_GRACE_SEC) -> None:
-    """Kill process group ``pgid`` and the descendants of its live members (SIGTERM, grace, SIGKILL)."""
-    ProcessTree(pgid).kill(grace)
-
-
 def _signal_group(pgid: int, sig: int) -> bool:
     try:
         os.killpg(pgid, sig)

@@ -20,11 +20,11 @@ from peewee import SqliteDatabase
 from ..config import DEFAULT_CONFIG_PATH, Config
 from ..errors import Conflict, InputError, NotFound
 from ..paths import output_paths
-from . import archive
-from .archive import ArchiveError
-from .migrations import migrate
+from .. import archive
+from ..archive import ArchiveError
+from ..migrations import migrate
 from .verify import check_staged, schema_version_of, sqlite_only
-from .workers import live_workers
+from ..liveness import live_workers_in_file, stale_after
 
 BACKUP_GLOB = "alter0-backup-*.tar.gz"
 _NAME = re.compile(r"^alter0-backup-(\d{8}T\d{6}Z)")
@@ -68,7 +68,7 @@ def restore(cfg: Config, archive_path: Path, with_config: bool = False) -> dict:
     paths = output_paths(cfg.output_dir)
     if not Path(archive_path).is_file():
         raise NotFound(f"no archive at {archive_path}")
-    live = live_workers(paths["db"])
+    live = live_workers_in_file(paths["db"], stale_after(cfg))
     if live:
         names = ", ".join(f"{w['id']} (pid {w['pid']} on {w['host']})" for w in live)
         raise Conflict(f"a worker is running ({names}): stop it (systemctl stop alter0-worker) before restoring")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import inspect
+import importlib.util
 import sqlite3
 import uuid
 from dataclasses import dataclass
@@ -10,8 +10,10 @@ from typing import Callable
 
 from ..config import Config, load_config
 from ..errors import Alter0Error, ConfigError
+from ..executors.registry import available_executors, resolve_name
+from ..migrations import EXPECTED_VERSION
 from ..paths import output_paths
-from .migrations import EXPECTED_VERSION
+from ..routing.registry import build_router
 
 
 @dataclass(frozen=True)
@@ -102,9 +104,7 @@ def _check_db_url(url: str) -> list[Problem]:
 def check_queue_store(cfg: Config) -> list[Problem]:
     """The Huey store file accepts a write transaction (or, on dramatiq, the library is installed)."""
     if cfg["runtime.queue.backend"] == "dramatiq":  # the config itself requires its broker_url
-        try:
-            import dramatiq  # noqa: F401
-        except ImportError:
+        if importlib.util.find_spec("dramatiq") is None:  # an optional dependency (the scale extra)
             return [Problem("queue", "runtime.queue.backend is dramatiq but dramatiq is not installed",
                             "pip install 'alter0[scale]' or set runtime.queue.backend=huey")]
         return []
@@ -125,10 +125,6 @@ def check_queue_store(cfg: Config) -> list[Problem]:
 
 def check_executor(cfg: Config) -> list[Problem]:
     """The configured executor (``auto`` resolved) is on PATH or its server answers."""
-    try:
-        from ..executors.registry import available_executors, resolve_name
-    except ImportError as exc:
-        return [Problem("executor", f"the executor registry cannot be imported ({exc})", "reinstall alter0")]
     try:
         name = resolve_name(cfg)
     except Alter0Error as exc:
@@ -153,12 +149,7 @@ _EXECUTOR_FIX = {
 def check_router(cfg: Config) -> list[Problem]:
     """The router builds and its model loads (a router that fell back reports why)."""
     try:
-        from ..routing.registry import build_router
-    except ImportError as exc:
-        return [Problem("router", f"the router registry cannot be imported ({exc})", "reinstall alter0")]
-    try:
-        params = inspect.signature(build_router).parameters
-        router = build_router(cfg, run_executor=_no_executor) if "run_executor" in params else build_router(cfg)
+        router = build_router(cfg, run_executor=_no_executor)
     except Exception as exc:  # a model that fails to load may raise anything
         return [Problem("router", f"router {cfg['router.backend']} cannot be built: {exc}", _ROUTER_FIX)]
     reason = getattr(router, "degraded_reason", None)

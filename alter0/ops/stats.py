@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import time
 
-from peewee import fn
 
-from ..models import STAGE_OF_STATE, TERMINAL, Job, JobStatus
+from ..models import Job, JobStatus
+from ..views import backlog_by_stage
 
 #: Duration name -> (start column, end column) of the Job row.
 PHASES = {
@@ -46,17 +46,7 @@ def stats(window_sec: float = 86400, now: float | None = None) -> dict:
             "done": by_status.get(JobStatus.DONE.value, 0), "failures": by_status.get(JobStatus.FAILED.value, 0),
             "timeouts": by_status.get(JobStatus.TIMED_OUT.value, 0),
             "cancelled": by_status.get(JobStatus.CANCELLED.value, 0),
-            "backlog": backlog(), "durations_sec": durations}
-
-
-def backlog() -> dict[str, int]:
-    """Jobs not finished, at any age, by the stage they wait for or run (route, generate, close)."""
-    counts = {stage: 0 for stage in ("route", "generate", "close")}
-    active = [s.value for s in JobStatus if s not in TERMINAL]
-    for status, n in (Job.select(Job.status, fn.COUNT(Job.id).alias("n")).where(Job.status.in_(active))
-                      .group_by(Job.status).tuples()):
-        counts[STAGE_OF_STATE[JobStatus(status)]] += n
-    return counts
+            "backlog": backlog_by_stage(), "durations_sec": durations}
 
 
 def _round(value: float | None) -> float | None:

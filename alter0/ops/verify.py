@@ -16,9 +16,9 @@ from peewee import SqliteDatabase
 from ..config import Config
 from ..errors import Alter0Error
 from ..paths import output_paths
-from . import archive
-from .archive import ArchiveError
-from .migrations import EXPECTED_VERSION, current_version
+from .. import archive
+from ..archive import ArchiveError
+from ..migrations import EXPECTED_VERSION, current_version
 
 QUEUE_TABLES = ("task", "schedule", "kv")
 

@@ -6,7 +6,7 @@ import logging
 from typing import Callable
 
 from .base import Closer, Router
-from .embedder import ModelUnavailable, shared_embedder
+from .sentence_encoder import ModelUnavailable, shared_embedder
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ def embedded_router(cfg) -> Router:
     """The embedded router, or the lexical one (with ``degraded_reason``) when the model cannot load."""
     from .lexical import LexicalRouter
     try:
-        from .embedded import EmbeddedRouter
+        from .embedded_router import EmbeddedRouter
         return EmbeddedRouter(_embedder(cfg))
     except ModelUnavailable as exc:
         logger.warning("router: embedded backend unavailable (%s); using lexical", exc)

@@ -10,8 +10,8 @@ import tarfile
 import time
 from pathlib import Path, PurePosixPath
 
-from .. import __version__
-from ..errors import Alter0Error
+from . import __version__
+from .errors import Alter0Error
 
 FORMAT = 1
 MANIFEST = "manifest.json"

@@ -13,7 +13,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterable
 
-from .routing.base import Candidate, RouteDecision, RouteInput, Turn, validate_route
+from ..decide import accepts_route
+from ..routing.base import Candidate, RouteDecision, RouteInput, Turn, validate_route
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +86,7 @@ class InlineRoom:
     def route(self, content: str, user_id: str, channel: str, at: float) -> tuple[int, RouteDecision, RouteInput]:
         inp = self.route_input(content, user_id, channel, at)
         dec = validate_route(self.router.route(inp), {c.task_id for c in inp.candidates})
-        task_id = dec.task_id if dec.decision == "existing" and dec.confidence >= self.threshold else None
+        task_id = dec.task_id if accepts_route(dec, self.threshold) else None
         if task_id is None:
             task_id = self.next_id()
             first = " ".join(content.split())
@@ -140,10 +141,10 @@ class ReplayClock:
 def replay_kernel(records: list[dict], cfg_overrides: dict, workdir: str | Path, progress: bool = True,
                   hook: Callable | None = None, config: str | None = None, tag: str = "") -> list[dict]:
     """Route every record through the real route stage (in-process queue, no generation, no closing)."""
-    from . import service, stages
-    from .jobstate import job_by_id
-    from .queue import InlineQueue
-    from .runtime import Runtime, set_runtime
+    from .. import service, stages
+    from ..jobstate import job_by_id
+    from ..queue import InlineQueue
+    from ..runtime import Runtime, set_runtime
 
     rt = Runtime.open(config, queue=InlineQueue(), runtime__output_dir=str(workdir), task__scope="channel",
                       runtime__db__synchronous="normal", executor__name="command", executor__command=["true"],
@@ -192,8 +193,8 @@ def run(input: str, context: str | None, output: str, backend: str = "embedded",
     ``jobs`` processes (default: one per core), each with a database of its own;
     engine ``inline`` keeps the same open-task state in memory (one process; a faster approximation).
     """
-    from .config import load_config
-    from .routing.registry import build_router
+    from ..config import load_config
+    from ..routing.registry import build_router
 
     overrides = {"router.backend": backend, "task.open_task_candidate_limit": candidate_limit}
     records = load_stream(input, context)
@@ -244,8 +245,8 @@ def _replay_kernel_group(job: tuple) -> tuple[list[dict], dict]:
     """Route one group of rooms through the real route stage on a database of its own (run in a process)."""
     import tempfile
 
-    from .config import load_config
-    from .routing.registry import build_router
+    from ..config import load_config
+    from ..routing.registry import build_router
 
     records, overrides, config, progress, tag = job
     router = build_router(load_config(config, overrides=overrides))
@@ -261,42 +262,9 @@ def prewarm(router, records: list[dict], progress: bool, tag: str = "") -> None:
     embedder = getattr(router, "embedder", None)
     if embedder is None:
         return
-    from .routing.text import is_notice
+    from ..routing.text import is_notice
     texts = [r["text"] for r in records if r["text"].strip() and not is_notice(r["text"])]
     for i in range(0, len(texts), 2000):
         embedder.embed_many(texts[i:i + 2000])
         if progress:
             print(f"  {tag}embedded {min(i + 2000, len(texts))}/{len(texts)} texts", file=sys.stderr, flush=True)
-
-
-def cmd_bench_routing(args) -> int:
-    """`alter0 bench routing`: print stats as JSON on stdout, progress on stderr."""
-    from .errors import InputError
-    for path in filter(None, (args.input, args.context)):
-        if not Path(path).is_file():
-            raise InputError(f"{path} does not exist")
-    if args.jobs is not None and args.jobs < 1:
-        raise InputError("--jobs must be at least 1")
-    stats = run(args.input, args.context, args.output, args.backend, args.engine, args.candidate_limit,
-                args.config, jobs=args.jobs)
-    print(json.dumps(stats))
-    return 0
-
-
-def add_commands(sub) -> None:
-    """Register `alter0 bench routing` on the CLI's subparsers."""
-    bench = sub.add_parser("bench", help="benchmarks").add_subparsers(dest="bench", required=True)
-    b = bench.add_parser("routing", help="replay an annotated chat stream through the router, write predictions")
-    b.add_argument("--input", required=True, help="JSONL stream: channel_file, idx, speaker, text, time")
-    b.add_argument("--context", help="JSONL lines routed first and not scored (earlier conversations)")
-    b.add_argument("--output", required=True, help="predictions JSONL: channel_file, idx, pred_thread")
-    b.add_argument("--backend", choices=("embedded", "lexical"), default="embedded")
-    b.add_argument("--engine", choices=("kernel", "inline"), default="kernel",
-                   help="kernel (default): the real route stage on a temp database; inline: the same open-task "
-                        "state kept in memory, a faster approximation for tuning")
-    b.add_argument("--candidate-limit", type=int, default=BENCH_CANDIDATE_LIMIT,
-                   help=f"open tasks offered to the router (default {BENCH_CANDIDATE_LIMIT})")
-    b.add_argument("--jobs", type=int, default=None,
-                   help="kernel engine: processes routing rooms side by side, each room on a database of its own "
-                        "(default: one per core)")
-    b.set_defaults(fn=cmd_bench_routing)

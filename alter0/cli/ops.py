@@ -1,6 +1,6 @@
 """The operations subcommands: doctor, backup, restore, verify, prune, stats.
 
-``add_commands(sub)`` registers them on the CLI's subparsers (``alter0.cli.EXTRA_COMMANDS``); each
+``add_commands(sub)`` registers them on the CLI's subparsers (called by alter0.cli.main); each
 handler takes the parsed args (with the global ``--config``) and returns an exit code; Alter0Error
 propagates to the CLI's main, which prints it and exits with its code.
 """
@@ -14,10 +14,10 @@ import sys
 from pathlib import Path
 
 from ..config import load_config
-from . import backup as ops_backup
-from .verify import verify
-from .doctor import CHECKS, run_preflight
-from .migrations import EXPECTED_VERSION
+from ..ops import backup as ops_backup
+from ..ops.doctor import CHECKS, run_preflight
+from ..migrations import EXPECTED_VERSION
+from ..ops.verify import verify
 
 RET_OK, RET_PROBLEMS = 0, 1
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
@@ -83,9 +83,9 @@ def cmd_prune(args) -> int:
 
 
 def cmd_stats(args) -> int:
-    from ..database import open_database
-    from .stats import format_stats, stats
-    open_database(load_config(args.config))
+    from ..migrations import open_current
+    from ..ops.stats import format_stats, stats
+    open_current(load_config(args.config))
     data = stats(args.window)
     _print_json(data) if args.json else print(format_stats(data))
     return RET_OK

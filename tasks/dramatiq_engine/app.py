@@ -1,7 +1,8 @@
 """The Dramatiq binding: a RedisBroker, the three stage actors and per-task generate locks, from alter0's config.
 
-``python -m dramatiq tasks.dramatiq_app --processes 1 --threads 4`` finds ``broker`` here; ``alter0 worker``
-runs the same binding in-process (tasks.dramatiq_worker). Thin: all stage logic is in alter0.stages.
+``python -m dramatiq tasks.dramatiq_engine.app:broker --processes 1 --threads 4`` finds ``broker`` here (built
+lazily from the environment's config); ``alter0 worker`` runs the same binding in-process (consumer.py).
+Thin: all stage logic is in alter0.stages.
 """
 
 from __future__ import annotations
@@ -15,14 +16,13 @@ from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import Middleware, Retries
 from peewee import InterfaceError, OperationalError
 
-from alter0 import stages
+from alter0 import jobstate, stages
 from alter0.config import load_config
 from alter0.errors import ConfigError
-from alter0.models import Job, now
 from alter0.runtime import get_runtime
-from alter0.worker import Supervisor
+from alter0.supervisor import Supervisor
 
-log = logging.getLogger("alter0.worker")
+log = logging.getLogger("alter0.supervisor")
 
 #: Redis key prefix of alter0's queues and locks (isolate installs by the URL's db number).
 NAMESPACE = "alter0"
@@ -140,14 +140,14 @@ class Binding:
     def generate(self, job_id: int, waits: int = 0) -> None:
         """Run generate under the task's lock; a busy lock sends the message again a little later."""
         rt = get_runtime()
-        task_id = Job.select(Job.task).where(Job.id == job_id).scalar()
+        task_id = jobstate.task_of(job_id)
         if task_id is None:  # not routed (or gone): run_stage drops it
             stages.run_stage(rt, "generate", job_id)
             return
         token = f"{rt.owner}:{job_id}"
         if not self.locks.acquire(task_id, token):
             delay = min(LOCK_WAIT_MAX_SEC, 0.02 * 2 ** waits)
-            Job.update(dispatched_at=now()).where(Job.id == job_id).execute()
+            jobstate.mark_dispatched(job_id)
             self.actors["generate"].send_with_options(args=(job_id, waits + 1), delay=int(delay * 1000))
             return
         try:
@@ -176,6 +176,6 @@ def binding_for(cfg) -> Binding:
 
 
 def __getattr__(name: str):
-    if name == "broker":  # for `python -m dramatiq tasks.dramatiq_app`
+    if name == "broker":  # for `python -m dramatiq tasks.dramatiq_engine.app:broker`
         return binding_for(load_config()).broker
     raise AttributeError(name)

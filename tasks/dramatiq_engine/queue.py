@@ -18,5 +18,5 @@ class DramatiqQueue(Queue):
 
 
 def make_queue(cfg):
-    from .dramatiq_app import binding_for
+    from .app import binding_for
     return DramatiqQueue(binding_for(cfg))

@@ -1,7 +1,8 @@
 """Retention: forget old task memory, delete old dated stage/audit folders and old process log files.
 
 Messages are never deleted: task memory is a snapshot rebuilt on the task's next turn. Each job's last
-run, last error and consecutive failures are kept in the maintenancestate table for /api/status.
+run, last error and consecutive failures are kept in the maintenancestate table for /api/status. Every
+worker's supervisor runs ``run_due`` on its reclaim tick, so retention runs on every queue engine.
 """
 
 from __future__ import annotations
@@ -14,16 +15,18 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
-from ..config import Config
-from ..database import write_tx
-from ..models import MaintenanceState, Task, TaskMemory
-from ..paths import output_paths
+from .config import Config
+from .database import write_tx
+from .models import MaintenanceState, Task, TaskMemory
+from .paths import output_paths
 
 log = logging.getLogger(__name__)
 
 DAY = 86400.0
 MEMORY_JOB = "memory_retention"
 LOGS_JOB = "log_retention"
+#: Seconds between two runs of each retention job (whichever worker finds it due runs it).
+INTERVAL_SEC = 3600.0
 
 
 @contextmanager
@@ -120,3 +123,21 @@ def run_retention(cfg: Config, now: float | None = None) -> dict[str, int]:
         raise errors[0]
     log.info("retention: %s", result)
     return result
+
+
+def run_due(cfg: Config, now: float | None = None) -> list[str]:
+    """Run the retention jobs whose last run is older than INTERVAL_SEC; the names of those that ran."""
+    now = time.time() if now is None else now
+    last = {r.name: r.last_run or 0.0 for r in MaintenanceState.select(MaintenanceState.name,
+                                                                        MaintenanceState.last_run)}
+    ran = []
+    for name, job in ((MEMORY_JOB, purge_memory), (LOGS_JOB, purge_logs)):
+        if now - last.get(name, 0.0) < INTERVAL_SEC:
+            continue
+        try:
+            with tracked(name, now):
+                job(cfg, now)
+            ran.append(name)
+        except Exception as exc:  # recorded in maintenancestate; the next tick after the interval tries again
+            log.warning("maintenance job %s failed: %s", name, exc)
+    return ran

@@ -8,9 +8,9 @@ import dramatiq
 
 from alter0.errors import Alter0Error
 
-from .dramatiq_app import binding_for
+from .app import binding_for
 
-log = logging.getLogger("alter0.worker")
+log = logging.getLogger("alter0.supervisor")
 #: Longest idle poll of Redis, in milliseconds (also how long a worker thread waits for work).
 POLL_MS = 100
 

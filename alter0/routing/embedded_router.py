@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .base import RouteDecision, RouteInput, Router
-from .embedder import Embedder
+from .sentence_encoder import Embedder
 from .scorer import Weights, decide
 
 

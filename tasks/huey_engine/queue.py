@@ -2,7 +2,7 @@
 
 from alter0.queue import Queue
 
-from .huey_doorbell import doorbell_for
+from .doorbell import doorbell_for
 
 
 class HueyQueue(Queue):
@@ -31,6 +31,6 @@ class HueyQueue(Queue):
 
 
 def make_queue(cfg):
-    from .huey_app import huey
-    from .huey_tasks import STAGE_TASKS
-    return HueyQueue(huey, STAGE_TASKS)
+    from .app import binding_for
+    binding = binding_for(cfg)
+    return HueyQueue(binding.huey, binding.tasks)

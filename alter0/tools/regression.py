@@ -6,7 +6,8 @@ import json
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from .base import Candidate, CloseInput, RouteInput, Turn, validate_close, validate_route
+from ..decide import accepts_close, accepts_route
+from ..routing.base import Candidate, CloseInput, RouteInput, Turn, validate_close, validate_route
 
 
 def load(path: str | Path) -> list[dict]:
@@ -28,7 +29,7 @@ def run_router(router, cases: list[dict], threshold: float) -> dict:
     for case in cases:
         inp = route_input(case)
         dec = validate_route(router.route(inp), {c.task_id for c in inp.candidates})
-        got = dec.task_id if dec.decision == "existing" and dec.confidence >= threshold else "new"
+        got = dec.task_id if accepts_route(dec, threshold) else "new"
         want = case["expect"]
         cat = out[case["category"]]
         cat["total"] += 1
@@ -48,7 +49,7 @@ def run_closer(closer, cases: list[dict], threshold: float) -> dict:
     for case in cases:
         turns = [Turn(**t) for t in case.get("turns", [])]
         dec = validate_close(closer.decide(CloseInput(1, case["user_message"], case["reply"], turns)))
-        got = dec.close and dec.confidence >= threshold
+        got = accepts_close(dec, threshold)
         cat = out[case["category"]]
         cat["total"] += 1
         cat["confusion"][f"{'close' if case['expect_close'] else 'open'}->{'close' if got else 'open'}"] += 1

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bench_routing import load_stream, replay
-from .features import CAND_FEATURES, NEW_FEATURES, extract
-from .scorer import NOTICE_TASK, WEIGHTS_PATH, Weights, probabilities
-from .text import info
+from .bench_routing import load_stream, replay
+from ..routing.features import CAND_FEATURES, NEW_FEATURES, extract
+from ..routing.scorer import NOTICE_TASK, WEIGHTS_PATH, Weights, probabilities
+from ..routing.text import info
 
 
 class _FixedRouter:
@@ -24,7 +24,7 @@ class _FixedRouter:
         self.weights, self.embed = weights, embed
 
     def route(self, inp):
-        from .scorer import decide
+        from ..routing.scorer import decide
         return decide(inp, self.weights, self.embed)
 
 
@@ -115,7 +115,7 @@ def main(argv=None):
     records = load_stream(args.input, args.context if Path(args.context).exists() else None)
     embed = None
     if args.backend == "embedded":
-        from .embedder import shared_embedder
+        from ..routing.sentence_encoder import shared_embedder
         emb = shared_embedder()
         if args.embed_cache and Path(args.embed_cache).exists():
             emb._cache.update(pickle.loads(Path(args.embed_cache).read_bytes()))

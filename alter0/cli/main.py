@@ -1,25 +1,23 @@
-"""The ``alter0`` command line. Every failure is one line on stderr and a named exit code."""
+"""``alter0`` send, chat, job, task, worker and status, the parser (with ops, web and bench commands) and main."""
 
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import json
 import sys
-import time
-from typing import Any, Callable
+from typing import Any
 
-from . import service
-from .commands import is_command, run_command
-from .errors import Alter0Error
-from .models import TERMINAL
-
-RET_OK, RET_ERROR, RET_USAGE, RET_PENDING, RET_NOT_FOUND, RET_CONFLICT, RET_FORBIDDEN, RET_JOB_FAILED = range(8)
+from .. import liveness, service, views
+from ..commands import is_command, run_command
+from ..errors import Alter0Error
+from ..models import TERMINAL
+from ..queue import run_worker
+from . import bench, ops, web
+from .codes import RET_ERROR, RET_JOB_FAILED, RET_OK, RET_PENDING, RET_USAGE
 
 
 def _runtime(args):
-    from .runtime import Runtime, set_runtime
+    from ..runtime import Runtime, set_runtime
     rt = Runtime.open(args.config)
     set_runtime(rt)
     return rt
@@ -45,7 +43,7 @@ def cmd_send(args) -> int:
     if args.async_:
         _print_json({"job_id": job.id, "status": job.status}) if args.json else print(job.id)
         return RET_OK
-    if not service.live_workers():
+    if not liveness.live_workers(rt.cfg):
         print(f"alter0: no worker is running; job {job.id} is queued and will be answered when one starts "
               f"(run `alter0 worker`, or `alter0 job show {job.id}` later)", file=sys.stderr)
     timeout = args.timeout or (rt.cfg["task.generation_timeout_sec"] + 60)
@@ -54,7 +52,7 @@ def cmd_send(args) -> int:
 
 
 def _report_job(job, as_json: bool) -> int:
-    view = service.job_view(job)
+    view = views.job_view(job)
     if as_json:
         _print_json({k: view[k] for k in ("job_id", "task_id", "decision", "response", "closed", "status", "error")})
     elif view["response"] is not None and job.status == "done":
@@ -72,8 +70,8 @@ def _report_job(job, as_json: bool) -> int:
 def cmd_job(args) -> int:
     _runtime(args)
     if args.action == "show":
-        job = service.wait(args.id, args.wait) if args.wait else service.get_job(args.id)
-        view = service.job_view(job, events=args.events)
+        job = service.wait(args.id, args.wait) if args.wait else views.get_job(args.id)
+        view = views.job_view(job, events=args.events)
         if args.json:
             _print_json(view)
         else:
@@ -82,23 +80,23 @@ def cmd_job(args) -> int:
         return RET_OK
     if args.action == "cancel":
         job = service.cancel(args.id)
-        _print_json(service.job_view(job)) if args.json else print(f"job {job.id}: {job.status}"
+        _print_json(views.job_view(job)) if args.json else print(f"job {job.id}: {job.status}"
                                                                    f"{' (cancel requested)' if job.cancel_requested and job.status != 'cancelled' else ''}")
         return RET_OK
     job = service.retry(_runtime_cached(), args.id)
-    _print_json(service.job_view(job)) if args.json else print(f"job {job.id}: {job.status}")
+    _print_json(views.job_view(job)) if args.json else print(f"job {job.id}: {job.status}")
     return RET_OK
 
 
 def _runtime_cached():
-    from .runtime import get_runtime
+    from ..runtime import get_runtime
     return get_runtime()
 
 
 def cmd_task(args) -> int:
     rt = _runtime(args)
     if args.action == "list":
-        tasks = [service.task_view(t) for t in service.list_tasks(args.status)]
+        tasks = [views.task_view(t) for t in views.list_tasks(args.status)]
         if args.json:
             _print_json(tasks)
         else:
@@ -106,7 +104,7 @@ def cmd_task(args) -> int:
                 print(f"#{t['id']} [{t['status']}] {t['title']}")
         return RET_OK
     if args.action == "show":
-        view = service.task_view(service.get_task(args.id), detail=True)
+        view = views.task_view(views.get_task(args.id), detail=True)
         if args.json:
             _print_json(view)
         else:
@@ -119,7 +117,7 @@ def cmd_task(args) -> int:
         return RET_OK
     fn = service.close_task if args.action == "close" else service.reopen_task
     task = fn(args.id)
-    _print_json(service.task_view(task)) if args.json else print(f"task #{task.id}: {task.status}")
+    _print_json(views.task_view(task)) if args.json else print(f"task #{task.id}: {task.status}")
     _ = rt
     return RET_OK
 
@@ -141,10 +139,10 @@ def cmd_chat(args) -> int:
                 print(run_command(rt, line, user, args.channel or "").text)
                 continue
             job, _ = service.submit(rt, line, user, args.channel)
-            if not service.live_workers():
+            if not liveness.live_workers(rt.cfg):
                 print(f"(no worker is running; job {job.id} waits in the queue — start `alter0 worker`)")
             job = service.wait(job.id, rt.cfg["task.generation_timeout_sec"] + 60)
-            view = service.job_view(job)
+            view = views.job_view(job)
             if job.status == "done":
                 print(f"alter0 [task #{job.task_id}, {job.decision}]> {view['response']}")
             else:
@@ -157,10 +155,10 @@ def cmd_chat(args) -> int:
 
 def cmd_status(args) -> int:
     rt = _runtime(args)
-    workers = service.live_workers()
-    data = {"output_dir": str(rt.output_dir), "backlog": service.backlog(),
-            "workers": [{"id": w.id, "pid": w.pid, "host": w.host, "state": w.state, "in_flight": w.in_flight,
-                         "last_beat_age_sec": round(time.time() - w.last_beat, 1)} for w in workers]}
+    workers = liveness.live_workers(rt.cfg)
+    data = {"output_dir": str(rt.output_dir), "backlog": views.backlog(),
+            "workers": [{"id": w["id"], "pid": w["pid"], "host": w["host"], "state": w["state"],
+                         "in_flight": w["in_flight"], "last_beat_age_sec": w["beat_age_sec"]} for w in workers]}
     try:
         data["executor"] = rt.executor_name()
     except Alter0Error as exc:
@@ -178,18 +176,13 @@ def cmd_status(args) -> int:
 
 def setup_process_logging(rt, name: str) -> None:
     """JSON logs under output/logs when available, plain stderr otherwise."""
-    import logging
-    try:
-        from .logging_setup import setup_logging
-    except ImportError:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-        return
+    from ..logging_setup import setup_logging
     setup_logging(rt.cfg, name)
 
 
 def preflight_or_fail(config_path: str | None, process: str) -> int:
     """Run the start-up checks; print each problem as one line and return non-zero if any."""
-    from .ops.doctor import run_preflight
+    from ..ops.doctor import run_preflight
     _, problems = run_preflight(config_path)
     for problem in problems:
         print(f"alter0 {process}: {problem}", file=sys.stderr)
@@ -201,26 +194,8 @@ def cmd_worker(args) -> int:
         return RET_USAGE
     rt = _runtime(args)
     setup_process_logging(rt, "worker")
-    engine = importlib.import_module({"huey": "tasks.huey_worker", "dramatiq": "tasks.dramatiq_worker"}[
-        rt.cfg["runtime.queue.backend"]])
-    engine.run_worker(rt.cfg, workers=args.workers)
+    run_worker(rt.cfg, workers=args.workers)
     return RET_OK
-
-
-EXTRA_COMMANDS: list[Callable[[Any], None]] = []
-#: Modules that add subcommands: each has ``add_commands(subparsers)`` or appends to EXTRA_COMMANDS on import.
-EXTENSIONS = ("alter0.ops.cli", "alter0.cli_web", "alter0.bench_routing")
-
-
-def _load_extensions() -> list[Callable[[Any], None]]:
-    adders = list(EXTRA_COMMANDS)
-    for name in EXTENSIONS:
-        if importlib.util.find_spec(name) is None:
-            continue
-        module = importlib.import_module(name)
-        if hasattr(module, "add_commands") and module.add_commands not in adders:
-            adders.append(module.add_commands)
-    return adders + [a for a in EXTRA_COMMANDS if a not in adders]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -268,8 +243,9 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--json", action="store_true")
     st.set_defaults(fn=cmd_status)
 
-    for extend in _load_extensions():
-        extend(sub)
+    ops.add_commands(sub)
+    web.add_commands(sub)
+    bench.add_commands(sub)
     return p
 
 

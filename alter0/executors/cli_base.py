@@ -1,0 +1,124 @@
+"""The base of every executor that spawns a CLI (settings, environment, home dir) and failure classification.
+
+Home directory decision (applies to codex, claude and llm alike):
+
+* By default (``executor.home`` empty and ``executor.isolate_home`` false) alter0 leaves ``HOME``,
+  ``CODEX_HOME``, ``CLAUDE_CONFIG_DIR`` and ``LLM_USER_PATH`` alone: the CLI runs with the user's own
+  login, keys and config, and keeps its sessions where it always does (``~/.codex/sessions``,
+  ``~/.claude/projects``). A real user's login lives there; isolating by default would log them out.
+* With ``executor.home`` set (or ``executor.isolate_home`` true, which means
+  ``<output_dir>/agent-home``), each CLI gets ``<home>/<executor>`` (created) as ``HOME`` and as its
+  config dir: ``CODEX_HOME`` for codex, ``CLAUDE_CONFIG_DIR`` for claude, ``LLM_USER_PATH`` for llm.
+  Sessions, logs and config then stay with that alter0 install; put credentials there
+  (``CODEX_HOME=<home>/codex codex login``, an ``ANTHROPIC_API_KEY`` in ``executor.env``, ...).
+* ``executor.env`` is applied last and wins over both.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any, Mapping
+
+from ..config import SETTINGS_BY_KEY
+from ..errors import ExecutorError
+from .base import ExecRequest, Executor
+from .process import ProcessResult, run_process
+
+logger = logging.getLogger(__name__)
+
+class CliExecutor(Executor):
+    """Base of the executors that spawn a binary: settings lookup, environment, home dir, spawning."""
+
+    binary = ""
+    #: Environment variable holding the tool's config dir when the home is isolated.
+    config_env: str | None = None
+
+    def setting(self, key: str) -> Any:
+        """A setting's value, or its default when the settings given do not hold it."""
+        return self.settings.get(key, SETTINGS_BY_KEY[key].default)
+
+    def argv0(self) -> str:
+        """The binary to run: the command's first word or the adapter's default name."""
+        return self.binary
+
+    def home_dir(self) -> Path | None:
+        """The isolated home of this executor, or None when the user's own HOME is used."""
+        root = self.setting("executor.home")
+        if not root and not self.setting("executor.isolate_home"):
+            return None
+        if not root:
+            out = self.settings.get("runtime.output_dir") or SETTINGS_BY_KEY["runtime.output_dir"].default
+            root = Path(out) / "agent-home"
+        return Path(root).expanduser().resolve() / self.name
+
+    def build_env(self) -> dict[str, str]:
+        """os.environ, then the isolated home (if any), then executor.env."""
+        env = dict(os.environ)
+        home = self.home_dir()
+        if home is not None:
+            home.mkdir(parents=True, exist_ok=True)
+            env["HOME"] = str(home)
+            if self.config_env:
+                env[self.config_env] = str(home)
+        env.update(self.setting("executor.env") or {})
+        return env
+
+    def which(self) -> str | None:
+        """Full path of the binary on the executor's PATH, or None."""
+        env_path = (self.setting("executor.env") or {}).get("PATH", os.environ.get("PATH"))
+        return shutil.which(self.argv0(), path=env_path)
+
+    def available(self) -> tuple[bool, str]:
+        """Whether the binary is on PATH, and where."""
+        found = self.which()
+        return (True, found) if found else (False, f"'{self.argv0()}' not found on PATH")
+
+    def spawn(self, req: ExecRequest, argv: list[str], stdin_text: str | None, on_line=None) -> ProcessResult:
+        """Run argv for ``req`` with this executor's environment, in the request's workdir."""
+        found = self.which()
+        if found is None:
+            raise ExecutorError("not_found", f"executor binary '{self.argv0()}' not found on PATH; "
+                                "install it or set executor.name")
+        logger.debug("spawning %s", argv)
+        return run_process([found, *argv[1:]], stdin_text=stdin_text, env=self.build_env(), cwd=req.workdir,
+                           timeout=req.timeout, cancel=req.cancel, on_stdout_line=on_line,
+                           on_spawn=req.on_process)
+
+    def failure(self, kind: str, message: str) -> ExecutorError:
+        """An ExecutorError whose message tells the user what to check for ``auth`` failures."""
+        if kind == "auth":
+            home = self.home_dir()
+            where = f"its config dir {home}" if home else "your own login (HOME)"
+            message += (f" -- {self.name} could not authenticate: check the API key or login it uses "
+                        f"({where}; keys can be given in executor.env)")
+        return ExecutorError(kind, message)
+
+    def emit(self, req: ExecRequest, kind: str, data: Mapping[str, Any]) -> None:
+        """Send a progress event; a failing callback is logged, never raised."""
+        try:
+            req.on_event(kind, dict(data))
+        except Exception:
+            logger.exception("executor event callback failed (%s)", kind)
+
+
+_AUTH_MARKERS = (r"\b40[13]\b", "unauthorized", "forbidden", "invalid api key", "invalid x-api-key",
+                 "authentication", "not logged in", "please run /login", "missing environment variable",
+                 "api key", "no key found")
+_RATE_MARKERS = (r"\b429\b", r"\b529\b", "rate limit", "rate_limit", "too many requests", "overloaded")
+_TRANSIENT_MARKERS = (r"\b50[0234]\b", "internal server error", "bad gateway", "service unavailable",
+                      "stream disconnected", "connection", "reconnecting", "timed out", "timeout",
+                      "unable to connect", "network")
+
+
+def classify_failure(text: str) -> str:
+    """Map an agent's error text to an error kind: auth, rate_limited, transient or exit_error."""
+    low = re.sub(r"https?://\S+", "", text.lower())  # ports and paths in URLs are not status codes
+    for kind, markers in (("auth", _AUTH_MARKERS), ("rate_limited", _RATE_MARKERS),
+                          ("transient", _TRANSIENT_MARKERS)):
+        if any(re.search(m, low) for m in markers):
+            return kind
+    return "exit_error"

@@ -1,0 +1,60 @@
+"""Values from any channel (CLI, HTTP, console, chat, webhooks) checked once: ids, texts, numbers -> InputError."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .errors import InputError, NotFound
+
+#: Longest user, channel or request id.
+ID_MAX = 200
+#: Largest id the database's INTEGER column holds.
+MAX_ID = 2**63 - 1
+
+
+def text(value: Any, name: str, required: bool = True, limit: int = ID_MAX) -> str:
+    """A string field: required ones must not be blank; at most ``limit`` characters."""
+    if value is None and not required:
+        return ""
+    if not isinstance(value, str):
+        raise InputError(f"{name} must be a string")
+    if required and not value.strip():
+        raise InputError(f"{name} must not be empty")
+    if len(value) > limit:
+        raise InputError(f"{name} is longer than {limit} characters")
+    return value
+
+
+def is_id(value: Any) -> bool:
+    """Whether ``value`` (int or digit string) is a positive id the database can hold."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        return False
+    raw = str(value).strip()
+    return raw.isascii() and raw.isdigit() and len(raw) <= 19 and int(raw) <= MAX_ID
+
+
+def parse_id(value: Any, name: str = "task_id") -> int | None:
+    """An id from user input (int or digit string; None stays None), or InputError."""
+    if value is None:
+        return None
+    if not is_id(value):
+        raise InputError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def existing_id(value: Any, kind: str) -> int:
+    """The id of a ``kind`` ("job", "task") named in a path or an argument; NotFound when it cannot exist."""
+    if not is_id(value):
+        raise NotFound(f"{kind} {value!r} does not exist ({kind} ids are positive integers)")
+    return int(value)
+
+
+def parse_int(value: Any, name: str, lo: int, hi: int) -> int:
+    """An integer in [lo, hi] from user input, or InputError."""
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{name} must be an integer") from None
+    if not lo <= n <= hi:
+        raise InputError(f"{name} must be between {lo} and {hi}")
+    return n

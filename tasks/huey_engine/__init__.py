@@ -1,0 +1,1 @@
+"""The Huey engine: the only package that imports huey. ``app.binding_for(cfg)`` builds it from a Config."""

@@ -1,0 +1,67 @@
+"""The Huey binding of one Config: SqliteHuey on <output>/queue/huey.db, the three stage tasks, supervisor hooks."""
+
+from __future__ import annotations
+
+import threading
+
+from huey import SqliteHuey
+
+from alter0 import stages
+from alter0.config import Config
+from alter0.paths import ensure_dirs
+from alter0.runtime import get_runtime
+from alter0.supervisor import Supervisor
+
+#: Huey priority of each stage task (higher runs first): route and close are short.
+PRIORITY = {"route": 10, "generate": 0, "close": 10}
+
+
+def huey_options(cfg: Config) -> dict:
+    """The SqliteHuey keyword arguments for this config (WAL, no result store: the Job table is the truth)."""
+    path = ensure_dirs(cfg.output_dir)["queue"]
+    return {"filename": str(path), "results": False, "utc": True, "journal_mode": "wal",
+            "timeout": cfg["runtime.queue.enqueue_timeout_sec"], "fsync": cfg["runtime.db.synchronous"] == "full"}
+
+
+def _stage_task(huey: SqliteHuey, stage: str):
+    def run(job_id):
+        stages.run_stage(get_runtime(), stage, job_id)
+    run.__name__ = stage
+    return huey.task(priority=PRIORITY[stage], name=f"alter0.{stage}")(run)
+
+
+class HueyBinding:
+    """One SqliteHuey with the stage tasks registered and the worker's supervisor started/stopped by its hooks."""
+
+    def __init__(self, cfg: Config):
+        self.huey = SqliteHuey("alter0", **huey_options(cfg))
+        self.tasks = {stage: _stage_task(self.huey, stage) for stage in PRIORITY}
+        self.supervisor: Supervisor | None = None
+        self._lock = threading.Lock()
+        self.huey.on_startup(name="start_supervisor")(self.start_supervisor)
+        self.huey.on_shutdown(name="stop_supervisor")(self.stop_supervisor)
+
+    def start_supervisor(self) -> None:
+        """Once per consumer process: heartbeats, cancels, reclaim, maintenance."""
+        with self._lock:
+            if self.supervisor is None:
+                self.supervisor = Supervisor(get_runtime())
+                self.supervisor.start()
+
+    def stop_supervisor(self) -> None:
+        with self._lock:
+            if self.supervisor is not None and not self.supervisor.stop_event.is_set():
+                self.supervisor.stop(get_runtime().cfg["runtime.shutdown.drain_timeout_sec"])
+
+
+_bindings: dict[str, HueyBinding] = {}
+_bindings_lock = threading.Lock()
+
+
+def binding_for(cfg: Config) -> HueyBinding:
+    """The process's binding for this config's queue file (built once per file)."""
+    key = str(ensure_dirs(cfg.output_dir)["queue"])
+    with _bindings_lock:
+        if key not in _bindings:
+            _bindings[key] = HueyBinding(cfg)
+        return _bindings[key]

@@ -1,0 +1,66 @@
+"""``alter0 worker`` on Huey: a consumer with alter0's polling settings and a drain on SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+from huey.consumer import Consumer, Worker
+
+from alter0.config import Config
+
+from .app import HueyBinding, binding_for
+from .doorbell import Doorbell, doorbell_for
+
+
+class RungWorker(Worker):
+    """A consumer thread that sleeps between polls until its doorbell rings (doorbell.py)."""
+
+    doorbell: Doorbell  # set per consumer class by DrainingConsumer.for_binding
+
+    def sleep(self):
+        if self.delay > self.max_delay:
+            self.delay = self.max_delay
+        if self.doorbell.wait(self.delay):
+            self.delay = self.default_delay  # rung: a message is waiting, poll at once
+        else:
+            self.delay *= self.backoff
+
+
+class DrainingConsumer(Consumer):
+    """Stops taking jobs, lets in-flight stages finish up to the drain timeout, leaves the rest for reclaim;
+    its threads wake when a stage is queued on this host (doorbell) and poll in between."""
+
+    binding: HueyBinding
+    doorbell: Doorbell
+
+    @classmethod
+    def for_binding(cls, binding: HueyBinding) -> type["DrainingConsumer"]:
+        bell = doorbell_for(binding.huey.storage.filename)
+        worker = type("RungWorker", (RungWorker,), {"doorbell": bell})
+        return type("DrainingConsumer", (cls,), {"binding": binding, "doorbell": bell, "worker_class": worker})
+
+    def run(self):
+        self.doorbell.listen()
+        try:
+            super().run()
+        finally:
+            self.doorbell.close()
+
+    def stop(self, graceful=False):
+        self.binding.stop_supervisor()
+        self.stop_flag.set()
+        self.doorbell.wake_all()  # sleeping threads see the stop flag now, not at their next poll
+        super().stop(graceful=graceful)
+
+
+def consumer_options(cfg: Config, workers: int | None = None) -> dict:
+    """The Consumer keyword arguments ``alter0 worker`` uses for this config."""
+    return dict(workers=workers or cfg["runtime.queue.workers"], worker_type="thread", periodic=True,
+                initial_delay=0.02, backoff=1.1, max_delay=0.25, scheduler_interval=1, check_worker_health=True,
+                health_check_interval=5, shutdown_timeout=cfg["runtime.shutdown.drain_timeout_sec"] + 10,
+                graceful_signal="TERM")
+
+
+def run_worker(cfg: Config, workers: int | None = None) -> None:
+    """Run the consumer of this config's queue in the foreground until a signal stops it."""
+    binding = binding_for(cfg)
+    consumer = DrainingConsumer.for_binding(binding)(binding.huey, **consumer_options(cfg, workers))
+    consumer.run()
