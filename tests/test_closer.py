@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from alter0.config import load_config
-from alter0.routing import regression
+from alter0.tools import regression
 from alter0.routing.base import CloseInput, Turn, validate_close
 from alter0.routing.closer import EmbeddedCloser
 from alter0.routing.llm_backend import LLMCloser

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from alter0.cli import build_parser
+from alter0.cli.app import build_parser
 from alter0.config_docs import settings_markdown
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from alter0.models import db
-from alter0.ops.cli import add_commands, parse_window
+from alter0.cli.ops import add_commands, parse_window
 
 
 @pytest.fixture(autouse=True)

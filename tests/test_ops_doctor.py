@@ -150,16 +150,13 @@ def test_openai_server_unreachable(tmp_path):
 def fake_router(monkeypatch):
     """Replace the router registry with one whose router reports ``reason`` as degraded."""
     state = {"reason": None, "raise": None}
-    module = types.ModuleType("alter0.routing.registry")
 
     def build_router(cfg, run_executor=None):
         if state["raise"]:
             raise state["raise"]
         return types.SimpleNamespace(degraded_reason=state["reason"])
 
-    module.build_router = build_router
-    module.warm = lambda cfg: ""
-    monkeypatch.setitem(sys.modules, "alter0.routing.registry", module)
+    monkeypatch.setattr(doctor, "build_router", build_router)
     return state
 
 

@@ -123,12 +123,3 @@ def test_failures_are_counted_until_a_success(tmp_path, monkeypatch):
     run_retention(cfg, now=NOW + 60)
     logs = MaintenanceState.get_by_id(retention.LOGS_JOB)
     assert (logs.consecutive_failures, logs.last_error, logs.last_run) == (0, None, NOW + 60)
-
-
-def test_huey_periodic_tasks_are_registered():
-    pytest.importorskip("tasks.huey_app")
-    import tasks
-    from tasks import maintenance
-    names = {t.__name__ for t in tasks.huey._registry._periodic_tasks}
-    assert {"alter0.memory_retention", "alter0.log_retention"} <= names
-    assert maintenance.MEMORY_SCHEDULE and maintenance.LOGS_SCHEDULE

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from alter0.config import load_config
-from alter0.routing import llm_backend, regression
+from alter0.routing import llm_backend
+from alter0.tools import regression
 from alter0.routing.base import Candidate, RouteInput, Turn, validate_route
 from alter0.routing.embedded_router import EmbeddedRouter
 from alter0.routing.lexical import LexicalRouter

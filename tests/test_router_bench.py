@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from alter0 import bench_routing
+from alter0.tools import bench_routing
 from alter0.cli import main as cli_main
 
 SAMPLE = Path(__file__).parent / "regression" / "chat_sample.jsonl"

@@ -41,7 +41,7 @@ def _wait_all(env, job_ids, timeout=120) -> dict[int, str]:
 
 
 def test_task_lock_is_exclusive_owned_and_expires(shared):
-    from tasks.dramatiq_app import TaskLocks
+    from tasks.dramatiq_engine.app import TaskLocks
     client = shared.redis_client(shared.fresh()[1])
     locks = TaskLocks(client, "alter0", ttl_sec=0.5)
     # Given a lock held by host A
@@ -69,7 +69,7 @@ def test_generate_waits_while_another_host_holds_the_task_lock(make_env, shared)
     first = env.send("lock me in")
     # Given another host holds the task's generate lock
     client = shared.redis_client(int(env.config["runtime"]["queue"]["broker_url"].rsplit("/", 1)[1]))
-    from tasks.dramatiq_app import TaskLocks
+    from tasks.dramatiq_engine.app import TaskLocks
     other = TaskLocks(client, "alter0", ttl_sec=30)
     assert other.acquire(first["task_id"], "elsewhere:1")
     # When a message for that task arrives, it routes but does not generate
@@ -123,7 +123,7 @@ def test_worker_and_cli_reconnect_after_a_postgres_restart(make_env, services):
 def test_dramatiq_backend_needs_a_broker_url(tmp_path):
     from alter0.config import load_config
     from alter0.errors import ConfigError
-    from tasks.dramatiq_app import Binding
+    from tasks.dramatiq_engine.app import Binding
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(ConfigError, match="broker_url"):  # at start-up, or at the latest when binding
         Binding(load_config(tmp_path / "config.json", env={}, overrides={"runtime.queue.backend": "dramatiq"}))
@@ -134,7 +134,7 @@ def test_python_m_dramatiq_runs_the_same_binding(make_env, shared):
     import sys
     env = make_env(**fresh_backend_config())
     log = open(env.tmp / "dramatiq-cli.log", "ab")
-    proc = subprocess.Popen([sys.executable, "-m", "dramatiq", "tasks.dramatiq_app:broker", "--processes", "1",
+    proc = subprocess.Popen([sys.executable, "-m", "dramatiq", "tasks.dramatiq_engine.app:broker", "--processes", "1",
                              "--threads", "2"], env=env.env, cwd=env.tmp, stdout=log, stderr=subprocess.STDOUT)
     env.procs.append(proc)
     answer = env.send("through python -m dramatiq")

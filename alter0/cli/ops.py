@@ -1,6 +1,6 @@
 """The operations subcommands: doctor, backup, restore, verify, prune, stats.
 
-``add_commands(sub)`` registers them on the CLI's subparsers (called by alter0.cli.main); each
+``add_commands(sub)`` registers them on the CLI's subparsers (called by alter0.cli.app); each
 handler takes the parsed args (with the global ``--config``) and returns an exit code; Alter0Error
 propagates to the CLI's main, which prints it and exits with its code.
 """

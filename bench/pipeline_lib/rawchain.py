@@ -1,6 +1,6 @@
 """The baseline: per item a chain of three Huey tasks (A enqueues B enqueues C) with no-op bodies; C writes
 the item's done row. Same SqliteHuey settings and consumer settings as alter0's binding, read from
-tasks/huey_app.py and tasks/huey_worker.py themselves so the baseline cannot drift from them.
+tasks/huey_engine/app.py and consumer.py themselves so the baseline cannot drift from them.
 
     PIPELINE_RAW_DIR=<dir> ALTER0_CONFIG=<config> python -c "from pipeline_lib import rawchain; rawchain.main()"
 """
@@ -22,37 +22,15 @@ DONE_DDL = "CREATE TABLE IF NOT EXISTS done (item INTEGER PRIMARY KEY, enqueued_
 
 
 def huey_settings(cfg) -> dict:
-    """The keyword arguments tasks.huey_app.make_huey passes to SqliteHuey for this config."""
-    from tasks import huey_app
-    seen: dict = {}
-    real = huey_app.SqliteHuey
-    huey_app.SqliteHuey = lambda name, **kw: seen.update(kw)
-    try:
-        huey_app.make_huey(cfg)
-    finally:
-        huey_app.SqliteHuey = real
-    return seen
+    """The keyword arguments alter0's Huey engine passes to SqliteHuey for this config."""
+    from tasks.huey_engine.app import huey_options
+    return huey_options(cfg)
 
 
 def consumer_settings(cfg) -> dict:
-    """The keyword arguments tasks.huey_worker.run_worker passes to its Consumer for this config."""
-    from tasks import huey_worker
-    seen: dict = {}
-
-    class Recorder:
-        def __init__(self, huey, **kw):
-            seen.update(kw)
-
-        def run(self):
-            pass
-
-    real = huey_worker.DrainingConsumer
-    huey_worker.DrainingConsumer = Recorder
-    try:
-        huey_worker.run_worker(cfg)
-    finally:
-        huey_worker.DrainingConsumer = real
-    return seen
+    """The keyword arguments ``alter0 worker`` passes to its Huey Consumer for this config."""
+    from tasks.huey_engine.consumer import consumer_options
+    return consumer_options(cfg)
 
 
 CFG = load_config()

@@ -117,7 +117,7 @@ def render(r: dict) -> str:
     lines += [
         "| measure | value | target | |",
         "|---|---:|---|---|",
-        f"| router decision, {rt['candidates']} candidate tasks ({rt['backend']}; `decide.candidates` + "
+        f"| router decision, {rt['candidates']} candidate tasks ({rt['backend']}; `candidates.candidates` + "
         f"`route_decision`), p50 / p99 of {rt['n']} | {rt['p50']:.1f} / {rt['p99']:.1f} ms | | |",
         f"| routing a new message (submit → routed, 8 candidates), idle worker, p50 / max of {idle['n']} "
         f"| {idle['p50']:.0f} / {idle['max']:.0f} ms | | |",
