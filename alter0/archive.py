@@ -46,11 +46,8 @@ def snapshot_sqlite(src: Path, dest: Path, timeout: float = 30.0) -> None:
 
 def sha256_file(path: Path) -> str:
     """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
     with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def archive_name(when: float, label: str = "") -> str:

@@ -27,7 +27,7 @@ class Runtime:
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.work = InFlight(self.owner, cfg["runtime.queue.workers"])
         self.lock = threading.Lock()  # guards the lazily built router, closer and executors
-        self._router = self._closer = None
+        self._backends: dict = {}
         self._executors: dict = {}
 
     @classmethod
@@ -47,19 +47,21 @@ class Runtime:
 
     @property
     def router(self):
-        with self.lock:
-            if self._router is None:
-                from .routing.registry import build_router
-                self._router = build_router(self.cfg, run_executor=self.run_executor_text)
-            return self._router
+        """The configured router (built once per process)."""
+        from .routing.registry import build_router
+        return self._built("router", build_router)
 
     @property
     def closer(self):
+        """The configured closer (built once per process)."""
+        from .routing.registry import build_closer
+        return self._built("closer", build_closer)
+
+    def _built(self, name: str, build):
         with self.lock:
-            if self._closer is None:
-                from .routing.registry import build_closer
-                self._closer = build_closer(self.cfg, run_executor=self.run_executor_text)
-            return self._closer
+            if name not in self._backends:
+                self._backends[name] = build(self.cfg, run_executor=self.run_executor_text)
+            return self._backends[name]
 
     def executor(self, name: str):
         """The executor adapter called ``name`` (built once per process)."""

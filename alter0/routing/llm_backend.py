@@ -58,16 +58,30 @@ def _turns_text(turns, limit: int = 6, chars: int = 300) -> str:
     return "\n".join(f"    {t.user_id} ({t.role}): {t.content[:chars]}" for t in turns[-limit:]) or "    (none)"
 
 
-class LLMRouter(Router):
-    """Asks an executor to route; invalid or late answers degrade to ``fallback`` (logged)."""
+class _AskingBackend:
+    """What the llm router and closer share: an executor to ask, a prompt template, a fallback backend."""
 
     name = "llm"
+    template_name = ""
 
-    def __init__(self, run_executor: Callable[[str, float], str], fallback: Router, timeout: float = 10.0):
+    def __init__(self, run_executor: Callable[[str, float], str], fallback, timeout: float = 10.0):
         self.run_executor, self.fallback, self.timeout = run_executor, fallback, timeout
-        self.template_version, self.template = load_template("route")
+        self.template_version, self.template = load_template(self.template_name)
         self.version = "llm:" + self.template_version
         self.degraded_reason = ""
+
+    def degrade(self, exc: InvalidOutput, dec):
+        """The fallback's decision ``dec``, saying why the llm answer was rejected."""
+        logger.warning("llm %s answer rejected (%s); using %s", self.template_name, exc, self.fallback.name)
+        dec.reason = f"llm degraded ({exc}); {dec.reason}"[:500]
+        dec.version = f"{dec.version} (llm fallback, {self.template_version})"
+        return dec
+
+
+class LLMRouter(_AskingBackend, Router):
+    """Asks an executor to route; invalid or late answers degrade to ``fallback`` (logged)."""
+
+    template_name = "route"
 
     def prompt(self, inp: RouteInput) -> str:
         blocks = []
@@ -94,23 +108,13 @@ class LLMRouter(Router):
                                      f"llm named task {tid}, which is not open: new task", self.version)
             return validate_route(raw, ids)
         except InvalidOutput as exc:
-            logger.warning("llm router answer rejected (%s); using %s", exc, self.fallback.name)
-            dec = self.fallback.route(inp)
-            dec.reason = f"llm degraded ({exc}); {dec.reason}"[:500]
-            dec.version = f"{dec.version} (llm fallback, {self.template_version})"
-            return dec
+            return self.degrade(exc, self.fallback.route(inp))
 
 
-class LLMCloser(Closer):
+class LLMCloser(_AskingBackend, Closer):
     """Asks an executor whether the task is finished; invalid or late answers degrade to ``fallback``."""
 
-    name = "llm"
-
-    def __init__(self, run_executor: Callable[[str, float], str], fallback: Closer, timeout: float = 10.0):
-        self.run_executor, self.fallback, self.timeout = run_executor, fallback, timeout
-        self.template_version, self.template = load_template("close")
-        self.version = "llm:" + self.template_version
-        self.degraded_reason = ""
+    template_name = "close"
 
     def prompt(self, inp: CloseInput) -> str:
         return self.template.substitute(history=_turns_text(inp.turns), user_message=inp.user_message[:2000],
@@ -122,8 +126,4 @@ class LLMCloser(Closer):
             raw["version"] = self.version
             return validate_close(raw)
         except InvalidOutput as exc:
-            logger.warning("llm closer answer rejected (%s); using %s", exc, self.fallback.name)
-            dec = self.fallback.decide(inp)
-            dec.reason = f"llm degraded ({exc}); {dec.reason}"[:500]
-            dec.version = f"{dec.version} (llm fallback, {self.template_version})"
-            return dec
+            return self.degrade(exc, self.fallback.decide(inp))

@@ -36,11 +36,9 @@ def default_model_path() -> Path:
 
 
 def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
+    """Hex sha256 of the model file."""
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 class Embedder:
