@@ -8,6 +8,7 @@ root, so as root it runs as the ``postgres`` user (scripts/ci/install-services.s
   redis-server, postgres or the Python drivers are missing).
 - ``fresh_backend_config()``: config overrides for one isolated install: a new database (CREATE DATABASE)
   and a Redis db number of its own, e.g. ``make_env(**fresh_backend_config())``.
+- ``require_services()``: skip locally / fail in CI unless own ``Services`` can be started here.
 """
 
 from __future__ import annotations
@@ -19,30 +20,19 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
+from support.helpers import free_port, skip_or_fail
+
 #: Redis databases per server: each test install takes the next one.
 REDIS_DATABASES = 4096
 PG_USER = "alter0"
-
-
-def skip_or_fail(reason: str) -> None:
-    """Skip locally; in CI (CI=true) a missing service is a failure, never a silent skip."""
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(f"required in CI: {reason}")
-    pytest.skip(reason)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def pg_bindir() -> Path | None:
@@ -67,6 +57,13 @@ def missing() -> str | None:
         except KeyError:
             return "running as root and there is no postgres user to run PostgreSQL as"
     return None
+
+
+def require_services() -> None:
+    """Skip (locally) or fail (in CI) the calling test unless Redis + PostgreSQL can run here."""
+    reason = missing()
+    if reason:
+        skip_or_fail(f"Dramatiq+Redis+PostgreSQL not available: {reason}")
 
 
 class Services:
@@ -211,9 +208,7 @@ def session_services() -> Services:
     """The session's services, started on first use (skip locally / fail in CI when they cannot run)."""
     global _session
     if _session is None:
-        reason = missing()
-        if reason:
-            skip_or_fail(f"Dramatiq+Redis+PostgreSQL not available: {reason}")
+        require_services()
         _session = Services().start()
         atexit.register(_session.stop)
     return _session
@@ -246,7 +241,7 @@ def submitter(env):
 def log_worker_pids(env, fake_agent: Path) -> Path:
     """Run the fake agent through a wrapper that records "<agent pid> <worker pid>" (exec keeps the pid)."""
     wrapper, pids = env.tmp / "agent-wrapper.sh", env.tmp / "agent-ppid.log"
-    wrapper.write_text(f'#!/bin/sh\necho "$$ $PPID" >> "{pids}"\nexec "{_python()}" "{fake_agent}"\n')
+    wrapper.write_text(f'#!/bin/sh\necho "$$ $PPID" >> "{pids}"\nexec "{sys.executable}" "{fake_agent}"\n')
     wrapper.chmod(0o755)
     env.config["executor"]["command"] = [str(wrapper)]
     env.write_config()
@@ -281,8 +276,3 @@ def assert_task_order(runs: list[dict], key) -> None:
         assert seqs == sorted(seqs), f"task {task} generated out of order: {seqs}"
         for (s1, e1, q1), (s2, e2, q2) in zip(spans, spans[1:]):
             assert e1 <= s2, f"task {task}: messages {q1} and {q2} generated at once ({s1:.3f}-{e1:.3f} vs {s2:.3f})"
-
-
-def _python() -> str:
-    import sys
-    return sys.executable

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import skip_or_fail
-from web_helpers import make_app
+from support.helpers import skip_or_fail
 
 try:
     import schemathesis
@@ -23,12 +22,10 @@ MAX_EXAMPLES = 25
 
 
 @pytest.fixture
-def fuzz_app(make_env):
-    from alter0.runtime import set_runtime
-    app = make_app(make_env(), web__sync_timeout_sec=0.1, web__stream_timeout_sec=0.1)
-    app.queue.paused.set()  # accept jobs, never run them: the fuzz checks the front end only
-    yield app
-    set_runtime(None)
+def fuzz_app(make_web_app):
+    app = make_web_app(web__sync_timeout_sec=0.1, web__stream_timeout_sec=0.1)
+    app.queue.pause()  # accept jobs, never run them: the fuzz checks the front end only
+    return app
 
 
 def check(case) -> None:

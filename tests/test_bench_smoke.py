@@ -9,7 +9,7 @@ import re
 import subprocess
 import sys
 
-from conftest import ROOT
+from support.helpers import ROOT
 
 ROWS = ("throughput, 20 items", "latency p50 at", "latency p99", "router decision, 8 candidate tasks",
         "routing a new message while 8 long", "ready: web", "ready: worker, fresh output dir",

@@ -7,14 +7,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 
 import pytest
 import requests
 
-from conftest import ROOT, skip_or_fail
-
-pytest_plugins = ("web_support",)  # app, client, live_server fixtures
+from support.helpers import ROOT, skip_or_fail, wait_status
 
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -55,12 +52,7 @@ def shot(page, name: str) -> None:
 
 
 def api_wait(url: str, statuses: tuple[str, ...], timeout: float = 30) -> dict:
-    deadline = time.time() + timeout
-    while True:
-        view = requests.get(url, timeout=10).json()
-        if view["status"] in statuses or time.time() > deadline:
-            return view
-        time.sleep(0.1)
+    return wait_status(lambda: requests.get(url, timeout=10).json(), statuses, timeout)
 
 
 def test_chat_sends_a_message_and_shows_the_streamed_reply(live_server, page):

@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from alter0.config import load_config
 from alter0.tools import regression
 from alter0.routing.base import CloseInput, Turn, validate_close
 from alter0.routing.closer import EmbeddedCloser
 from alter0.routing.llm_backend import LLMCloser
 from alter0.routing.registry import build_closer
 
-REGRESSION = Path(__file__).parent / "regression"
+from support.helpers import REGRESSION, regression_cfg as cfg
 THRESHOLDS = {"finished": 0.8, "partly_finished": 0.85, "follow_up_question": 0.85, "false_close_trap": 0.85}
-
-
-def cfg(**overrides):
-    return load_config(REGRESSION / "defaults.json", env={}, overrides={k.replace("__", "."): v for k, v in overrides.items()})
 
 
 @pytest.fixture(scope="module", params=["embedded", "rules"])

@@ -5,10 +5,8 @@ import time
 
 import pytest
 
-from alter0 import service, stages, views
-from alter0.queue import InlineQueue
+from alter0 import service, views
 from alter0.routing.base import CloseDecision, Closer, RouteDecision, Router
-from alter0.runtime import Runtime, set_runtime
 
 
 class FixedRouter(Router):
@@ -37,26 +35,20 @@ class FixedCloser(Closer):
 
 
 @pytest.fixture
-def rt(tmp_path):
-    runtime = Runtime.open(None, queue=InlineQueue(), runtime__output_dir=str(tmp_path / "out"),
-                           runtime__db__synchronous="normal", executor__name="command",
-                           executor__command=[sys.executable, "-c", "import sys; print('ok: ' + sys.stdin.read())"],
-                           task__routing_timeout_sec=1.0)
-    set_runtime(runtime)
-    yield runtime
-    set_runtime(None)
+def rt(stub_runtime):
+    """An inline stub-engine runtime whose executor echoes the prompt; the router may take 1 s."""
+    return stub_runtime(executor__command=[sys.executable, "-c", "import sys; print('ok: ' + sys.stdin.read())"],
+                        task__routing_timeout_sec=1.0)
 
 
 def run(rt, text, user="u1", **kw):
     job, _ = service.submit(rt, text, user, **kw)
-    while rt.queue.sent:
-        stage, jid = rt.queue.sent.pop(0)
-        stages.run_stage(rt, stage, jid)
+    rt.queue.join()
     return views.get_job(job.id)
 
 
 def with_router(rt, answer, closer=CloseDecision(False, 0.9, "keep")):
-    rt._router, rt._closer = FixedRouter(answer), FixedCloser(closer)
+    rt._backends.update(router=FixedRouter(answer), closer=FixedCloser(closer))
 
 
 def test_router_choice_above_threshold_joins_the_task(rt):

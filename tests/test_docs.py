@@ -1,11 +1,8 @@
 """Docs stay in sync with the code: settings, CLI commands, and the three documents agree."""
 
-from pathlib import Path
-
 from alter0.cli.app import build_parser
 from alter0.config_docs import settings_markdown
-
-ROOT = Path(__file__).resolve().parent.parent
+from support.helpers import ROOT
 
 
 def test_configuration_doc_is_generated_from_the_settings_table():

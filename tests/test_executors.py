@@ -12,32 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from alter0.config import SETTINGS
-from alter0.executors import (EXECUTOR_NAMES, ExecRequest, ExecutorError, available_executors, build_executor,
+from alter0.executors import (EXECUTOR_NAMES, ExecutorError, available_executors, build_executor,
                               resolve_name)
 from alter0.executors import claude as claude_mod
 from alter0.executors import codex as codex_mod
 from alter0.executors.openai import parse_sse
 from alter0.executors.process import group_alive, run_process
+from support.helpers import FIXTURES, default_settings as settings, exec_request as request, pid_alive
 
-FIXTURES = Path(__file__).parent / "fixtures"
 TRANSCRIPTS = FIXTURES / "transcripts"
-
-
-def settings(**overrides) -> dict:
-    """Default settings with overrides (keys use __ for dots)."""
-    values = {s.key: s.default for s in SETTINGS}
-    values.update({k.replace("__", "."): v for k, v in overrides.items()})
-    return values
-
-
-def pid_alive(pid: int) -> bool:
-    """True if ``pid`` exists and is not a zombie."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rfind(")") + 2] not in "ZX"
 
 
 @pytest.fixture
@@ -52,12 +35,6 @@ def fake_bin(tmp_path, monkeypatch):
     monkeypatch.setenv("FAKE_AGENT_LOG", str(log))
     monkeypatch.setenv("FAKE_AGENT_STATE_DIR", str(state))
     return bin_dir, log, state
-
-
-def request(tmp_path, session_id=None, timeout=20.0, **kw) -> ExecRequest:
-    workdir = tmp_path / "work"
-    workdir.mkdir(exist_ok=True)
-    return ExecRequest(prompt="list the repo root", session_id=session_id, workdir=workdir, timeout=timeout, **kw)
 
 
 def calls(log: Path) -> list[dict]:

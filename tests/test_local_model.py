@@ -6,7 +6,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from conftest import skip_or_fail
+from support.helpers import skip_or_fail
 
 
 def test_send_answers_from_the_local_model_and_follow_up_joins(make_env, tmp_path):

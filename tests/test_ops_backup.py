@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 from huey.storage import SqliteStorage
 
-from alter0.config import load_config
 from alter0.migrations import open_current
 from alter0.errors import Conflict
 from alter0.models import Message, Task, Worker, db
@@ -25,21 +24,7 @@ from alter0.archive import ArchiveError
 from alter0.ops.backup import backup, list_backups, prune, restore
 from alter0.ops.verify import verify
 from alter0.migrations import EXPECTED_VERSION
-from alter0.paths import ensure_dirs
-
-
-@pytest.fixture(autouse=True)
-def _close_db():
-    yield
-    if db.obj is not None and not db.obj.is_closed():
-        db.obj.close()
-
-
-def make_cfg(root: Path, **runtime):
-    path = root / "config.json"
-    root.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"runtime": {"output_dir": str(root / "output"), **runtime}}))
-    return load_config(path, env={})
+from support.helpers import make_cfg, open_cfg
 
 
 def add_task(title: str, messages: int = 2) -> Task:
@@ -52,9 +37,7 @@ def add_task(title: str, messages: int = 2) -> Task:
 @pytest.fixture
 def install(tmp_path):
     """An output dir with a database holding two tasks, a Huey store with one message, and a config file."""
-    cfg = make_cfg(tmp_path / "a")
-    ensure_dirs(cfg.output_dir)
-    open_current(cfg)
+    cfg = open_cfg(tmp_path / "a")
     add_task("first")
     add_task("second")
     storage = SqliteStorage(name="alter0", filename=str(cfg.output_dir / "queue" / "huey.db"))

@@ -8,15 +8,10 @@ import sys
 
 import pytest
 
-from alter0.models import db
 from alter0.cli.ops import add_commands, parse_window
+from support.helpers import open_cfg, write_config
 
-
-@pytest.fixture(autouse=True)
-def _close_db():
-    yield
-    if db.obj is not None and not db.obj.is_closed():
-        db.obj.close()
+SECTIONS = {"executor": {"name": "command", "command": [sys.executable, "-V"]}, "router": {"backend": "lexical"}}
 
 
 def run(*argv: str) -> int:
@@ -29,11 +24,7 @@ def run(*argv: str) -> int:
 
 @pytest.fixture
 def config(tmp_path):
-    path = tmp_path / "config.json"
-    path.write_text(json.dumps({"runtime": {"output_dir": str(tmp_path / "output")},
-                                "executor": {"name": "command", "command": [sys.executable, "-V"]},
-                                "router": {"backend": "lexical"}}))
-    return str(path)
+    return str(write_config(tmp_path, **SECTIONS))
 
 
 def test_doctor_ok_then_a_problem(config, capsys, tmp_path):
@@ -48,9 +39,7 @@ def test_doctor_ok_then_a_problem(config, capsys, tmp_path):
 
 
 def test_backup_verify_prune_restore_stats(config, capsys, tmp_path):
-    from alter0.config import load_config
-    from alter0.migrations import open_current
-    open_current(load_config(config, env={}))
+    open_cfg(tmp_path, **SECTIONS)  # the database exists (and stays open in this process) before the backups
     for _ in range(3):
         assert run("--config", config, "backup", "--keep", "2") == 0
     archives = sorted((tmp_path / "output" / "backups").glob("alter0-backup-*.tar.gz"))

@@ -12,18 +12,18 @@ from pathlib import Path
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
+from support import helpers
+from support.helpers import ROOT
+
 UNITS = sorted((ROOT / "deploy" / "systemd").glob("*.service"))
 DEPLOY_CHECK = ROOT / "scripts" / "deploy-check"
 PROCFILE = ("web: gunicorn -c web/gunicorn.conf.py --bind 127.0.0.1:${PORT:-8080} 'web:create_app()'\n"
             "worker: alter0 worker\n")
 
 
-def skip_or_fail(reason: str) -> None:
-    """Skip locally; in CI (CI=true) a missing tool is a failure."""
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(f"required in CI: {reason} (scripts/ci/install-ops.sh installs it)")
-    pytest.skip(reason)
+def missing_tool(reason: str) -> None:
+    """Skip locally; fail in CI, where scripts/ci/install-ops.sh installs the tool."""
+    helpers.skip_or_fail(f"{reason} (scripts/ci/install-ops.sh installs it)")
 
 
 def test_both_units_exist():
@@ -33,7 +33,7 @@ def test_both_units_exist():
 @pytest.mark.parametrize("unit", UNITS, ids=lambda p: p.name)
 def test_systemd_analyze_verify(unit, tmp_path):
     if not shutil.which("systemd-analyze"):
-        skip_or_fail("systemd-analyze is not installed")
+        missing_tool("systemd-analyze is not installed")
     # The units name binaries under /opt/alter0; verify checks they exist, so point them at stubs here.
     prefix = tmp_path / "opt" / "alter0"
     text = unit.read_text()

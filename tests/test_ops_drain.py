@@ -14,16 +14,6 @@ from alter0.ops.backup import backup, restore
 from alter0.ops.verify import verify
 
 
-def wait_status(env, job_id: int, statuses: tuple[str, ...], timeout: float = 20) -> dict:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        job = env.job(job_id)
-        if job["status"] in statuses:
-            return job
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id} never reached {statuses}: {env.job(job_id)}\n{env.logs()}")
-
-
 def worker_rows(env) -> list[tuple]:
     conn = sqlite3.connect(env.output / "db" / "alter0.db")
     try:
@@ -38,7 +28,7 @@ def test_drain_finishes_an_in_flight_slow_job_within_the_timeout(make_env, sig):
     env = make_env(runtime={"shutdown": {"drain_timeout_sec": 10}})
     worker = env.start_worker()
     job_id = env.send("slow one [[sleep:3]]", "--async")["job_id"]
-    wait_status(env, job_id, ("generating",))
+    env.reach(job_id, ("generating",))
     # When the worker is told to stop
     stopped_at = time.monotonic()
     worker.send_signal(sig)
@@ -66,7 +56,7 @@ def test_drain_timeout_leaves_the_job_for_the_next_start(make_env):
     env = make_env(runtime={"shutdown": {"drain_timeout_sec": 1}})
     worker = env.start_worker()
     job_id = env.send("too slow [[sleep:6]]", "--async")["job_id"]
-    wait_status(env, job_id, ("generating",))
+    env.reach(job_id, ("generating",))
     # When stopping: the worker gives up after the drain timeout
     started = time.monotonic()
     worker.send_signal(signal.SIGTERM)

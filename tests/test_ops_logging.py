@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from alter0.config import load_config
 from alter0.logging_setup import CONTEXT_FIELDS, DailySizeFileHandler, JsonFormatter, setup_logging
+from support.helpers import make_cfg
 
 
 @pytest.fixture
@@ -29,10 +29,9 @@ def lines(folder) -> list[dict]:
 
 
 def test_setup_logging_writes_json_lines_with_context(tmp_path, root_logger):
-    path = tmp_path / "config.json"
-    path.write_text(json.dumps({"runtime": {"output_dir": str(tmp_path / "out")}}))
-    folder = setup_logging(load_config(path, env={}), "worker", console=False)
-    setup_logging(load_config(path, env={}), "worker", console=False)  # idempotent: one handler
+    cfg = make_cfg(tmp_path, runtime={"output_dir": str(tmp_path / "out")})
+    folder = setup_logging(cfg, "worker", console=False)
+    setup_logging(cfg, "worker", console=False)  # idempotent: one handler
     log = logging.getLogger("alter0.test")
     log.info("stage %s done", "route", extra={"job_id": 7, "task_id": 3, "stage": "route", "user_id": "u1",
                                               "channel_id": "c1", "session_id": "s9"})

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import tarfile
 import threading
@@ -11,27 +10,14 @@ from pathlib import Path
 import pytest
 from peewee import IntegerField, SqliteDatabase
 
-from alter0.config import load_config
 from alter0.migrations import open_current
-from alter0.models import Job, Message, SchemaVersion, Task, TaskMemory, db
+from alter0.models import Job, Message, SchemaVersion, Task, TaskMemory
 from alter0 import archive
 from alter0.migrations import (EXPECTED_VERSION, MIGRATIONS, Migration, SchemaError, current_version,
                                    fresh_schema_sql, latest, migrate, migrate_ops, schema_shape)
+from support.helpers import FIXTURES, make_cfg
 
-FIXTURE = Path(__file__).parent / "fixtures" / "schema_v1.sql"
-
-
-@pytest.fixture(autouse=True)
-def _unbind():
-    yield
-    if db.obj is not None and not db.obj.is_closed():
-        db.obj.close()
-
-
-def make_cfg(tmp_path: Path):
-    path = tmp_path / "config.json"
-    path.write_text(json.dumps({"runtime": {"output_dir": str(tmp_path / "output")}}))
-    return load_config(path, env={})
+FIXTURE = FIXTURES / "schema_v1.sql"
 
 
 def insert(conn: sqlite3.Connection, table: str, **values) -> int:

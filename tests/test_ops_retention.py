@@ -2,38 +2,23 @@
 
 from __future__ import annotations
 
-import json
 import os
 from datetime import datetime, timezone
 
 import pytest
 
-from alter0.config import load_config
-from alter0.migrations import open_current
-from alter0.models import MaintenanceState, Message, Task, TaskMemory, db
+from alter0.models import MaintenanceState, Message, Task, TaskMemory
 from alter0 import retention
 from alter0.retention import DAY, maintenance_status, run_retention
-from alter0.paths import ensure_dirs
+from support.helpers import open_cfg
 
 NOW = datetime(2025, 6, 15, 12, 0, tzinfo=timezone.utc).timestamp()
 
 
-@pytest.fixture(autouse=True)
-def _close_db():
-    yield
-    if db.obj is not None and not db.obj.is_closed():
-        db.obj.close()
-
-
-def make_cfg(tmp_path, closed=30, open_=10, logs=14):
-    path = tmp_path / "config.json"
-    path.write_text(json.dumps({"runtime": {"output_dir": str(tmp_path / "output"), "maintenance": {
-        "task_memory_retention_days": closed, "task_memory_open_retention_days": open_,
-        "log_retention_days": logs}}}))
-    cfg = load_config(path, env={})
-    ensure_dirs(cfg.output_dir)
-    open_current(cfg)
-    return cfg
+def retention_cfg(tmp_path, closed=30, open_=10, logs=14):
+    """An opened install keeping closed / open task memory and logs this many days."""
+    return open_cfg(tmp_path, runtime={"maintenance": {
+        "task_memory_retention_days": closed, "task_memory_open_retention_days": open_, "log_retention_days": logs}})
 
 
 def task_with_memory(title: str, status: str, closed_at: float | None = None, last_active_at: float = NOW) -> int:
@@ -49,21 +34,21 @@ def remembered() -> set[str]:
 
 
 def test_task_memory_past_retention_is_deleted_and_nothing_else(tmp_path):
-    make_cfg(tmp_path)
+    retention_cfg(tmp_path)
     task_with_memory("closed-old", "closed", closed_at=NOW - 30 * DAY - 1)
     task_with_memory("closed-edge", "closed", closed_at=NOW - 30 * DAY)
     task_with_memory("closed-new", "closed", closed_at=NOW - 29 * DAY)
     task_with_memory("open-old", "open", last_active_at=NOW - 10 * DAY - 1)
     task_with_memory("open-edge", "open", last_active_at=NOW - 10 * DAY)
     task_with_memory("open-new", "open", last_active_at=NOW - DAY)
-    result = run_retention(make_cfg(tmp_path), now=NOW)
+    result = run_retention(retention_cfg(tmp_path), now=NOW)
     assert result["closed_task_memory"] == 1 and result["open_task_memory"] == 1
     assert remembered() == {"closed-edge", "closed-new", "open-edge", "open-new"}
     assert Message.select().count() == 6 and Task.select().count() == 6  # messages are never deleted
 
 
 def test_open_retention_zero_never_deletes_open_memory(tmp_path):
-    cfg = make_cfg(tmp_path, open_=0)
+    cfg = retention_cfg(tmp_path, open_=0)
     task_with_memory("open-ancient", "open", last_active_at=NOW - 3650 * DAY)
     assert run_retention(cfg, now=NOW)["open_task_memory"] == 0
     assert remembered() == {"open-ancient"}
@@ -74,7 +59,7 @@ def day(offset: int) -> str:
 
 
 def test_dated_log_folders_and_process_logs_past_retention_are_deleted(tmp_path):
-    cfg = make_cfg(tmp_path, logs=14)
+    cfg = retention_cfg(tmp_path, logs=14)
     out = cfg.output_dir
     for root in ("orchestrator", "audit"):
         for offset in (0, -13, -14, -15, -40):
@@ -98,7 +83,7 @@ def test_dated_log_folders_and_process_logs_past_retention_are_deleted(tmp_path)
 
 
 def test_each_run_is_recorded(tmp_path):
-    cfg = make_cfg(tmp_path)
+    cfg = retention_cfg(tmp_path)
     run_retention(cfg, now=NOW)
     status = maintenance_status()
     assert set(status) == {retention.MEMORY_JOB, retention.LOGS_JOB}
@@ -107,7 +92,7 @@ def test_each_run_is_recorded(tmp_path):
 
 
 def test_failures_are_counted_until_a_success(tmp_path, monkeypatch):
-    cfg = make_cfg(tmp_path)
+    cfg = retention_cfg(tmp_path)
 
     def broken(root, cutoff):
         raise PermissionError(f"cannot delete in {root}")

@@ -2,25 +2,18 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
-from alter0.config import load_config
-from alter0.migrations import open_current
-from alter0.models import Job, db
+from alter0.models import Job
 from alter0.ops.stats import format_stats, percentile, stats
+from support.helpers import open_cfg
 
 NOW = 1_750_000_000.0
 
 
 @pytest.fixture(autouse=True)
 def database(tmp_path):
-    path = tmp_path / "config.json"
-    path.write_text(json.dumps({"runtime": {"output_dir": str(tmp_path / "output")}}))
-    open_current(load_config(path, env={}))
-    yield
-    db.obj.close()
+    open_cfg(tmp_path)  # closed after the test by conftest's close_db
 
 
 def job(status: str, created: float, *marks: float) -> Job:

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import FIXTURES, pid_alive
+from support.helpers import FIXTURES, pid_alive
 
 
 def _overlap(a: dict, b: dict) -> bool:

@@ -7,6 +7,7 @@ Absent: skipped locally, a failure when CI=true. Each case runs once per CLI, fi
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -16,21 +17,17 @@ from pathlib import Path
 
 import pytest
 
-from alter0.config import SETTINGS
 from alter0.executors import ExecRequest, ExecutorError, build_executor
 from alter0.executors.process import group_alive
-from conftest import pid_alive, skip_or_fail
+from support.helpers import ROOT, default_settings, exec_request, group_pids, pid_alive, skip_or_fail, wait_until
+from support.model_stub import ModelStub, claude_env, codex_config_toml
 
-try:
-    from support.model_stub import ModelStub, claude_env, codex_config_toml
-except ImportError:  # run from the repo root as a package
-    from tests.support.model_stub import ModelStub, claude_env, codex_config_toml
-
-ROOT = Path(__file__).resolve().parent.parent
 AGENTS = ("codex", "claude")
 OVERLOAD = {"codex": "429", "claude": "529"}
 STUB_KEY_ENV = "MODEL_STUB_KEY"
 TIMINGS: dict[str, list[float]] = {}
+#: An ExecRequest in ``tmp_path/work``: make_request(tmp_path, prompt, session_id=None, timeout=60, **kw).
+make_request = functools.partial(exec_request, timeout=60)
 
 
 @pytest.fixture(scope="session")
@@ -64,42 +61,9 @@ def agent_config(agent: str, home: Path, base_url: str, bin_dir: Path) -> dict:
 
 def settings_for(agent: str, tmp_path: Path, base_url: str, bin_dir: Path) -> dict:
     """Flat settings for build_executor."""
-    values = {s.key: s.default for s in SETTINGS}
-    values["runtime.output_dir"] = str(tmp_path / "output")
     executor = agent_config(agent, tmp_path / "agent-home", base_url, bin_dir)
-    values.update({f"executor.{k}": v for k, v in executor.items()})
-    return values
-
-
-def make_request(tmp_path: Path, prompt: str, session_id=None, timeout: float = 60, **kw) -> ExecRequest:
-    workdir = tmp_path / "work"
-    workdir.mkdir(exist_ok=True)
-    return ExecRequest(prompt=prompt, session_id=session_id, workdir=workdir, timeout=timeout, **kw)
-
-
-def group_pids(pgid: int) -> list[int]:
-    """Live pids of process group ``pgid``."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(")") + 2:].split()
-        if fields[0] not in "ZX" and int(fields[2]) == pgid:
-            pids.append(int(entry.name))
-    return pids
-
-
-def wait_until(predicate, timeout: float = 30, what: str = "condition"):
-    """Poll ``predicate`` until it returns something true; return that."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+    return default_settings(runtime__output_dir=str(tmp_path / "output"),
+                            **{f"executor.{k}": v for k, v in executor.items()})
 
 
 def timed_run(agent: str, ex, req: ExecRequest):

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
-from alter0.config import load_config
 from alter0.routing import llm_backend
 from alter0.tools import regression
 from alter0.routing.base import Candidate, RouteInput, Turn, validate_route
@@ -15,8 +13,8 @@ from alter0.routing.embedded_router import EmbeddedRouter
 from alter0.routing.lexical import LexicalRouter
 from alter0.routing.llm_backend import LLMRouter
 from alter0.routing.registry import build_closer, build_router
+from support.helpers import REGRESSION, regression_cfg as cfg
 
-REGRESSION = Path(__file__).parent / "regression"
 T0 = 1_750_000_000.0
 # Minimum pass rate per category of tests/regression/router.jsonl, per backend.
 THRESHOLDS = {
@@ -26,10 +24,6 @@ THRESHOLDS = {
     "lexical": {"follow_up": 0.85, "topic_jump": 0.8, "cross_task": 0.8, "short_ack": 0.6,
                 "chinese_mixed": 0.3, "code": 0.5, "explicit": 0.8},
 }
-
-
-def cfg(**overrides):
-    return load_config(REGRESSION / "defaults.json", env={}, overrides={k.replace("__", "."): v for k, v in overrides.items()})
 
 
 def two_tasks(content="the parser still fails on empty lines", user="ana") -> RouteInput:

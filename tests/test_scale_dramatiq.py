@@ -9,22 +9,14 @@ import time
 
 import pytest
 
-from scale_support import (Services, assert_task_order, fresh_backend_config, missing, session_services,
-                           skip_or_fail, submitter)
-
-
-@pytest.fixture
-def shared():
-    """The session's Redis + PostgreSQL (started once, stopped by PID at exit; skip or fail when absent)."""
-    return session_services()
+from scale_support import Services, assert_task_order, fresh_backend_config, require_services, submitter
+from support.helpers import write_config
 
 
 @pytest.fixture
 def services():
     """Services of this test alone (it restarts them)."""
-    reason = missing()
-    if reason:
-        skip_or_fail(f"Dramatiq+Redis+PostgreSQL not available: {reason}")
+    require_services()
     svc = Services().start()
     yield svc
     svc.stop()
@@ -40,9 +32,9 @@ def _wait_all(env, job_ids, timeout=120) -> dict[int, str]:
         time.sleep(0.2)
 
 
-def test_task_lock_is_exclusive_owned_and_expires(shared):
+def test_task_lock_is_exclusive_owned_and_expires(scale_services):
     from tasks.dramatiq_engine.app import TaskLocks
-    client = shared.redis_client(shared.fresh()[1])
+    client = scale_services.redis_client(scale_services.fresh()[1])
     locks = TaskLocks(client, "alter0", ttl_sec=0.5)
     # Given a lock held by host A
     assert locks.acquire(7, "hostA:1")
@@ -63,12 +55,12 @@ def test_task_lock_is_exclusive_owned_and_expires(shared):
     assert locks.acquire(7, "hostC:3")
 
 
-def test_generate_waits_while_another_host_holds_the_task_lock(make_env, shared):
+def test_generate_waits_while_another_host_holds_the_task_lock(make_env, scale_services):
     env = make_env(**fresh_backend_config())
     env.start_worker()
     first = env.send("lock me in")
     # Given another host holds the task's generate lock
-    client = shared.redis_client(int(env.config["runtime"]["queue"]["broker_url"].rsplit("/", 1)[1]))
+    client = scale_services.redis_client(int(env.config["runtime"]["queue"]["broker_url"].rsplit("/", 1)[1]))
     from tasks.dramatiq_engine.app import TaskLocks
     other = TaskLocks(client, "alter0", ttl_sec=30)
     assert other.acquire(first["task_id"], "elsewhere:1")
@@ -82,7 +74,7 @@ def test_generate_waits_while_another_host_holds_the_task_lock(make_env, shared)
     assert env.wait_job(job_id, 30)["status"] == "done" and len(env.agent_runs()) == 2
 
 
-def test_one_task_in_order_across_two_worker_processes(make_env, shared):
+def test_one_task_in_order_across_two_worker_processes(make_env, scale_services):
     env = make_env(**fresh_backend_config())
     workers = [env.start_worker(), env.start_worker()]
     rt = submitter(env)
@@ -124,12 +116,11 @@ def test_dramatiq_backend_needs_a_broker_url(tmp_path):
     from alter0.config import load_config
     from alter0.errors import ConfigError
     from tasks.dramatiq_engine.app import Binding
-    (tmp_path / "config.json").write_text("{}")
     with pytest.raises(ConfigError, match="broker_url"):  # at start-up, or at the latest when binding
-        Binding(load_config(tmp_path / "config.json", env={}, overrides={"runtime.queue.backend": "dramatiq"}))
+        Binding(load_config(write_config(tmp_path), env={}, overrides={"runtime.queue.backend": "dramatiq"}))
 
 
-def test_python_m_dramatiq_runs_the_same_binding(make_env, shared):
+def test_python_m_dramatiq_runs_the_same_binding(make_env, scale_services):
     import subprocess
     import sys
     env = make_env(**fresh_backend_config())
@@ -143,11 +134,11 @@ def test_python_m_dramatiq_runs_the_same_binding(make_env, shared):
     assert len(workers) == 1 and workers[0]["pid"] != proc.pid  # the supervisor runs in the worker process
 
 
-def test_postgres_pool_gives_a_forked_child_its_own_connection(shared):
+def test_postgres_pool_gives_a_forked_child_its_own_connection(scale_services):
     import os
     from alter0.database import connect_url
     from alter0.models import ALL_MODELS, Task
-    database = connect_url(shared.pg_url(shared.fresh()[0]))
+    database = connect_url(scale_services.pg_url(scale_services.fresh()[0]))
     with database.bind_ctx(ALL_MODELS):
         database.create_tables(ALL_MODELS)
         Task.create(title="before the fork", scope="user:u", user_id="u")
@@ -160,14 +151,13 @@ def test_postgres_pool_gives_a_forked_child_its_own_connection(shared):
     database.close_all()
 
 
-def test_postgres_gets_the_same_schema_through_the_same_migrations(tmp_path, shared):
+def test_postgres_gets_the_same_schema_through_the_same_migrations(tmp_path, scale_services):
     from peewee import SqliteDatabase
     from alter0.config import load_config
     from alter0.migrations import open_current
     from alter0.models import ALL_MODELS
     from alter0.migrations import EXPECTED_VERSION, current_version
-    (tmp_path / "config.json").write_text(json.dumps({"runtime": {"output_dir": str(tmp_path / "out")}}))
-    cfg = load_config(tmp_path / "config.json", env={"DATABASE_URL": shared.pg_url(shared.fresh()[0])})
+    cfg = load_config(write_config(tmp_path), env={"DATABASE_URL": scale_services.pg_url(scale_services.fresh()[0])})
     pg = open_current(cfg)
     pg_again = open_current(cfg)  # a second process starting: nothing to do
     lite = SqliteDatabase(":memory:")

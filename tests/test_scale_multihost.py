@@ -16,15 +16,8 @@ import time
 
 import pytest
 
-from conftest import BIN, FAKE_AGENT, pid_alive
-from scale_support import (Services, assert_task_order, log_worker_pids, missing, runs_by_worker, session_services,
-                           skip_or_fail, submitter)
-
-
-@pytest.fixture
-def shared():
-    """The session's Redis + PostgreSQL (started once, stopped by PID at exit; skip or fail when absent)."""
-    return session_services()
+from scale_support import Services, assert_task_order, log_worker_pids, require_services, runs_by_worker, submitter
+from support.helpers import BIN, FAKE_AGENT, pid_alive
 
 
 TASKS, PER_TASK, HOSTS = 20, 10, 3
@@ -91,9 +84,7 @@ def netns_unavailable() -> str | None:
 @pytest.fixture(scope="module")
 def net_hosts():
     """Namespaced hosts plus a Redis and a PostgreSQL listening on loopback and on each host's veth peer."""
-    reason = missing()
-    if reason:
-        skip_or_fail(f"Dramatiq+Redis+PostgreSQL not available: {reason}")
+    require_services()
     why = netns_unavailable()
     if why:
         pytest.skip(f"network namespaces not permitted here ({why}): test_200_messages_over_worker_processes "
@@ -115,18 +106,8 @@ def start_worker_in(env, namespace: str, host_ip: str, backend: dict) -> subproc
     db_url = backend["runtime"]["db"]["url"].replace("127.0.0.1", host_ip)
     broker_url = backend["runtime"]["queue"]["broker_url"].replace("127.0.0.1", host_ip)
     wenv = dict(env.env, DATABASE_URL=db_url, ALTER0_RUNTIME__QUEUE__BROKER_URL=broker_url)
-    log = open(env.tmp / f"worker-{namespace}.log", "ab")
-    proc = subprocess.Popen(["ip", "netns", "exec", namespace, str(BIN / "alter0"), "worker"], env=wenv,
-                            cwd=env.tmp, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    env.procs.append(proc)
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        assert proc.poll() is None, f"worker in {namespace} exited {proc.returncode}: {env.logs()}"
-        status = env.cli("status", "--json", check=False)
-        if status.returncode == 0 and any(w["pid"] == proc.pid for w in json.loads(status.stdout)["workers"]):
-            return proc
-        time.sleep(0.2)
-    raise AssertionError(f"worker in {namespace} did not start: {env.logs()}")
+    proc = env.spawn(["ip", "netns", "exec", namespace, str(BIN / "alter0"), "worker"], f"worker-{namespace}", wenv)
+    return env.await_worker(proc, timeout=30)
 
 
 def run_200_messages(env, workers: list[subprocess.Popen], on_running=None) -> None:
@@ -202,11 +183,11 @@ def test_200_messages_over_hosts_in_network_namespaces(make_env, net_hosts):
     assert {f"{net}.2" for net in hosts.nets} <= redis_seen, redis_seen
 
 
-def test_200_messages_over_worker_processes(make_env, shared):
+def test_200_messages_over_worker_processes(make_env, scale_services):
     if netns_unavailable() is None:
         pytest.skip("network namespaces are permitted here: test_200_messages_over_hosts_in_network_namespaces "
                     "ran this check with each worker on a host of its own")
-    env = make_env(**shared.backend_config())
+    env = make_env(**scale_services.backend_config())
     log_worker_pids(env, FAKE_AGENT)
     workers = [env.start_worker() for _ in range(HOSTS)]
     run_200_messages(env, workers)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import time
+import os
 
 import pytest
 
 from alter0.models import Job, Worker, now
-from web_helpers import make_app, ndjson
-
-pytest_plugins = ("web_support",)  # app, client, live_server fixtures
+from support.helpers import wait_status
+from support.web import ndjson
 
 USER = {"user_id": "alice"}
 
@@ -20,13 +19,9 @@ def submit(client, content="hello [[reply:hi there]]", **extra):
     return r.get_json()["job_id"]
 
 
-def wait_status(client, job_id, statuses=("done", "failed", "cancelled", "timed_out"), timeout=20):
-    deadline = time.time() + timeout
-    while True:
-        view = client.get(f"/api/jobs/{job_id}").get_json()
-        if view["status"] in statuses or time.time() > deadline:
-            return view
-        time.sleep(0.05)
+def settled(client, job_id) -> dict:
+    """The job's view once it finished (or after 20 s)."""
+    return wait_status(lambda: client.get(f"/api/jobs/{job_id}").get_json(), timeout=20, interval=0.05)
 
 
 def assert_error(r, status, code=None):
@@ -46,7 +41,7 @@ def test_health_reports_the_database(client):
 
 def test_metrics_expose_jobs_latency_retries_failures_backlog(client):
     job_id = submit(client)
-    wait_status(client, job_id)
+    settled(client, job_id)
     text = client.get("/metrics").get_data(as_text=True)
     for family in ("alter0_jobs", "alter0_stage_duration_seconds", "alter0_retries_total", "alter0_job_failures",
                    "alter0_queue_backlog"):
@@ -71,7 +66,7 @@ def test_sync_timeout_is_504_with_the_job_id_and_the_job_goes_on(app, client):
     r = client.post("/api/message", json={"content": "slow [[sleep:1]]", **USER})
     body = assert_error(r, 504, "timeout")
     assert r.headers["Location"] == f"/api/jobs/{body['job_id']}"
-    assert wait_status(client, body["job_id"])["status"] == "done"
+    assert settled(client, body["job_id"])["status"] == "done"
 
 
 def test_sync_failed_job_is_502_with_its_kind(client):
@@ -124,7 +119,7 @@ def test_async_submit_poll_and_list(client):
     r = client.post("/api/jobs", json={"content": "one [[reply:1]]", **USER})
     assert r.status_code == 202 and r.headers["Location"] == f"/api/jobs/{r.get_json()['job_id']}"
     first = r.get_json()["job_id"]
-    view = wait_status(client, first)
+    view = settled(client, first)
     assert view["status"] == "done" and view["response"] == "1" and view["decision"] == "new"
     assert set(view["timings"]) >= {"created_at", "finished_at"} and view["error"] is None
     ids = [first] + [submit(client, f"more {i}") for i in range(3)]
@@ -153,7 +148,7 @@ def test_idempotency_key_returns_the_first_job(client):
 
 def test_events_follow_from_a_cursor_as_ndjson_and_sse(client):
     job_id = submit(client)
-    wait_status(client, job_id)
+    settled(client, job_id)
     events = ndjson(client.get(f"/api/jobs/{job_id}/events").get_data(as_text=True))
     assert events[0]["kind"] == "submitted" and events[-1] == {"kind": "end", "job_id": job_id, "status": "done"}
     seqs = [e["seq"] for e in events[:-1]]
@@ -168,7 +163,7 @@ def test_events_follow_from_a_cursor_as_ndjson_and_sse(client):
 
 
 def test_events_of_a_running_job_stop_at_the_timeout(app, client):
-    app.queue.paused.set()
+    app.queue.pause()
     job_id = submit(client)
     lines = ndjson(client.get(f"/api/jobs/{job_id}/events?timeout=0.2").get_data(as_text=True))
     assert lines[-1] == {"kind": "timeout", "job_id": job_id, "status": "queued"}
@@ -177,21 +172,21 @@ def test_events_of_a_running_job_stop_at_the_timeout(app, client):
 
 
 def test_cancel_is_idempotent_and_409_once_finished(app, client):
-    app.queue.paused.set()
+    app.queue.pause()
     job_id = submit(client)
     first = client.post(f"/api/jobs/{job_id}/cancel")
     assert first.status_code == 200 and first.get_json()["status"] == "cancelled"
     assert client.post(f"/api/jobs/{job_id}/cancel").get_json()["status"] == "cancelled"
-    app.queue.paused.clear()
+    app.queue.resume()
     retried = client.post(f"/api/jobs/{job_id}/retry")
     assert retried.status_code == 202 and retried.get_json()["status"] == "queued"
-    assert wait_status(client, job_id)["status"] == "done"
+    assert settled(client, job_id)["status"] == "done"
     assert_error(client.post(f"/api/jobs/{job_id}/cancel"), 409, "conflict")
     assert_error(client.post(f"/api/jobs/{job_id}/retry"), 409, "conflict")
 
 
 def test_cancel_of_a_running_job_asks_the_worker(app, client):
-    app.queue.paused.set()
+    app.queue.pause()
     job_id = submit(client)
     Job.update(status="generating", lease_owner="w1", lease_expires=now() + 60).where(Job.id == job_id).execute()
     view = client.post(f"/api/jobs/{job_id}/cancel").get_json()
@@ -295,14 +290,10 @@ def test_body_far_over_the_limit_is_413_before_parsing(client):
     assert_error(client.post("/api/jobs", data=b"x" * (65536 * 7 + 65536), content_type="application/json"), 413)
 
 
-def test_content_limit_is_configurable(a0):
-    from alter0.runtime import set_runtime
-    small = make_app(a0, task__max_content_bytes=10).test_client()
-    try:
-        assert_error(small.post("/api/jobs", json={"content": "x" * 11, **USER}), 413, "too_large")
-        assert small.post("/api/jobs", json={"content": "x" * 10, **USER}).status_code == 202
-    finally:
-        set_runtime(None)
+def test_content_limit_is_configurable(make_web_app):
+    small = make_web_app(task__max_content_bytes=10).test_client()
+    assert_error(small.post("/api/jobs", json={"content": "x" * 11, **USER}), 413, "too_large")
+    assert small.post("/api/jobs", json={"content": "x" * 10, **USER}).status_code == 202
 
 
 @pytest.mark.parametrize("method,path,status", [
@@ -349,11 +340,8 @@ API_CALLS = [("get", "/api/jobs"), ("post", "/api/jobs"), ("post", "/api/message
 
 
 @pytest.fixture
-def token_client(a0):
-    from alter0.runtime import set_runtime
-    app = make_app(a0, security__api_token="s3cret")
-    yield app.test_client()
-    set_runtime(None)
+def token_client(make_web_app):
+    return make_web_app(security__api_token="s3cret").test_client()
 
 
 @pytest.mark.parametrize("method,path", API_CALLS)
@@ -371,15 +359,11 @@ def test_the_right_token_opens_the_api_and_health_stays_open(token_client):
     assert token_client.get("/health").status_code == 200
 
 
-def test_the_token_can_come_from_the_environment(a0, monkeypatch):
-    from alter0.runtime import set_runtime
+def test_the_token_can_come_from_the_environment(make_web_app, monkeypatch):
     monkeypatch.setenv("ALTER0_API_TOKEN", "from-env")
-    c = make_app(a0).test_client()
-    try:
-        assert c.get("/api/status").status_code == 401
-        assert c.get("/api/status", headers={"Authorization": "Bearer from-env"}).status_code == 200
-    finally:
-        set_runtime(None)
+    c = make_web_app(environ=os.environ).test_client()
+    assert c.get("/api/status").status_code == 401
+    assert c.get("/api/status", headers={"Authorization": "Bearer from-env"}).status_code == 200
 
 
 @pytest.mark.parametrize("bind,ok", [("127.0.0.1:8080", True), ("localhost:8080", True), ("[::1]:8080", True),

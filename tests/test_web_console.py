@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import re
-import time
 
 import pytest
 
 from alter0.models import Job, Worker, now
-from web_helpers import csrf_of, make_app, ndjson
-
-pytest_plugins = ("web_support",)  # app, client, live_server fixtures
+from support.helpers import wait_until
+from support.web import csrf_of, ndjson
 
 
 def done_job(client, content="hello [[reply:hi]]", user="local"):
@@ -62,7 +60,7 @@ def test_close_and_reopen_a_task_with_the_buttons(client):
 
 
 def test_cancel_and_retry_from_the_jobs_page(app, client):
-    app.queue.paused.set()
+    app.queue.pause()
     job_id = client.post("/api/jobs", json={"content": "wait", "user_id": "u"}).get_json()["job_id"]
     page = client.get("/jobs").get_data(as_text=True)
     assert f'action="/jobs/{job_id}/cancel"' in page
@@ -74,12 +72,9 @@ def test_cancel_and_retry_from_the_jobs_page(app, client):
     assert f'action="/jobs/{job_id}/retry"' in page
     r = client.post(f"/jobs/{job_id}/cancel", data={"csrf_token": token}, follow_redirects=True)
     assert "cancelled" in r.get_data(as_text=True)  # idempotent, flashed
-    app.queue.paused.clear()
+    app.queue.resume()
     client.post(f"/jobs/{job_id}/retry", data={"csrf_token": token, "next": "//evil.example/"})
-    deadline = time.time() + 20
-    while Job.get_by_id(job_id).status != "done" and time.time() < deadline:
-        time.sleep(0.05)
-    assert Job.get_by_id(job_id).status == "done"
+    wait_until(lambda: Job.get_by_id(job_id).status == "done", 20, f"job {job_id} to be done after its retry")
     r = client.post(f"/jobs/{job_id}/cancel", data={"csrf_token": token}, follow_redirects=True)
     assert "already finished" in r.get_data(as_text=True)
 
@@ -123,22 +118,18 @@ def test_status_page_marks_a_silent_worker_down(client):
     assert rows == {"w-old": "down", "w-new": "up"}
 
 
-def test_with_a_token_the_console_asks_to_log_in(a0):
-    from alter0.runtime import set_runtime
-    c = make_app(a0, security__api_token="s3cret").test_client()
-    try:
-        r = c.get("/jobs")
-        assert r.status_code == 302 and r.headers["Location"].startswith("/login")
-        login = c.get("/login").get_data(as_text=True)
-        token = re.search(r'name="csrf_token" value="([^"]+)"', login).group(1)
-        assert "wrong token" in c.post("/login", data={"csrf_token": token, "token": "nope"}).get_data(as_text=True)
-        r = c.post("/login?next=/jobs", data={"csrf_token": token, "token": "s3cret"})
-        assert r.status_code == 302 and r.headers["Location"] == "/jobs"
-        assert c.get("/jobs").status_code == 200
-        c.post("/logout", data={"csrf_token": csrf_of(c)})
-        assert c.get("/jobs").status_code == 302
-    finally:
-        set_runtime(None)
+def test_with_a_token_the_console_asks_to_log_in(make_web_app):
+    c = make_web_app(security__api_token="s3cret").test_client()
+    r = c.get("/jobs")
+    assert r.status_code == 302 and r.headers["Location"].startswith("/login")
+    login = c.get("/login").get_data(as_text=True)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', login).group(1)
+    assert "wrong token" in c.post("/login", data={"csrf_token": token, "token": "nope"}).get_data(as_text=True)
+    r = c.post("/login?next=/jobs", data={"csrf_token": token, "token": "s3cret"})
+    assert r.status_code == 302 and r.headers["Location"] == "/jobs"
+    assert c.get("/jobs").status_code == 200
+    c.post("/logout", data={"csrf_token": csrf_of(c)})
+    assert c.get("/jobs").status_code == 302
 
 
 def test_pages_are_phone_friendly(client):

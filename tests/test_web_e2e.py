@@ -7,38 +7,17 @@ import os
 import signal
 import subprocess
 import time
-from pathlib import Path
 
 import requests
 
-from conftest import BIN, ROOT, pid_alive
-from web_helpers import free_port, ndjson, start_gunicorn
-
-pytest_plugins = ("web_support",)  # app, client, live_server fixtures
+from support.helpers import BIN, ROOT, free_port, group_pids, pid_alive, wait_status, wait_until
+from support.web import answers, ndjson, start_gunicorn
 
 USER = {"user_id": "e2e"}
 
 
-def group_members(pgid: int) -> list[int]:
-    """Live (non-zombie) processes of a process group, from /proc."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[0] != "Z" and int(fields[2]) == pgid:
-            found.append(int(stat.parent.name))
-    return found
-
-
 def poll(url, until, timeout=60):
-    deadline = time.time() + timeout
-    while True:
-        view = requests.get(url, timeout=10).json()
-        if view["status"] in until or time.time() > deadline:
-            return view
-        time.sleep(0.1)
+    return wait_status(lambda: requests.get(url, timeout=10).json(), until, timeout)
 
 
 def test_sync_message(live_server):
@@ -80,7 +59,7 @@ def test_async_submit_poll_and_cancel_kills_the_executor_group(live_server):
     while (pid_alive(run["pid"]) or pid_alive(run["child_pid"])) and time.time() < deadline:
         time.sleep(0.1)
     assert not pid_alive(run["pid"]) and not pid_alive(run["child_pid"])
-    assert group_members(run["pgid"]) == []
+    assert group_pids(run["pgid"]) == []
     again = requests.post(job_url + "/cancel", timeout=10)
     assert again.status_code == 200 and again.json()["status"] == "cancelled"
     events = ndjson(requests.get(job_url + "/events", timeout=10).text)
@@ -163,15 +142,8 @@ def test_alter0_web_runs_gunicorn_with_the_config_file(a0):
                             cwd=a0.tmp, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     a0.procs.append(proc)
     try:
-        deadline = time.time() + 60
-        while True:
-            assert proc.poll() is None, proc.stdout.read().decode()
-            try:
-                if requests.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                    break
-            except requests.RequestException:
-                assert time.time() < deadline
-                time.sleep(0.2)
+        wait_until(lambda: answers(f"http://127.0.0.1:{port}/health", proc, lambda: proc.stdout.read().decode()),
+                   60, "alter0 web to answer /health", interval=0.2)
         assert requests.get(f"http://127.0.0.1:{port}/api/status", timeout=10).json()["gateway"]["pid"] != proc.pid
     finally:
         os.killpg(proc.pid, signal.SIGTERM)

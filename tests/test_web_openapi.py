@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import re
 
-
-pytest_plugins = ("web_support",)  # app, client, live_server fixtures
-
 DOCUMENTED_PREFIXES = ("/api/", "/health", "/metrics")
 
 
