@@ -70,13 +70,6 @@ def make_db(cfg, sql: str) -> Path:
     return path
 
 
-def garbage(cfg, store: str, data: bytes) -> None:
-    """Put ``data`` where the install keeps ``store`` (relative to its output dir)."""
-    path = cfg.output_dir / store
-    path.parent.mkdir(parents=True)
-    path.write_bytes(data)
-
-
 def test_database_newer_than_this_alter0(tmp_path):
     cfg = healthy_cfg(tmp_path)
     make_db(cfg, fresh_schema_sql() + f"INSERT INTO schemaversion VALUES ({EXPECTED_VERSION + 1}, 0, '');")
@@ -90,11 +83,17 @@ def test_database_older_migrates_at_start_so_is_no_problem(tmp_path):
     assert preflight(cfg) == []
 
 
-def test_database_unreadable(tmp_path):
+@pytest.mark.parametrize("store, data, check, what, fix", [
+    ("db/alter0.db", b"this is not a database", "database", ["cannot be read"], ["alter0 restore"]),
+    ("queue/huey.db", b"garbage, not sqlite", "queue", ["Huey store", "not writable"], []),
+], ids=["database_unreadable", "queue_store_not_writable"])
+def test_a_store_holding_garbage(tmp_path, store, data, check, what, fix):
     cfg = healthy_cfg(tmp_path)
-    garbage(cfg, "db/alter0.db", b"this is not a database" * 100)
-    problem = only(preflight(cfg), "database")
-    assert "cannot be read" in problem.what and "alter0 restore" in problem.fix
+    path = cfg.output_dir / store
+    path.parent.mkdir(parents=True)
+    path.write_bytes(data * 100)
+    problem = only(preflight(cfg), check)
+    assert all(w in problem.what for w in what) and all(f in problem.fix for f in fix), problem
 
 
 def test_database_of_something_else(tmp_path):
@@ -106,13 +105,6 @@ def test_database_of_something_else(tmp_path):
 def test_database_url_unreachable(tmp_path):
     cfg = healthy_cfg(tmp_path, runtime={"db": {"url": "sqlite:////nonexistent-dir/x/y.db"}})
     assert "unreachable" in only(preflight(cfg), "database").what
-
-
-def test_queue_store_not_writable(tmp_path):
-    cfg = healthy_cfg(tmp_path)
-    garbage(cfg, "queue/huey.db", b"garbage, not sqlite" * 100)
-    problem = only(preflight(cfg), "queue")
-    assert "Huey store" in problem.what and "not writable" in problem.what
 
 
 def test_dramatiq_without_broker(tmp_path):
