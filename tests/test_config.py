@@ -1,6 +1,7 @@
 """Configuration: defaults, file, environment, and a clear refusal of every bad value."""
 
 import json
+import os
 
 import pytest
 
@@ -68,3 +69,11 @@ def test_cli_reports_config_errors_in_one_line(tmp_path):
                          capture_output=True, text=True)
     assert out.returncode == 2 and out.stderr.startswith("alter0: config executor.name")
     assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_the_session_never_reads_the_current_directorys_config():
+    """conftest runs the tests where ./config/config.json is refused and ALTER0_CONFIG is unset: a runtime that
+    forgets its config path fails loudly instead of reading the developer's install."""
+    assert "ALTER0_CONFIG" not in os.environ
+    with pytest.raises(ConfigError, match="read_by_a_test"):
+        load_config()

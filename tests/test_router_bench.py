@@ -7,9 +7,10 @@ from pathlib import Path
 
 from alter0.tools import bench_routing
 from alter0.cli import main as cli_main
+from support.helpers import REGRESSION, write_config
 
-SAMPLE = Path(__file__).parent / "regression" / "chat_sample.jsonl"
-CONTEXT = Path(__file__).parent / "regression" / "chat_sample.context.jsonl"
+SAMPLE = REGRESSION / "chat_sample.jsonl"
+CONTEXT = REGRESSION / "chat_sample.context.jsonl"
 
 
 def read(path: Path) -> list[dict]:
@@ -37,10 +38,10 @@ def threads(preds: list[dict]) -> list[tuple[str, int]]:
 def test_kernel_and_inline_engines_agree(tmp_path):
     # Given the sample rooms (with context) replayed through the real route stage (one process, and the rooms
     # spread over two processes with a database each) and through the inline state
-    stats = {}
+    stats, config = {}, str(write_config(tmp_path))
     for name, engine, jobs in (("kernel", "kernel", 1), ("kernel2", "kernel", 2), ("inline", "inline", None)):
         stats[name] = bench_routing.run(str(SAMPLE), str(CONTEXT), str(tmp_path / f"{name}.jsonl"),
-                                        backend="lexical", engine=engine, progress=False, jobs=jobs)
+                                        backend="lexical", engine=engine, progress=False, jobs=jobs, config=config)
     kernel, kernel2, inline = (read(tmp_path / f"{n}.jsonl") for n in ("kernel", "kernel2", "inline"))
     # Then all three put every message in the same task, and every annotated message has one line
     assert [p["pred_thread"] for p in kernel] == [p["pred_thread"] for p in inline]
@@ -53,7 +54,7 @@ def test_kernel_and_inline_engines_agree(tmp_path):
 
 def test_rooms_are_independent_and_threads_found(tmp_path):
     bench_routing.run(str(SAMPLE), None, str(tmp_path / "p.jsonl"), backend="embedded", engine="inline",
-                      progress=False)
+                      progress=False, config=str(write_config(tmp_path)))
     preds = {(p["channel_file"], p["idx"]): p["pred_thread"] for p in read(tmp_path / "p.jsonl")}
     gold = read(SAMPLE)
     rooms = {}
@@ -69,13 +70,14 @@ def test_rooms_are_independent_and_threads_found(tmp_path):
 
 def test_cli_subcommand(tmp_path, capsys):
     out = tmp_path / "preds.jsonl"
-    code = cli_main(["bench", "routing", "--input", str(SAMPLE), "--output", str(out), "--backend", "lexical",
-                     "--engine", "inline"])
+    code = cli_main(["--config", str(write_config(tmp_path)), "bench", "routing", "--input", str(SAMPLE),
+                     "--output", str(out), "--backend", "lexical", "--engine", "inline"])
     assert code == 0
     stats = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert stats["scored"] == 22 and len(read(out)) == 22
 
 
 def test_cli_missing_input(tmp_path, capsys):
-    code = cli_main(["bench", "routing", "--input", str(tmp_path / "nope.jsonl"), "--output", str(tmp_path / "o")])
+    code = cli_main(["--config", str(write_config(tmp_path)), "bench", "routing", "--input",
+                     str(tmp_path / "nope.jsonl"), "--output", str(tmp_path / "o")])
     assert code != 0 and "does not exist" in capsys.readouterr().err
