@@ -14,6 +14,7 @@ from . import service
 from .commands import is_command, run_command
 from .errors import Alter0Error
 from .models import TERMINAL
+from .principals import cli_principal
 
 RET_OK, RET_ERROR, RET_USAGE, RET_PENDING, RET_NOT_FOUND, RET_CONFLICT, RET_FORBIDDEN, RET_JOB_FAILED = range(8)
 
@@ -38,7 +39,7 @@ def cmd_send(args) -> int:
     rt = _runtime(args)
     user = args.user or rt.cfg["task.cli_user_id"]
     if is_command(args.text):
-        result = run_command(rt, args.text, user, args.channel or "")
+        result = run_command(rt, args.text, user, args.channel or "", cli_principal(rt.cfg, user), "cli")
         _print_json(result.data) if args.json else print(result.text)
         return RET_OK
     job, _ = service.submit(rt, args.text, user, args.channel, args.task, args.request_id)
@@ -138,7 +139,7 @@ def cmd_chat(args) -> int:
             continue
         try:
             if is_command(line):
-                print(run_command(rt, line, user, args.channel or "").text)
+                print(run_command(rt, line, user, args.channel or "", cli_principal(rt.cfg, user), "cli").text)
                 continue
             job, _ = service.submit(rt, line, user, args.channel)
             if not service.live_workers():
@@ -209,7 +210,7 @@ def cmd_worker(args) -> int:
 
 EXTRA_COMMANDS: list[Callable[[Any], None]] = []
 #: Modules that add subcommands: each has ``add_commands(subparsers)`` or appends to EXTRA_COMMANDS on import.
-EXTENSIONS = ("alter0.ops.cli", "alter0.cli_web", "alter0.bench_routing")
+EXTENSIONS = ("alter0.ops.cli", "alter0.cli_web", "alter0.bench_routing", "alter0.cli_security")
 
 
 def _load_extensions() -> list[Callable[[Any], None]]:

@@ -13,7 +13,8 @@ from alter0.models import Job, TERMINAL
 
 from . import openapi, status
 from .db import get_rt
-from .security import require_token
+from .guard import UnsupportedMediaType, has_body
+from .security import principal, require_token
 from .streaming import CHUNK_DEFAULT, CHUNK_MAX, event_stream, message_stream
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -30,7 +31,9 @@ def json_body(required: bool = True) -> dict[str, Any]:
     limit = current_app.config.get("MAX_CONTENT_LENGTH")
     if limit and (request.content_length or 0) > limit:
         raise InputError(f"the body is {request.content_length} bytes; at most {limit} are read", code="too_large")
-    data = request.get_json(force=True, silent=True)
+    if has_body() and not request.is_json:
+        raise UnsupportedMediaType("the body must be application/json")
+    data = request.get_json(silent=True)
     if data is None and not required and not request.get_data():
         return {}
     if not isinstance(data, dict):
@@ -78,8 +81,8 @@ def task_id(raw: str) -> int:
 def submit(data: dict[str, Any]) -> tuple[Job, bool]:
     """Submit a message; Idempotency-Key (or request_id) makes a retried submit return the first job."""
     key = request.headers.get("Idempotency-Key") or data.get("request_id")
-    return service.submit(get_rt(), data.get("content"), data.get("user_id"), data.get("channel_id"),
-                          data.get("task_id"), key)
+    user = principal().acting_as(data.get("user_id"), None)
+    return service.submit(get_rt(), data.get("content"), user, data.get("channel_id"), data.get("task_id"), key)
 
 
 def job_location(job: Job) -> dict[str, str]:
@@ -202,20 +205,22 @@ def reopen_task(tid: str):
 def command():
     """Run a slash command through the CLI's interpreter (same admin rules and audit)."""
     data = json_body()
-    text, user, channel = data.get("command"), data.get("user_id"), data.get("channel_id")
+    caller = principal()
+    text, user, channel = data.get("command"), caller.acting_as(data.get("user_id"), None), data.get("channel_id")
     channel = "" if channel is None else channel
     for name, value in (("command", text), ("user_id", user), ("channel_id", channel)):
         if not isinstance(value, str) or len(value) > 4000:
             raise InputError(f"{name} must be a string of at most 4000 characters")
     if not user.strip():
         raise InputError("user_id must not be empty")
-    result = run_command(get_rt(), text, user, channel)
+    result = run_command(get_rt(), text, user, channel, caller, f"http {request.remote_addr}")
     return jsonify(ok=result.ok, text=result.text, data=result.data)
 
 
 @bp.get("/status")
 def status_snapshot():
-    return jsonify(status.snapshot(get_rt()))
+    """The operator's snapshot; the audit tail only for admins."""
+    return jsonify(status.snapshot(get_rt(), admin=principal().admin))
 
 
 @bp.get("/openapi.json")
