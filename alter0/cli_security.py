@@ -62,9 +62,9 @@ def cmd_token(args) -> int:
 
 
 def cmd_config(args) -> int:
-    """Print every setting as it is in effect (file, environment), secrets masked."""
-    rt = cli._runtime(args)
-    values = rt.cfg.public(admin=True)
+    """Print every setting as it is in effect (file, environment), secrets masked; opens no database."""
+    from .config import load_config
+    values = load_config(args.config).public(admin=True)
     if args.key:
         if args.key not in values:
             return cli._fail(f"unknown setting {args.key!r}; `alter0 config` lists them", cli.RET_USAGE)

@@ -125,7 +125,7 @@ def by_digest(token_digest: str, cfg) -> Principal | None:
     """The principal of a token known by its digest (the console's session keeps only the digest)."""
     shared = cfg["security.api_token"]
     if shared and hmac.compare_digest(token_digest.encode(), digest(shared).encode()):
-        return Principal(None, True, "shared-token")
+        return Principal(cfg["task.cli_user_id"], True, "shared-token")
     row = live_tokens().where(ApiToken.digest == token_digest).first()
     if row is None:
         return None
