@@ -7,6 +7,7 @@ loopback principal: it may name any user and is never admin. Otherwise every req
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import os
 import secrets
 import time
@@ -67,7 +68,16 @@ def _resolve() -> Principal | None:
         if found is not None:
             return found
         session.pop("auth", None)
-    return None if tokens_required() else LOOPBACK
+    if tokens_required() or not is_loopback_address(request.remote_addr or ""):
+        return None  # tokenless mode serves this machine only, whatever the bind
+    return LOOPBACK
+
+
+def is_loopback_address(addr: str) -> bool:
+    try:
+        return ipaddress.ip_address(addr.split("%")[0]).is_loopback
+    except ValueError:
+        return addr.startswith("unix:") or addr == ""
 
 
 def require_token() -> None:
