@@ -160,10 +160,14 @@ def test_user_tokens_act_only_as_their_user_and_admin_tokens_as_anyone(make_env)
     tail = requests.get(url + "/api/status", headers=bearer(root), timeout=10).json()["audit_tail"]
     events = [a["event"] for a in tail]
     assert {"token.create", "token.revoke", "refused", "admin_command"} <= set(events)
+    assert any(a["event"] == "refused" and a["user_id"] == "bob" and "'mallory'" in a["command"] for a in tail)
     assert not any(bob in json.dumps(a) or root in json.dumps(a) for a in tail)
     error_of(requests.post(url + "/api/jobs", json=BODY, headers={**bearer(root), "Origin": EVIL}, timeout=10), 403)
     error_of(requests.get(url + "/api/status", headers={**bearer(root), "Host": "evil.example"}, timeout=10), 403)
     # the console: log in with a token; no "You are" picker, the user is the token's
+    wrong, _ = console(url, "a0_wrong")
+    assert wrong.get(url + "/", allow_redirects=False, timeout=10).status_code == 302
+    assert "console login" in audit_lines(env)[-1]["command"]
     s, csrf = console(url, bob)
     page = s.get(url + "/", timeout=10).text
     assert "You are <strong>bob</strong>" in page and 'name="user_id"' not in page
@@ -302,3 +306,35 @@ def test_a_crafted_restore_archive_cannot_silently_change_the_executor(make_env,
     applied = env.cli("restore", str(crafted), "--with-config", "--yes")
     assert "restored" in applied.stdout
     assert load_config(env.config_path, env={})["executor.command"][0] == "/bin/sh" and not pwned.exists()
+
+
+# --- the rules themselves -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("host, allowed", [
+    ("127.0.0.1:8080", True), ("[::1]:8080", True), ("10.0.0.5", True), ("localhost:8080", True),
+    ("app.localhost", True), ("alter0.example.com", True), ("ALTER0.example.com:443", True),
+    ("evil.example", False), ("localhost.evil.example", False), ("", False), ("127.0.0.1.nip.io", False)])
+def test_host_allow_list(host, allowed):
+    from web.guard import host_allowed
+    assert host_allowed(host, "127.0.0.1", ["alter0.example.com"]) is allowed
+    assert host_allowed(host, "127.0.0.1", ["*"]) is bool(host)
+
+
+def test_origin_is_the_servers_own_or_listed():
+    from web.guard import origin_allowed
+    assert origin_allowed("http://127.0.0.1:8080", "127.0.0.1:8080", [])
+    assert origin_allowed("https://alter0.example.com/", "alter0.example.com", [])
+    assert not origin_allowed("http://127.0.0.1:9999", "127.0.0.1:8080", [])
+    assert not origin_allowed("null", "127.0.0.1:8080", [])
+    assert origin_allowed("https://ci.example", "127.0.0.1:8080", ["https://ci.example"])
+
+
+def test_secrets_are_masked_by_shape():
+    from alter0.config import SETTINGS_BY_KEY
+    from alter0.secrets import masked
+    assert masked(SETTINGS_BY_KEY["runtime.db.url"], "postgresql://a0:pw@db:5432/a0?sslpassword=x") == \
+        "postgresql://a0:***@db:5432/a0?***"
+    assert masked(SETTINGS_BY_KEY["executor.env"], {"KEY": "v", "PATH": "/bin"}) == {"KEY": "***", "PATH": "***"}
+    assert masked(SETTINGS_BY_KEY["security.api_token"], "t") == "***"
+    assert masked(SETTINGS_BY_KEY["security.api_token"], "") == ""
+    assert masked(SETTINGS_BY_KEY["executor.name"], "codex") == "codex"

@@ -14,7 +14,7 @@ from alter0.models import Job, TERMINAL
 from . import openapi, status
 from .db import get_rt
 from .guard import UnsupportedMediaType, has_body
-from .security import principal, require_token
+from .security import acting_as, principal, require_token
 from .streaming import CHUNK_DEFAULT, CHUNK_MAX, event_stream, message_stream
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -81,7 +81,7 @@ def task_id(raw: str) -> int:
 def submit(data: dict[str, Any]) -> tuple[Job, bool]:
     """Submit a message; Idempotency-Key (or request_id) makes a retried submit return the first job."""
     key = request.headers.get("Idempotency-Key") or data.get("request_id")
-    user = principal().acting_as(data.get("user_id"), None)
+    user = acting_as(data.get("user_id"))
     return service.submit(get_rt(), data.get("content"), user, data.get("channel_id"), data.get("task_id"), key)
 
 
@@ -206,7 +206,7 @@ def command():
     """Run a slash command through the CLI's interpreter (same admin rules and audit)."""
     data = json_body()
     caller = principal()
-    text, user, channel = data.get("command"), caller.acting_as(data.get("user_id"), None), data.get("channel_id")
+    text, user, channel = data.get("command"), acting_as(data.get("user_id")), data.get("channel_id")
     channel = "" if channel is None else channel
     for name, value in (("command", text), ("user_id", user), ("channel_id", channel)):
         if not isinstance(value, str) or len(value) > 4000:

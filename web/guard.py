@@ -76,11 +76,16 @@ def origin_allowed(origin: str, host: str, allowed: list[str]) -> bool:
     return origin in own or origin in {a.strip().rstrip("/").lower() for a in allowed}
 
 
-def refuse(error: Alter0Error, what: str) -> None:
-    """Audit a refused request, then raise ``error``."""
+def audit_refusal(reason: str, what: str, who: str | None = None) -> None:
+    """One audit line for a refused request: from where, what, why."""
     rt = get_rt()
-    record(rt.output_dir, rt.cfg.as_dict(), "refused", who=None, source=request.remote_addr or "",
-           what=f"{request.method} {request.path}: {what}", allowed=False, reason=error.code)
+    record(rt.output_dir, rt.cfg.as_dict(), "refused", who=who, source=request.remote_addr or "",
+           what=f"{request.method} {request.path}: {what}", allowed=False, reason=reason)
+
+
+def refuse(error: Alter0Error, what: str, who: str | None = None) -> None:
+    """Audit a refused request, then raise ``error``."""
+    audit_refusal(error.code, what, who)
     raise error
 
 

@@ -19,7 +19,7 @@ from alter0.errors import Alter0Error
 from alter0.principals import Principal, authenticate, by_digest, digest, tokens_configured
 
 from .db import get_rt
-from .guard import refuse
+from .guard import audit_refusal, refuse
 
 LOOPBACK = Principal(None, False, "loopback")
 
@@ -91,10 +91,22 @@ def require_token() -> None:
 def login(token: str) -> bool:
     """The console's login: keep the token's digest in the session if it proves a principal."""
     found = authenticate(token, get_rt().cfg) if token else None
-    if found is not None:
-        session["auth"] = digest(token)
-        g.principal = found
-    return found is not None
+    if found is None:
+        audit_refusal("unauthorized", "console login with an unknown, revoked or expired token")
+        return False
+    session["auth"] = digest(token)
+    g.principal = found
+    return True
+
+
+def acting_as(claimed: object) -> str | None:
+    """The user id this request runs as (``claimed`` if the caller may use it); a refusal is audited."""
+    me = principal()
+    try:
+        return me.acting_as(claimed, None)
+    except Alter0Error as exc:
+        audit_refusal(exc.code, f"acting as {str(claimed)[:200]!r}", me.user_id)
+        raise
 
 
 def csrf_token() -> str:
