@@ -162,6 +162,14 @@ def test_user_tokens_act_only_as_their_user_and_admin_tokens_as_anyone(make_env)
     assert {"token.create", "token.revoke", "refused", "admin_command"} <= set(events)
     assert any(a["event"] == "refused" and a["user_id"] == "bob" and "'mallory'" in a["command"] for a in tail)
     assert not any(bob in json.dumps(a) or root in json.dumps(a) for a in tail)
+    # a user token sees and touches its user's jobs and tasks only
+    carol = requests.post(url + "/api/jobs", json={"content": "carol's [[reply:c]]", "user_id": "carol"},
+                          headers=bearer(root), timeout=10).json()["job_id"]
+    assert [j["user_id"] for j in requests.get(url + "/api/jobs", headers=bearer(bob), timeout=10).json()["jobs"]] \
+        == ["bob"]
+    for method, path in (("get", f"/api/jobs/{carol}"), ("post", f"/api/jobs/{carol}/cancel")):
+        error_of(requests.request(method, url + path, headers=bearer(bob), timeout=10), 404)
+    assert len(requests.get(url + "/api/jobs", headers=bearer(root), timeout=10).json()["jobs"]) == 2
     error_of(requests.post(url + "/api/jobs", json=BODY, headers={**bearer(root), "Origin": EVIL}, timeout=10), 403)
     error_of(requests.get(url + "/api/status", headers={**bearer(root), "Host": "evil.example"}, timeout=10), 403)
     # the console: log in with a token; no "You are" picker, the user is the token's

@@ -14,6 +14,7 @@ from alter0.models import Job, TERMINAL
 from . import openapi, status
 from .db import get_rt
 from .guard import UnsupportedMediaType, has_body
+from .scoping import confined_user, own_job, own_task
 from .security import acting_as, principal, require_token
 from .streaming import CHUNK_DEFAULT, CHUNK_MAX, event_stream, message_stream
 
@@ -69,19 +70,21 @@ def arg_number(name: str, default: float | None, lo: float, hi: float, kind: typ
 def job_or_404(raw: str) -> Job:
     if not (raw.isascii() and raw.isdigit()) or len(raw) > 19 or int(raw) > MAX_ID:
         raise NotFound(f"job {raw!r} does not exist (job ids are positive integers)")
-    return service.get_job(int(raw))
+    return own_job(service.get_job(int(raw)))
 
 
 def task_id(raw: str) -> int:
     if not (raw.isascii() and raw.isdigit()) or len(raw) > 19 or int(raw) > MAX_ID:
         raise NotFound(f"task {raw!r} does not exist (task ids are positive integers)")
-    return int(raw)
+    return own_task(service.get_task(int(raw))).id
 
 
 def submit(data: dict[str, Any]) -> tuple[Job, bool]:
     """Submit a message; Idempotency-Key (or request_id) makes a retried submit return the first job."""
     key = request.headers.get("Idempotency-Key") or data.get("request_id")
     user = acting_as(data.get("user_id"))
+    if confined_user() is not None and data.get("task_id") not in (None, ""):
+        own_task(service.get_task(data["task_id"]))
     return service.submit(get_rt(), data.get("content"), user, data.get("channel_id"), data.get("task_id"), key)
 
 
@@ -134,7 +137,8 @@ def submit_job():
 @bp.get("/jobs")
 def jobs():
     a = request.args
-    return jsonify(service.list_jobs(a.get("status"), a.get("task_id"), a.get("limit", 50), a.get("cursor")))
+    return jsonify(service.list_jobs(a.get("status"), a.get("task_id"), a.get("limit", 50), a.get("cursor"),
+                                     user_id=confined_user()))
 
 
 @bp.get("/jobs/<job_id>")
@@ -177,7 +181,8 @@ def retry_job(job_id: str):
 @bp.get("/tasks")
 def tasks():
     limit = arg_number("limit", 200, 1, 1000)
-    found = service.list_tasks(request.args.get("status") or "all", request.args.get("scope") or None, limit)
+    found = service.list_tasks(request.args.get("status") or "all", request.args.get("scope") or None, limit,
+                               user_id=confined_user())
     return jsonify(tasks=[service.task_view(t) for t in found])
 
 

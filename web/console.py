@@ -17,6 +17,7 @@ from alter0.ops import stats
 from . import status
 from .api import json_body, task_id as parse_tid, job_or_404
 from .db import get_rt
+from .scoping import confined_user
 from .security import check_csrf, login as token_login, principal
 from .streaming import CHUNK_DEFAULT, message_stream
 
@@ -151,7 +152,8 @@ def tasks():
     if which not in ("open", "closed", "all"):
         raise InputError("status must be open, closed or all")
     return render_template("tasks.html", which=which,
-                           tasks=[service.task_view(t) for t in service.list_tasks(which, limit=500)])
+                           tasks=[service.task_view(t) for t in service.list_tasks(which, limit=500,
+                                                                                   user_id=confined_user())])
 
 
 @bp.get("/tasks/<tid>")
@@ -176,9 +178,11 @@ def task_action(tid: str, action: str):
 # --- jobs -------------------------------------------------------------------------------------------
 
 def _jobs(states, limit: int) -> list[dict]:
-    found = []
+    found, user = [], confined_user()
     for s in states:
-        found += [service.job_view(j) for j in Job.select().where(Job.status == s).order_by(Job.id.desc()).limit(limit)]
+        q = Job.select().where(Job.status == s) if user is None else Job.select().where(Job.status == s,
+                                                                                        Job.user_id == user)
+        found += [service.job_view(j) for j in q.order_by(Job.id.desc()).limit(limit)]
     return sorted(found, key=lambda j: -j["job_id"])[:limit]
 
 
