@@ -36,7 +36,7 @@ class Principal:
     admin: bool
     via: str  # "cli", "loopback" (no token configured), "shared-token", "token:<id>"
 
-    def acting_as(self, claimed: Any, default: str) -> str:
+    def acting_as(self, claimed: Any, default: str | None) -> str | None:
         """The user id a request runs as: the claimed one if this principal may use it, else Forbidden."""
         if claimed in (None, "") or claimed == self.user_id:
             return self.user_id or default
@@ -143,6 +143,7 @@ def require_admin(principal: Principal, what: str) -> None:
     if principal.admin:
         return
     if principal.via == "loopback":
-        raise Forbidden(f"{what} is an admin command; over HTTP and the console it needs an admin token: {HOW_TO_ADMIN}")
+        raise Forbidden(f"{what} is an admin command; over HTTP and the console it needs an admin token: "
+                        f"{HOW_TO_ADMIN}")
     who = principal.user_id or "this caller"
     raise Forbidden(f"{what} is an admin command; {who!r} is not an admin ({HOW_TO_ADMIN})")
