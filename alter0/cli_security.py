@@ -26,12 +26,12 @@ def _when(ts: float | None) -> str:
 def cmd_token(args) -> int:
     """Create (printing the token once), list or revoke per-user API tokens; changes are audited."""
     rt = cli._runtime(args)
-    values = rt.cfg.as_dict()
+    secrets = rt.cfg.secrets()
     if args.action == "create":
         if not args.user:
             return cli._fail("token create needs --user USER", cli.RET_USAGE)
         row, token = create_token(args.user, args.admin, parse_expiry(args.expires), args.note or "")
-        record(rt.output_dir, values, "token.create", who=_who(), source="cli", allowed=True,
+        record(rt.output_dir, secrets, "token.create", who=_who(), source="cli", allowed=True,
                what=f"token {row.id} for {row.user_id}{' (admin)' if row.admin else ''}, expires "
                     f"{_when(row.expires_at)}")
         if args.json:
@@ -45,7 +45,7 @@ def cmd_token(args) -> int:
         if args.id is None:
             return cli._fail("token revoke needs the token id (see `alter0 token list`)", cli.RET_USAGE)
         row = revoke_token(args.id)
-        record(rt.output_dir, values, "token.revoke", who=_who(), source="cli", allowed=True,
+        record(rt.output_dir, secrets, "token.revoke", who=_who(), source="cli", allowed=True,
                what=f"token {row.id} of {row.user_id}")
         print(f"token {row.id} of {row.user_id!r} revoked")
         return cli.RET_OK

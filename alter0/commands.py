@@ -101,7 +101,7 @@ def _quoted(text: str, head: str, args: list[str]) -> str:
 def _check_admin(rt, principal: Principal, head: str, text: str, user: str, channel: str, source: str) -> None:
     """Audit an admin command attempt and refuse it unless the principal is admin."""
     allowed = principal.admin
-    record(rt.output_dir, rt.cfg.as_dict(), "admin_command", who=user, source=source or principal.via,
+    record(rt.output_dir, rt.cfg.secrets(), "admin_command", who=user, source=source or principal.via,
            what=text.strip(), allowed=allowed, channel_id=channel, via=principal.via)
     if not allowed:
         require_admin(principal, head if head != "/config" else "/config set")

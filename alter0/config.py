@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .errors import ConfigError
+from .secrets import masked, plain_secrets
 
 DEFAULT_CONFIG_PATH = "config/config.json"
 
@@ -249,9 +250,12 @@ class Config:
 
     def public(self, admin: bool = True) -> dict[str, Any]:
         """Settings safe to show (secrets masked; admin-only keys left out unless ``admin``)."""
-        from .secrets import masked
         return {k: masked(SETTINGS_BY_KEY[k], v) for k, v in self._values.items()
                 if admin or not SETTINGS_BY_KEY[k].admin_only}
+
+    def secrets(self) -> list[str]:
+        """Every secret string this config holds, to scrub text that quotes user input."""
+        return [s for k, v in self._values.items() if SETTINGS_BY_KEY[k].secret for s in plain_secrets(v)]
 
 
 def load_config(path: str | os.PathLike | None = None, env: dict | None = None,

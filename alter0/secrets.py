@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any, Iterable
 from urllib.parse import urlsplit, urlunsplit
-
-if TYPE_CHECKING:
-    from .config import Setting
 
 MASK = "***"
 _URL = re.compile(r"^[a-z][a-z0-9+.-]*://", re.I)
@@ -34,26 +31,21 @@ def mask_value(value: Any) -> Any:
     return MASK if value else value
 
 
-def masked(setting: "Setting", value: Any) -> Any:
-    """``value`` of ``setting`` as any view of the config shows it."""
+def masked(setting: Any, value: Any) -> Any:
+    """``value`` of ``setting`` (a config.Setting) as any view of the config shows it."""
     return mask_value(value) if setting.secret else value
 
 
-def secret_values(cfg_values: dict[str, Any]) -> list[str]:
-    """Every non-empty secret string of a config (the values of secret maps included), to scrub text with."""
-    from .config import SETTINGS_BY_KEY
-    found: list[str] = []
-    for key, value in cfg_values.items():
-        setting = SETTINGS_BY_KEY.get(key)
-        if setting is None or not setting.secret or not value:
-            continue
-        found += [v for v in value.values() if v] if isinstance(value, dict) else [str(value)]
-    return found
+def plain_secrets(value: Any) -> list[str]:
+    """The secret strings inside one secret setting's value (each value of a map)."""
+    if not value:
+        return []
+    return [v for v in value.values() if v] if isinstance(value, dict) else [str(value)]
 
 
-def scrub(text: str, cfg_values: dict[str, Any]) -> str:
-    """``text`` with every secret value of the config replaced by *** (for lines that quote user input)."""
-    for secret in sorted(secret_values(cfg_values), key=len, reverse=True):
+def scrub(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with each of ``secrets`` (4 characters or more) replaced by *** (for lines quoting user input)."""
+    for secret in sorted(secrets, key=len, reverse=True):
         if len(secret) >= 4:
             text = text.replace(secret, MASK)
     return text

@@ -79,7 +79,7 @@ def origin_allowed(origin: str, host: str, allowed: list[str]) -> bool:
 def audit_refusal(reason: str, what: str, who: str | None = None) -> None:
     """One audit line for a refused request: from where, what, why."""
     rt = get_rt()
-    record(rt.output_dir, rt.cfg.as_dict(), "refused", who=who, source=request.remote_addr or "",
+    record(rt.output_dir, rt.cfg.secrets(), "refused", who=who, source=request.remote_addr or "",
            what=f"{request.method} {request.path}: {what}", allowed=False, reason=reason)
 
 
