@@ -7,8 +7,11 @@ session) and an ``executor.session_refused`` event says why.
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Callable
+
+log = logging.getLogger(__name__)
 
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
 #: llm conversation ids are ULIDs; tests and older versions use short names: letters and digits first, no spaces.
@@ -32,8 +35,9 @@ def checked(executor: str, session_id: object, emit: Callable[[str, dict], None]
         return None
     if valid(executor, session_id):
         return session_id  # type: ignore[return-value]
-    emit("executor.session_refused", {
-        "executor": executor, "where": where, "session_id": str(session_id)[:QUOTED_CHARS],
-        "message": f"{executor} {where} session id {str(session_id)[:QUOTED_CHARS]!r} does not have the shape "
-                   f"{executor} uses; refused (the next turn starts a fresh session)"})
+    message = (f"{executor} {where} session id {str(session_id)[:QUOTED_CHARS]!r} does not have the shape "
+               f"{executor} uses; refused (the next turn starts a fresh session)")
+    log.warning(message)
+    emit("executor.session_refused", {"executor": executor, "where": where,
+                                      "session_id": str(session_id)[:QUOTED_CHARS], "message": message})
     return None
