@@ -308,6 +308,7 @@ def test_a_crafted_restore_archive_cannot_silently_change_the_executor(make_env,
     before = env.config_path.read_text()
     refused = env.cli("restore", str(crafted), "--with-config", check=False)
     assert refused.returncode != 0, refused.stdout
+    assert refused.stderr.startswith("alter0: restore --with-config refused") and len(refused.stderr.splitlines()) == 1
     assert "executor.command" in refused.stderr and f"touch {pwned}" in refused.stderr and "--yes" in refused.stderr
     assert env.config_path.read_text() == before and not pwned.exists()
     assert not list((env.output / "backups").glob("replaced-*"))  # nothing was restored

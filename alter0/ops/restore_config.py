@@ -51,5 +51,5 @@ def approve(diff: list[str], yes: bool, ask: Callable[[str], str] | None) -> Non
     if ask is not None and ask(f"the archive's config changes what runs:\n  {listing}\napply it? [y/N] ")\
             .strip().lower() in ("y", "yes"):
         return
-    raise InputError(f"restore --with-config refused: the archive's config changes what runs:\n  {listing}\n"
+    raise InputError(f"restore --with-config refused: the archive's config changes what runs ({'; '.join(diff)}); "
                      "check it, then rerun with --yes to apply it (nothing was restored)")
