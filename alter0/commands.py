@@ -8,14 +8,16 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from . import liveness, service, views
+from .audit import record
 from .config import SETTINGS_BY_KEY, parse_value, validate
 from .taskstate import scope_of
 from .errors import Alter0Error, Forbidden, InputError
-from .jsonlog import audit
 from .memory import clear_memory
 from .models import TaskMemory, UserState, now
 from .ops.stats import format_stats, stats
+from .principals import Principal, require_admin
 from .runtime import Runtime
+from .secrets import masked
 
 HELP = """Commands:
   /help                         this text
@@ -29,7 +31,7 @@ HELP = """Commands:
   /task reopen ID               reopen a closed task
   /task memory [ID]             show a task's memory;  /task memory clear [ID]
   /task stats                   counts and stage durations
-Admin only:
+Admin only (the local CLI, or an admin token over HTTP and the console):
   /config set KEY VALUE         change a setting in the config file
   /executor [NAME]              show or set the executor"""
 
@@ -52,8 +54,10 @@ def is_command(text: str) -> bool:
     return head in COMMANDS or head in ADMIN
 
 
-def run_command(rt: Runtime, text: str, user_id: str, channel_id: str = "") -> Result:
-    """Interpret one slash command for ``user_id``; errors come back as Alter0Error."""
+def run_command(rt: Runtime, text: str, user_id: str, channel_id: str = "", principal: Principal | None = None,
+                source: str = "") -> Result:
+    """Interpret one slash command for ``user_id``; admin commands need ``principal.admin`` (audited)."""
+    principal = principal or Principal(user_id, False, "unknown")
     try:
         words = shlex.split(text.strip())
     except ValueError as exc:
@@ -61,12 +65,11 @@ def run_command(rt: Runtime, text: str, user_id: str, channel_id: str = "") -> R
     if not words or not words[0].startswith("/"):
         raise InputError("a command starts with /; try /help")
     head, args = words[0].lower(), words[1:]
-    if head in ADMIN:
-        allowed = user_id in rt.cfg["security.admin_user_ids"]
-        audit(rt.output_dir, user_id=user_id, channel_id=channel_id, command=text.strip()[:500], allowed=allowed)
-        if not allowed:
-            raise Forbidden(f"{head} is an admin command; {user_id!r} is not in security.admin_user_ids")
-        return ADMIN[head](rt, args, user_id, channel_id)
+    if head in ADMIN or (head == "/config" and args[:1] == ["set"]):
+        _check_admin(rt, principal, head, _quoted(text, head, args), user_id, channel_id, source)
+        return (ADMIN.get(head) or _config_set)(rt, args, user_id, channel_id)
+    if head == "/config":
+        return _config(rt, args, principal.admin)
     handler = COMMANDS.get(head)
     if handler is None:
         raise InputError(f"unknown command {head}; try /help")
@@ -90,14 +93,29 @@ def _status(rt, args, user, channel) -> Result:
     return Result(text, data)
 
 
-def _config(rt, args, user, channel) -> Result:
-    values = rt.cfg.public()
+def _quoted(text: str, head: str, args: list[str]) -> str:
+    """The command as the audit quotes it: the value of a secret setting being set is masked."""
+    setting = SETTINGS_BY_KEY.get(args[1]) if head == "/config" and len(args) >= 3 else None
+    return f"/config set {args[1]} ***" if setting is not None and setting.secret else text.strip()
+
+
+def _check_admin(rt, principal: Principal, head: str, text: str, user: str, channel: str, source: str) -> None:
+    """Audit an admin command attempt and refuse it unless the principal is admin."""
+    allowed = principal.admin
+    record(rt.output_dir, rt.cfg.secrets(), "admin_command", who=user, source=source or principal.via,
+           what=text.strip(), allowed=allowed, channel_id=channel, via=principal.via)
+    if not allowed:
+        require_admin(principal, head if head != "/config" else "/config set")
+
+
+def _config(rt, args, admin: bool) -> Result:
+    values = rt.cfg.public(admin=admin)
     if args and args[0] == "get":
+        if len(args) == 2 and args[1] in SETTINGS_BY_KEY and args[1] not in values:
+            raise Forbidden(f"{args[1]} is shown to admins only")
         if len(args) != 2 or args[1] not in values:
             raise InputError("usage: /config get KEY (a known key; /config lists them)")
         return Result(f"{args[1]} = {json.dumps(values[args[1]])}", {args[1]: values[args[1]]})
-    if args and args[0] == "set":
-        raise Forbidden("/config set is an admin command")
     if args:
         raise InputError("usage: /config | /config get KEY | /config set KEY VALUE")
     return Result("\n".join(f"{k} = {json.dumps(v)}" for k, v in values.items()), values)
@@ -123,8 +141,9 @@ def _write_setting(rt, key: str, raw: str) -> Result:
     node[parts[-1]] = value
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
-    return Result(f"{key} = {json.dumps(value)} written to {path} (restart web and worker to apply)",
-                  {key: value})
+    shown = masked(setting, value)
+    return Result(f"{key} = {json.dumps(shown)} written to {path} (restart web and worker to apply)",
+                  {key: shown})
 
 
 def _executor(rt, args, user, channel) -> Result:
@@ -241,17 +260,3 @@ ADMIN: dict[str, Callable] = {"/executor": _executor}
 TASK_COMMANDS: dict[str, Callable] = {
     "list": _task_list, "current": _task_current, "use": _task_use, "new": _task_new, "close": _task_close,
     "reopen": _task_reopen, "memory": _task_memory, "stats": _task_stats}
-
-
-def _dispatch_config(rt, args, user, channel) -> Result:
-    if args and args[0] == "set":
-        allowed = user in rt.cfg["security.admin_user_ids"]
-        audit(rt.output_dir, user_id=user, channel_id=channel, command=("/config " + " ".join(args))[:500],
-              allowed=allowed)
-        if not allowed:
-            raise Forbidden(f"/config set is an admin command; {user!r} is not in security.admin_user_ids")
-        return _config_set(rt, args, user, channel)
-    return _config(rt, args, user, channel)
-
-
-COMMANDS["/config"] = _dispatch_config

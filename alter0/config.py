@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .errors import ERROR_KINDS as ERROR_KIND_TABLE, ConfigError
+from .secrets import masked, plain_secrets
 
 DEFAULT_CONFIG_PATH = "config/config.json"
 
@@ -26,6 +27,10 @@ class Setting:
     max: float | None = None
     env: str | None = None
     check: Callable[[Any], str | None] | None = None
+    #: Never shown: every view of the config masks it (a map by value, a URL's password only).
+    secret: bool = False
+    #: Shown only to admins (``/config`` of a non-admin leaves it out).
+    admin_only: bool = False
 
     @property
     def env_name(self) -> str:
@@ -67,9 +72,9 @@ SETTINGS: tuple[Setting, ...] = (
     S("runtime.db.synchronous", "full", "SQLite synchronous pragma (full = durable commits).",
       choices=("full", "normal")),
     S("runtime.db.url", "", "Database URL (postgresql://...); empty = SQLite under output_dir/db.",
-      env="DATABASE_URL"),
+      env="DATABASE_URL", secret=True),
     S("runtime.queue.backend", "huey", "Queue engine binding the stages.", choices=("huey", "dramatiq")),
-    S("runtime.queue.broker_url", "", "Broker URL for the dramatiq backend (redis://...)."),
+    S("runtime.queue.broker_url", "", "Broker URL for the dramatiq backend (redis://...).", secret=True),
     S("runtime.queue.workers", 4, "Worker threads per worker process.", int, min=1, max=64),
     S("runtime.queue.enqueue_timeout_sec", 10.0, "Max seconds to wait for the queue store on enqueue.",
       (int, float), min=0.1),
@@ -117,7 +122,8 @@ SETTINGS: tuple[Setting, ...] = (
     S("executor.workdir_root", "", "Root of per-task working directories (default output_dir/work)."),
     S("executor.model", "", "Model name passed to the executor (-m / --model)."),
     S("executor.extra_args", [], "Extra argv appended to the executor's command.", list, check=_str_list),
-    S("executor.env", {}, "Extra environment for the executor process.", dict, check=_str_dict),
+    S("executor.env", {}, "Extra environment for the executor process.", dict,
+      check=_str_dict, secret=True),
     S("executor.home", "", "HOME/config dir root for the agent CLIs; empty = your own HOME (unless executor.isolate_home)."),
     S("executor.isolate_home", False, "Give each agent CLI its own HOME/config dir under executor.home "
       "(or output_dir/agent-home); off = the user's own login and config.", bool),
@@ -129,8 +135,14 @@ SETTINGS: tuple[Setting, ...] = (
     S("executor.llm.model", "SmolLM2", "Model id for the llm CLI."),
     S("executor.openai.base_url", "http://127.0.0.1:11434", "Base URL of an OpenAI-compatible server."),
     S("executor.openai.api_key_env", "OPENAI_API_KEY", "Environment variable holding the API key."),
-    S("security.admin_user_ids", [], "Users allowed to run admin commands.", list, check=_str_list),
-    S("security.api_token", "", "Bearer token required on /api/* when set.", env="ALTER0_API_TOKEN"),
+    S("security.admin_user_ids", [], "Users whose own token (or the local CLI) may run admin commands; a claimed "
+      "user id never makes anyone admin.", list, check=_str_list, admin_only=True),
+    S("security.api_token", "", "Shared admin bearer token on /api/* and the console; with it (or any "
+      "`alter0 token`) set, every request must carry a token.", env="ALTER0_API_TOKEN", secret=True),
+    S("security.allowed_origins", [], "Extra browser origins (scheme://host[:port]) allowed to call the API and "
+      "console besides the server's own.", list, check=_str_list),
+    S("security.allowed_hosts", [], "Extra Host header names served besides the bind address and localhost "
+      "(a DNS-rebinding guard); \"*\" allows any.", list, check=_str_list),
     S("web.host", "127.0.0.1", "Address the web server binds."),
     S("web.port", 8080, "Port the web server binds.", int, min=1, max=65535, env="PORT"),
     S("web.sync_timeout_sec", 60.0, "How long POST /api/message waits before answering 504.",
@@ -174,7 +186,8 @@ def parse_value(setting: Setting, raw: str) -> Any:
     try:
         return json.loads(raw)
     except ValueError:
-        raise ConfigError(f"{setting.key}: {raw!r} is not valid JSON for a {_type_name(setting)} value") from None
+        shown = "***" if setting.secret else repr(raw)
+        raise ConfigError(f"{setting.key}: {shown} is not valid JSON for a {_type_name(setting)} value") from None
 
 
 def _type_name(setting: Setting) -> str:
@@ -184,21 +197,29 @@ def _type_name(setting: Setting) -> str:
 
 def validate(setting: Setting, value: Any) -> Any:
     """Return ``value`` if allowed for ``setting``, else raise ConfigError naming key, value and what is allowed."""
+    problem = _problem(setting, value)
+    if problem:
+        shown = "***" if setting.secret else repr(value)
+        raise ConfigError(f"config {setting.key} = {shown}: {problem}")
+    return value
+
+
+def _problem(setting: Setting, value: Any) -> str | None:
     if setting.check:
         problem = setting.check(value)
         if problem:
-            raise ConfigError(f"config {setting.key} = {value!r}: expected {problem}")
+            return f"expected {problem}"
     types = setting.type if isinstance(setting.type, tuple) else (setting.type,)
     bad_bool = isinstance(value, bool) and bool not in types
     if bad_bool or not isinstance(value, types):
-        raise ConfigError(f"config {setting.key} = {value!r}: expected {_type_name(setting)}")
+        return f"expected {_type_name(setting)}"
     if setting.choices and value not in setting.choices:
-        raise ConfigError(f"config {setting.key} = {value!r}: allowed values are {', '.join(map(str, setting.choices))}")
+        return f"allowed values are {', '.join(map(str, setting.choices))}"
     if setting.min is not None and value < setting.min:
-        raise ConfigError(f"config {setting.key} = {value!r}: must be >= {setting.min}")
+        return f"must be >= {setting.min}"
     if setting.max is not None and value > setting.max:
-        raise ConfigError(f"config {setting.key} = {value!r}: must be <= {setting.max}")
-    return value
+        return f"must be <= {setting.max}"
+    return None
 
 
 class Config:
@@ -229,9 +250,14 @@ class Config:
     def output_dir(self) -> Path:
         return Path(self._values["runtime.output_dir"]).resolve()
 
-    def public(self) -> dict[str, Any]:
-        """Settings safe to show to users (secrets masked)."""
-        return {k: ("***" if k == "security.api_token" and v else v) for k, v in self._values.items()}
+    def public(self, admin: bool = True) -> dict[str, Any]:
+        """Settings safe to show (secrets masked; admin-only keys left out unless ``admin``)."""
+        return {k: masked(SETTINGS_BY_KEY[k], v) for k, v in self._values.items()
+                if admin or not SETTINGS_BY_KEY[k].admin_only}
+
+    def secrets(self) -> list[str]:
+        """Every secret string this config holds, to scrub text that quotes user input."""
+        return [s for k, v in self._values.items() if SETTINGS_BY_KEY[k].secret for s in plain_secrets(v)]
 
 
 def load_config(path: str | os.PathLike | None = None, env: dict | None = None,

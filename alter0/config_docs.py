@@ -13,12 +13,20 @@ def settings_markdown() -> str:
             "Settings come from `config/config.json` (or `--config FILE` / `ALTER0_CONFIG`), nested by the dots in "
             "each key; an environment variable overrides the file; a bad value stops the program with a message "
             "naming the key, the value and what is allowed. Generated from `alter0/config.py` "
-            "(`python -m alter0.config_docs > docs/configuration.md`).", "",
+            "(`python -m alter0.config_docs > docs/configuration.md`). Secret settings are masked in `/config`, "
+            "`alter0 config`, `/api/status`, logs, the audit and error messages (maps such as `executor.env` by "
+            "value, URLs keep all but their password).", "",
             "| key | default | environment | allowed | meaning |", "|---|---|---|---|---|"]
     for s in SETTINGS:
         allowed = ", ".join(map(str, s.choices)) if s.choices else _range(s)
-        rows.append(f"| `{s.key}` | `{json.dumps(s.default)}` | `{s.env_name}` | {allowed} | {s.help} |")
+        rows.append(f"| `{s.key}` | `{json.dumps(s.default)}` | `{s.env_name}` | {allowed} | {s.help}{_marks(s)} |")
     return "\n".join(rows) + "\n"
+
+
+def _marks(s) -> str:
+    if s.secret:
+        return " **Secret:** masked in every view of the config."
+    return " **Admin only:** hidden from non-admins." if s.admin_only else ""
 
 
 def _range(s) -> str:

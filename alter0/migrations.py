@@ -56,8 +56,16 @@ def _v2_job_executor_pgid(m: SchemaMigrator, database: Database) -> None:
     migrate_ops(m.add_column("job", "executor_pgid", IntegerField(null=True)))
 
 
+def _v3_api_tokens(m: SchemaMigrator, database: Database) -> None:
+    """apitoken: per-user API tokens (sha256 only), made by ``alter0 token create``."""
+    from ..models import ApiToken
+    with database.bind_ctx([ApiToken]):
+        database.create_tables([ApiToken], safe=True)
+
+
 #: Every migration after the baseline, in version order.
-MIGRATIONS: tuple[Migration, ...] = (Migration(2, "job.executor_pgid", _v2_job_executor_pgid),)
+MIGRATIONS: tuple[Migration, ...] = (Migration(2, "job.executor_pgid", _v2_job_executor_pgid),
+                                     Migration(3, "apitoken table", _v3_api_tokens))
 
 
 def latest(migrations: Sequence[Migration] = MIGRATIONS) -> int:

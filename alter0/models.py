@@ -1,4 +1,4 @@
-"""Peewee models: tasks, messages, jobs and their timeline, task memory, per-user state, workers."""
+"""Peewee models: tasks, messages, jobs and their timeline, task memory, per-user state, workers, API tokens."""
 
 from __future__ import annotations
 
@@ -208,4 +208,19 @@ class MaintenanceState(BaseModel):
     consecutive_failures = IntegerField(default=0)
 
 
-ALL_MODELS = (Task, Message, Job, JobEvent, TaskMemory, UserState, Worker, SchemaVersion, MaintenanceState)
+class ApiToken(BaseModel):
+    """A per-user API token (``alter0 token create``): only its sha256 is stored; the token is shown once."""
+
+    id = AutoField()
+    user_id = CharField(max_length=200)
+    admin = BooleanField(default=False)
+    digest = CharField(max_length=64, unique=True)  # sha256 hex of the token
+    prefix = CharField(max_length=16)  # the token's first characters, to recognise it in lists
+    note = TextField(default="")
+    created_at = DoubleField(default=now)
+    expires_at = DoubleField(null=True)
+    revoked_at = DoubleField(null=True)
+
+
+ALL_MODELS = (Task, Message, Job, JobEvent, TaskMemory, UserState, Worker, SchemaVersion, MaintenanceState,
+              ApiToken)

@@ -56,9 +56,10 @@ def event_view(e: JobEvent) -> dict[str, Any]:
     return {"seq": e.id, "kind": e.kind, "stage": e.stage, "data": e.data, "at": e.created_at}
 
 
-def list_jobs(status: str | None = None, task_id: Any = None, limit: Any = 50, cursor: Any = None) -> dict:
-    """Jobs newest first, ``limit`` per page; ``cursor`` is the last job id of the previous page."""
-    q = Job.select()
+def list_jobs(status: str | None = None, task_id: Any = None, limit: Any = 50, cursor: Any = None,
+              user_id: str | None = None) -> dict:
+    """Jobs newest first (of ``user_id`` only if given), ``limit`` per page; ``cursor``: the previous page's last id."""
+    q = Job.select() if user_id is None else Job.select().where(Job.user_id == user_id)
     if status:
         allowed = [s.value for s in S]
         if status not in allowed:
@@ -98,11 +99,14 @@ def task_view(task: Task, detail: bool = False) -> dict[str, Any]:
     return view
 
 
-def list_tasks(status: str = "open", scope: str | None = None, limit: int = 200) -> list[Task]:
-    """Tasks (open, closed or all), most recently active first."""
+def list_tasks(status: str = "open", scope: str | None = None, limit: int = 200,
+               user_id: str | None = None) -> list[Task]:
+    """Tasks (open, closed or all; of ``user_id`` only if given), most recently active first."""
     if status not in ("open", "closed", "all"):
         raise InputError("status must be open, closed or all")
     q = Task.select()
+    if user_id is not None:
+        q = q.where((Task.user_id == user_id) | (Task.scope == f"user:{user_id}"))
     if status != "all":
         q = q.where(Task.status == status)
     if scope:

@@ -14,6 +14,7 @@ import time
 import pytest
 
 from support.helpers import FIXTURES, pid_alive
+from support.install import agent_bin
 
 
 def _overlap(a: dict, b: dict) -> bool:
@@ -205,22 +206,10 @@ def test_worker_killed_mid_stage_completes_after_restart_with_one_reply(engine_e
         assert not pid_alive(first["pid"]) and not pid_alive(first["child_pid"])
 
 
-def _agent_bin(env, name: str, mode: str = "ok"):
-    bindir = env.tmp / "bin"
-    bindir.mkdir(exist_ok=True)
-    link = bindir / name
-    if not link.exists():
-        link.symlink_to(FIXTURES / f"fake_{name}")
-    env.env["PATH"] = f"{bindir}{os.pathsep}{env.env['PATH']}"
-    env.env["FAKE_AGENT_MODE"] = mode
-    env.env["FAKE_AGENT_LOG"] = str(env.tmp / f"{name}-calls.jsonl")
-    return env.tmp / f"{name}-calls.jsonl"
-
-
 @pytest.mark.parametrize("agent", ["codex", "claude"])
 def test_second_turn_resumes_the_stored_session(engine_env, agent):
     env = engine_env(executor={"name": "auto" if agent == "codex" else "claude"})
-    calls = _agent_bin(env, agent)
+    calls = agent_bin(env, agent)
     env.start_worker()
     first = env.send("start a session")
     assert first["status"] == "done", env.job(first["job_id"])
@@ -238,7 +227,7 @@ def test_second_turn_resumes_the_stored_session(engine_env, agent):
 
 def test_unknown_codex_event_types_are_ignored(engine_env):
     env = engine_env(executor={"name": "codex"})
-    _agent_bin(env, "codex", mode="unknown_events")
+    agent_bin(env, "codex", mode="unknown_events")
     env.start_worker()
     result = env.send("go")
     assert result["status"] == "done" and result["response"]

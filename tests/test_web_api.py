@@ -7,6 +7,7 @@ import os
 import pytest
 
 from alter0.models import Job, Worker, now
+from alter0.principals import create_token
 from support.helpers import wait_status
 from support.web import ndjson
 
@@ -229,12 +230,21 @@ def test_commands_share_the_cli_interpreter_and_admin_rules(client):
     assert client.post("/api/command", json={"command": "/task current", **USER}).get_json()["data"] == {
         "task_id": new["data"]["id"]}
     assert_error(client.post("/api/command", json={"command": "/executor command", **USER}), 403, "forbidden")
-    ok = client.post("/api/command", json={"command": "/executor", "user_id": "admin"})
-    assert ok.status_code == 200
-    audit = client.get("/api/status").get_json()["audit_tail"]
-    assert audit[0]["user_id"] == "admin" and audit[1]["user_id"] == "alice" and audit[1]["allowed"] is False
     assert_error(client.post("/api/command", json={"command": "/nope", **USER}), 400, "bad_input")
     assert_error(client.post("/api/command", json={"command": "no slash", **USER}), 400, "bad_input")
+    # naming an admin id proves nothing: over HTTP an admin command needs an admin token
+    claimed = client.post("/api/command", json={"command": "/executor", "user_id": "admin"})
+    assert_error(claimed, 403, "forbidden")
+    assert "alter0 token create --user YOU --admin" in claimed.get_json()["error"]["message"]
+    assert client.get("/api/status").get_json()["audit_tail"] is None  # not shown to non-admins
+    _, token = create_token("root", admin=True)
+    admin = {"Authorization": f"Bearer {token}"}
+    ok = client.post("/api/command", json={"command": "/executor", "user_id": "admin"}, headers=admin)
+    assert ok.status_code == 200
+    audit = client.get("/api/status", headers=admin).get_json()["audit_tail"]
+    assert [(a["user_id"], a["allowed"]) for a in audit[:3]] == [("admin", True), ("admin", False), ("alice", False)]
+    # once a token exists, a tokenless request is refused
+    assert_error(client.post("/api/command", json={"command": "/help", **USER}), 401, "unauthorized")
 
 
 # --- status ----------------------------------------------------------------------------------------

@@ -24,8 +24,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.json.sort_keys = False
     app.json.default = str
 
-    from . import api, console, db, errors, health, security
+    from . import api, console, db, errors, guard, health, security
     db.init_app(app)
+    guard.init_app(app)
     security.init_app(app)
     errors.init_app(app)
     app.register_blueprint(health.bp)

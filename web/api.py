@@ -13,7 +13,9 @@ from alter0.models import Job, TERMINAL
 
 from . import openapi, status
 from .db import get_rt
-from .security import require_token
+from .guard import UnsupportedMediaType, has_body
+from .scoping import confined_user, own_job, own_task
+from .security import acting_as, principal, require_token
 from .streaming import CHUNK_DEFAULT, CHUNK_MAX, event_stream, message_stream
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -30,7 +32,9 @@ def json_body(required: bool = True) -> dict[str, Any]:
     limit = current_app.config.get("MAX_CONTENT_LENGTH")
     if limit and (request.content_length or 0) > limit:
         raise InputError(f"the body is {request.content_length} bytes; at most {limit} are read", code="too_large")
-    data = request.get_json(force=True, silent=True)
+    if has_body() and not request.is_json:
+        raise UnsupportedMediaType("the body must be application/json")
+    data = request.get_json(silent=True)
     if data is None and not required and not request.get_data():
         return {}
     if not isinstance(data, dict):
@@ -64,18 +68,20 @@ def arg_number(name: str, default: float | None, lo: float, hi: float, kind: typ
 
 
 def job_or_404(raw: str) -> Job:
-    return views.get_job(raw)
+    return own_job(views.get_job(raw))
 
 
 def task_id(raw: str) -> int:
-    return inputs.existing_id(raw, "task")
+    return own_task(views.get_task(raw)).id
 
 
 def submit(data: dict[str, Any]) -> tuple[Job, bool]:
     """Submit a message; Idempotency-Key (or request_id) makes a retried submit return the first job."""
     key = request.headers.get("Idempotency-Key") or data.get("request_id")
-    return service.submit(get_rt(), data.get("content"), data.get("user_id"), data.get("channel_id"),
-                          data.get("task_id"), key)
+    user = acting_as(data.get("user_id"))
+    if confined_user() is not None and data.get("task_id") not in (None, ""):
+        own_task(views.get_task(data["task_id"]))
+    return service.submit(get_rt(), data.get("content"), user, data.get("channel_id"), data.get("task_id"), key)
 
 
 def job_location(job: Job) -> dict[str, str]:
@@ -127,7 +133,8 @@ def submit_job():
 @bp.get("/jobs")
 def jobs():
     a = request.args
-    return jsonify(views.list_jobs(a.get("status"), a.get("task_id"), a.get("limit", 50), a.get("cursor")))
+    return jsonify(views.list_jobs(a.get("status"), a.get("task_id"), a.get("limit", 50), a.get("cursor"),
+                                   user_id=confined_user()))
 
 
 @bp.get("/jobs/<job_id>")
@@ -170,7 +177,8 @@ def retry_job(job_id: str):
 @bp.get("/tasks")
 def tasks():
     limit = arg_number("limit", 200, 1, 1000)
-    found = views.list_tasks(request.args.get("status") or "all", request.args.get("scope") or None, limit)
+    found = views.list_tasks(request.args.get("status") or "all", request.args.get("scope") or None, limit,
+                             user_id=confined_user())
     return jsonify(tasks=[views.task_view(t) for t in found])
 
 
@@ -198,20 +206,22 @@ def reopen_task(tid: str):
 def command():
     """Run a slash command through the CLI's interpreter (same admin rules and audit)."""
     data = json_body()
-    text, user, channel = data.get("command"), data.get("user_id"), data.get("channel_id")
+    caller = principal()
+    text, user, channel = data.get("command"), acting_as(data.get("user_id")), data.get("channel_id")
     channel = "" if channel is None else channel
     for name, value in (("command", text), ("user_id", user), ("channel_id", channel)):
         if not isinstance(value, str) or len(value) > 4000:
             raise InputError(f"{name} must be a string of at most 4000 characters")
     if not user.strip():
         raise InputError("user_id must not be empty")
-    result = run_command(get_rt(), text, user, channel)
+    result = run_command(get_rt(), text, user, channel, caller, f"http {request.remote_addr}")
     return jsonify(ok=result.ok, text=result.text, data=result.data)
 
 
 @bp.get("/status")
 def status_snapshot():
-    return jsonify(status.snapshot(get_rt()))
+    """The operator's snapshot; the audit tail only for admins."""
+    return jsonify(status.snapshot(get_rt(), admin=principal().admin))
 
 
 @bp.get("/openapi.json")

@@ -10,14 +10,15 @@ from flask import (Blueprint, Response, flash, jsonify, redirect, render_templat
 from alter0 import service, views
 from alter0.commands import is_command, run_command
 from alter0.taskstate import scope_of
-from alter0.errors import Alter0Error, InputError
+from alter0.errors import Alter0Error, Forbidden, InputError
 from alter0.models import Job, UserState
 from alter0.ops import stats
 
 from . import status
 from .api import json_body, task_id as parse_tid, job_or_404
 from .db import get_rt
-from .security import api_token, check_csrf, token_matches
+from .scoping import confined_user
+from .security import check_csrf, login as token_login, principal
 from .streaming import CHUNK_DEFAULT, message_stream
 
 bp = Blueprint("console", __name__)
@@ -27,8 +28,8 @@ ENDED = ("failed", "timed_out", "cancelled")
 
 @bp.before_request
 def guard():
-    """Login when a token is set; CSRF on every POST."""
-    if api_token() and not session.get("authed") and request.endpoint not in ("console.login", "static"):
+    """Login when a token is configured; CSRF on every POST."""
+    if principal() is None and request.endpoint not in ("console.login", "static"):
         return redirect(url_for("console.login", next=request.full_path))
     if request.method == "POST":
         check_csrf()
@@ -50,7 +51,15 @@ def when(ts: float | None) -> str:
 
 
 def user() -> str:
-    return session.get("user_id") or get_rt().cfg["task.cli_user_id"]
+    """The console's user: the logged-in token's, else (tokenless mode only) the one picked in "You are"."""
+    me = principal()
+    picked = session.get("user_id") if me.via == "loopback" else None
+    return me.user_id or picked or get_rt().cfg["task.cli_user_id"]
+
+
+def command(content: str):
+    """Run a slash command as the console's user, with the rights its principal proves."""
+    return run_command(get_rt(), content, user(), "", principal(), f"console {request.remote_addr}")
 
 
 def back(default: str):
@@ -63,8 +72,7 @@ def back(default: str):
 @bp.route("/login", methods=["GET", "POST"])
 def login():
     if request.method == "POST":
-        if token_matches(request.form.get("token", "")):
-            session["authed"] = True
+        if token_login(request.form.get("token", "")):
             target = request.args.get("next") or "/"
             return redirect(target if target.startswith("/") and not target.startswith("//") else "/")
         flash("wrong token", "error")
@@ -84,7 +92,8 @@ def chat_context(**extra):
     scope = scope_of(get_rt().cfg, me, "")
     state = UserState.get_or_none(UserState.user_id == me)
     return dict(user_id=me, tasks=[views.task_view(t) for t in views.list_tasks("open", scope=scope, limit=50)],
-                forced=state.forced_task_id if state else None, **extra)
+                forced=state.forced_task_id if state else None, pick_user=principal().via == "loopback",
+                admin=principal().admin, **extra)
 
 
 @bp.get("/")
@@ -98,7 +107,7 @@ def chat_form():
     content = request.form.get("content", "")
     try:
         if is_command(content):
-            result = run_command(get_rt(), content, user())
+            result = command(content)
             return render_template("chat.html", **chat_context(sent=content, command=result.text))
         job, _ = service.submit(get_rt(), content, user())
         job = service.wait(job.id, get_rt().cfg["web.sync_timeout_sec"])
@@ -114,7 +123,7 @@ def chat_send():
     data = json_body()
     content = data.get("content")
     if is_command(content):
-        result = run_command(get_rt(), content, user())
+        result = command(content)
         return jsonify(type="command", text=result.text, data=result.data)
     job, _ = service.submit(get_rt(), content, user(), None, data.get("task_id") or None)
     body = stream_with_context(message_stream(job.id, CHUNK_DEFAULT, get_rt().cfg["web.stream_timeout_sec"]))
@@ -124,6 +133,9 @@ def chat_send():
 
 @bp.post("/user")
 def set_user():
+    """Tokenless mode only: pick who you are (never an admin: admin commands need an admin token)."""
+    if principal().via != "loopback":
+        raise Forbidden("you are the user of the token you logged in with; log in with another token to change")
     name = (request.form.get("user_id") or "").strip()
     if not name or len(name) > 200:
         flash("a user id is 1 to 200 characters", "error")
@@ -140,7 +152,8 @@ def tasks():
     if which not in ("open", "closed", "all"):
         raise InputError("status must be open, closed or all")
     return render_template("tasks.html", which=which,
-                           tasks=[views.task_view(t) for t in views.list_tasks(which, limit=500)])
+                           tasks=[views.task_view(t) for t in views.list_tasks(which, limit=500,
+                                                                               user_id=confined_user())])
 
 
 @bp.get("/tasks/<tid>")
@@ -165,9 +178,11 @@ def task_action(tid: str, action: str):
 # --- jobs -------------------------------------------------------------------------------------------
 
 def _jobs(states, limit: int) -> list[dict]:
-    found = []
+    found, user = [], confined_user()
     for s in states:
-        found += [views.job_view(j) for j in Job.select().where(Job.status == s).order_by(Job.id.desc()).limit(limit)]
+        q = Job.select().where(Job.status == s) if user is None else Job.select().where(Job.status == s,
+                                                                                        Job.user_id == user)
+        found += [views.job_view(j) for j in q.order_by(Job.id.desc()).limit(limit)]
     return sorted(found, key=lambda j: -j["job_id"])[:limit]
 
 
@@ -210,4 +225,4 @@ def job_action(job_id: str, action: str):
 
 @bp.get("/status")
 def status_page():
-    return render_template("status.html", s=status.snapshot(get_rt()))
+    return render_template("status.html", s=status.snapshot(get_rt(), admin=principal().admin))

@@ -24,11 +24,14 @@ def ok(schema: dict | None = None, description: str = "OK", media: str = "applic
 
 
 def errors(*codes: int) -> dict:
-    text = {400: "Bad input", 401: "Missing or wrong API token", 403: "Not allowed", 404: "Unknown id",
-            409: "Conflicts with the job's state", 413: "Content over task.max_content_bytes",
+    """Error responses: 401 and 403 (foreign Host or Origin, another user's name, admin only) on every route."""
+    text = {400: "Bad input", 401: "Missing, unknown, revoked or expired API token",
+            403: "Not allowed: a foreign Host or Origin, a user token naming another user, or an admin command "
+                 "without an admin token", 404: "Unknown id", 409: "Conflicts with the job's state",
+            413: "Content over task.max_content_bytes", 415: "The body is not application/json",
             502: "The job failed", 504: "Still running after web.sync_timeout_sec (the job goes on)"}
     return {str(c): {"description": text[c], "content": {"application/json": {"schema": ref("Error")}}}
-            for c in (401, *codes)}
+            for c in sorted({401, 403, *codes})}
 
 
 def query(name: str, schema: dict, description: str) -> dict:
@@ -100,12 +103,12 @@ PATHS: dict[str, dict] = {
         "requestBody": body(ref("Submit")),
         "responses": {"200": {"description": "The reply (or, with stream=1, an NDJSON stream)", "content": {
             "application/json": {"schema": ref("Reply")}, NDJSON: {"schema": {"type": "string"}}}},
-            **errors(400, 404, 409, 413, 502, 504)}}},
+            **errors(400, 404, 409, 413, 415, 502, 504)}}},
     "/api/jobs": {
         "post": {"summary": "Submit a message without waiting", "parameters": [IDEMPOTENCY],
                  "requestBody": body(ref("Submit")),
                  "responses": {"202": ok(ref("Accepted"), "Queued (Location: the job)"),
-                               **errors(400, 404, 409, 413)}},
+                               **errors(400, 404, 409, 413, 415)}},
         "get": {"summary": "Jobs, newest first, paginated", "parameters": [
             query("status", {"enum": ["queued", "routing", "generating", "closing", "done", "failed", "cancelled",
                                       "timed_out"]}, "Only jobs in this state"),
@@ -143,13 +146,13 @@ PATHS: dict[str, dict] = {
     "/api/tasks/{tid}/close": {"post": {
         "summary": "Close a task", "parameters": TASK_ID,
         "requestBody": body({"type": "object", "properties": {"reason": {"type": "string"}}}, required=False),
-        "responses": {"200": ok(ref("Task")), **errors(400, 404)}}},
+        "responses": {"200": ok(ref("Task")), **errors(400, 404, 415)}}},
     "/api/tasks/{tid}/reopen": {"post": {
         "summary": "Reopen a task", "parameters": TASK_ID, "responses": {"200": ok(ref("Task")), **errors(400, 404)}}},
     "/api/command": {"post": {
         "summary": "Run a slash command through the CLI's interpreter (admin rules and audit apply)",
         "requestBody": body(ref("Command")),
-        "responses": {"200": ok(ref("CommandResult")), **errors(400, 403, 404)}}},
+        "responses": {"200": ok(ref("CommandResult")), **errors(400, 403, 404, 415)}}},
     "/api/status": {"get": {"summary": "One operator snapshot",
                             "responses": {"200": ok(ref("Status")), **errors()}}},
     "/api/openapi.json": {"get": {"summary": "This document",
@@ -163,7 +166,8 @@ def spec() -> dict:
         "openapi": "3.1.0",
         "info": {"title": "alter0", "version": "1", "description":
                  "Submit messages as jobs (route, generate, close run in the worker), follow, cancel and retry "
-                 "them; read and close tasks; run slash commands. Errors are {\"error\": {\"code\", \"message\"}}."},
+                 "them; read and close tasks; run slash commands. Errors are {\"error\": {\"code\", \"message\"}}. "
+                 "Bodies must be application/json; requests with a foreign Origin or Host are refused (403)."},
         "paths": PATHS,
         "components": {"schemas": SCHEMAS, "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
         "security": [{"bearer": []}, {}],

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 
-from alter0 import views
+from alter0 import liveness, views
 from alter0.models import Job
+from alter0.principals import tokens_configured
 from alter0.retention import maintenance_status
-from alter0 import liveness
 from alter0.runtime import Runtime
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -77,7 +77,7 @@ def in_flight(limit: int = 50) -> list[dict]:
 
 
 def audit_tail(output_dir: Path, n: int = AUDIT_TAIL) -> list[dict]:
-    """The last ``n`` admin command attempts (audit/<date>/command_permission.jsonl, newest days first)."""
+    """The last ``n`` audit lines (audit/<date>/command_permission.jsonl, newest first)."""
     lines: deque[str] = deque(maxlen=n)
     days = sorted((output_dir / "audit").glob("*/command_permission.jsonl"))[-3:]
     for path in days:
@@ -99,19 +99,20 @@ def queue_store_backlog(rt: Runtime) -> int | None:
         return None
 
 
-def snapshot(rt: Runtime) -> dict[str, Any]:
-    """Everything an operator looks at first, in one document."""
+def snapshot(rt: Runtime, admin: bool = False) -> dict[str, Any]:
+    """Everything an operator looks at first, in one document (the audit tail for admins only)."""
     return {
         "time": time.time(),
         "gateway": {"host": socket.gethostname(), "pid": os.getpid(), "started_at": STARTED_AT,
                     "uptime_sec": round(time.time() - STARTED_AT, 1), "output_dir": str(rt.output_dir),
-                    "queue_backend": rt.cfg["runtime.queue.backend"], "auth": bool(rt.cfg["security.api_token"])},
+                    "queue_backend": rt.cfg["runtime.queue.backend"], "auth": bool(rt.cfg["security.api_token"]),
+                    "tokens_required": tokens_configured(rt.cfg["security.api_token"])},
         "backlog": {"by_stage": views.backlog_by_stage(), "by_state": views.backlog(),
                     "queue_store": queue_store_backlog(rt)},
         "workers": workers(rt.cfg),
         "in_flight": in_flight(),
         "executors": executors(rt),
         "maintenance": maintenance_status(),
-        "audit_tail": audit_tail(rt.output_dir),
+        "audit_tail": audit_tail(rt.output_dir) if admin else None,
         "git_revision": git_revision(),
     }

@@ -3,40 +3,25 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from typing import Any
+
 
 from .. import liveness, service, views
 from ..commands import is_command, run_command
 from ..errors import Alter0Error
 from ..models import TERMINAL
+from ..principals import cli_principal
 from ..queue import run_worker
-from . import bench, ops, web
-from .codes import RET_ERROR, RET_JOB_FAILED, RET_OK, RET_PENDING, RET_USAGE
-
-
-def _runtime(args):
-    from ..runtime import Runtime, set_runtime
-    rt = Runtime.open(args.config)
-    set_runtime(rt)
-    return rt
-
-
-def _print_json(data: Any) -> None:
-    print(json.dumps(data, ensure_ascii=False, indent=None if isinstance(data, dict) else 2, default=str))
-
-
-def _fail(message: str, code: int = RET_ERROR) -> int:
-    print(f"alter0: {message}", file=sys.stderr)
-    return code
+from . import bench, ops, security, web
+from .codes import RET_JOB_FAILED, RET_OK, RET_PENDING, RET_USAGE
+from .common import fail as _fail, print_json as _print_json, runtime as _runtime
 
 
 def cmd_send(args) -> int:
     rt = _runtime(args)
     user = args.user or rt.cfg["task.cli_user_id"]
     if is_command(args.text):
-        result = run_command(rt, args.text, user, args.channel or "")
+        result = run_command(rt, args.text, user, args.channel or "", cli_principal(rt.cfg, user), "cli")
         _print_json(result.data) if args.json else print(result.text)
         return RET_OK
     job, _ = service.submit(rt, args.text, user, args.channel, args.task, args.request_id)
@@ -136,7 +121,7 @@ def cmd_chat(args) -> int:
             continue
         try:
             if is_command(line):
-                print(run_command(rt, line, user, args.channel or "").text)
+                print(run_command(rt, line, user, args.channel or "", cli_principal(rt.cfg, user), "cli").text)
                 continue
             job, _ = service.submit(rt, line, user, args.channel)
             if not liveness.live_workers(rt.cfg):
@@ -246,6 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     ops.add_commands(sub)
     web.add_commands(sub)
     bench.add_commands(sub)
+    security.add_commands(sub)
     return p
 
 

@@ -18,6 +18,7 @@ from ..ops import backup as ops_backup
 from ..ops.doctor import CHECKS, run_preflight
 from ..migrations import EXPECTED_VERSION
 from ..ops.verify import verify
+from ..ops.restore_config import approve
 
 RET_OK, RET_PROBLEMS = 0, 1
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
@@ -57,7 +58,9 @@ def cmd_backup(args) -> int:
 
 
 def cmd_restore(args) -> int:
-    result = ops_backup.restore(load_config(args.config), Path(args.archive), with_config=args.with_config)
+    ask = input if sys.stdin.isatty() and not args.yes else None
+    result = ops_backup.restore(load_config(args.config), Path(args.archive), with_config=args.with_config,
+                                approve=lambda diff: approve(diff, args.yes, ask))
     if args.json:
         _print_json(result)
     else:
@@ -102,7 +105,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     b.set_defaults(fn=cmd_backup)
     r = sub.add_parser("restore", help="restore an archive (stop the worker first)")
     r.add_argument("archive")
-    r.add_argument("--with-config", action="store_true", help="also restore the config file it holds")
+    r.add_argument("--with-config", action="store_true", help="also restore the config file it holds (shows how "
+                   "the executor settings change; asks, or needs --yes when not at a terminal)")
+    r.add_argument("--yes", action="store_true", help="with --with-config: apply the config without asking")
     r.add_argument("--json", action="store_true")
     r.set_defaults(fn=cmd_restore)
     v = sub.add_parser("verify", help="integrity_check, foreign keys, schema version, queue store")

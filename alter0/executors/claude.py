@@ -95,8 +95,9 @@ class ClaudeExecutor(CliExecutor):
     def argv(self, req: ExecRequest) -> list[str]:
         """The full command line for ``req``."""
         argv = [self.binary, "-p", "--output-format", "stream-json", "--verbose"]
-        if req.session_id:
-            argv.append(f"--resume={req.session_id}")
+        session = self.resume_id(req)
+        if session:
+            argv.append(f"--resume={session}")
         if self.setting("executor.model"):
             argv += ["--model", self.setting("executor.model")]
         argv += ["--permission-mode", self.setting("executor.claude.permission_mode")]
@@ -125,5 +126,5 @@ class ClaudeExecutor(CliExecutor):
         text = result.get("result")
         if not isinstance(text, str) or not text.strip():
             raise ExecutorError("bad_output", "claude returned an empty result")
-        return ExecResult(text=text, session_id=result.get("session_id") or req.session_id,
+        return ExecResult(text=text, session_id=self.reported_id(req, result.get("session_id")),
                           usage=usage_of(result))

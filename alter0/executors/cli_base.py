@@ -25,6 +25,7 @@ from typing import Any, Mapping
 
 from ..config import SETTINGS_BY_KEY
 from ..errors import ExecutorError
+from . import session_ids
 from .base import ExecRequest, Executor
 from .process import ProcessResult, run_process
 
@@ -96,6 +97,15 @@ class CliExecutor(Executor):
             message += (f" -- {self.name} could not authenticate: check the API key or login it uses "
                         f"({where}; keys can be given in executor.env)")
         return ExecutorError(kind, message)
+
+    def resume_id(self, req: ExecRequest) -> str | None:
+        """The stored session to resume if it has this agent's shape; else None (a fresh session, an event)."""
+        return session_ids.checked(self.name, req.session_id, lambda k, d: self.emit(req, k, d), "stored")
+
+    def reported_id(self, req: ExecRequest, reported: Any) -> str | None:
+        """The session id to store after a turn: the agent's if it has the right shape, else the resumed one."""
+        found = session_ids.checked(self.name, reported, lambda k, d: self.emit(req, k, d), "reported")
+        return found or (req.session_id if session_ids.valid(self.name, req.session_id) else None)
 
     def emit(self, req: ExecRequest, kind: str, data: Mapping[str, Any]) -> None:
         """Send a progress event; a failing callback is logged, never raised."""

@@ -117,8 +117,9 @@ class CodexExecutor(CliExecutor):
         if self.setting("executor.model"):
             argv += ["-m", self.setting("executor.model")]
         argv += list(self.setting("executor.extra_args") or [])
-        if req.session_id:
-            argv += ["resume", req.session_id]
+        session = self.resume_id(req)
+        if session:
+            argv += ["resume", session]
         return argv + ["-"]
 
     def run(self, req: ExecRequest) -> ExecResult:
@@ -144,5 +145,5 @@ class CodexExecutor(CliExecutor):
                                f"the turn" + (f": {detail}" if detail else ""))
         if not turn.messages:
             raise ExecutorError("bad_output", "codex finished the turn without an agent message")
-        return ExecResult(text=turn.messages[-1], session_id=turn.thread_id or req.session_id,
+        return ExecResult(text=turn.messages[-1], session_id=self.reported_id(req, turn.thread_id),
                           usage=usage_of(turn))

@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 from ..errors import ExecutorError
+from . import session_ids
 from .base import ExecRequest, ExecResult
 from .cli_base import CliExecutor, classify_failure
 
@@ -41,8 +42,9 @@ class LlmExecutor(CliExecutor):
     def argv(self, req: ExecRequest) -> list[str]:
         """The command line of one prompt (the prompt itself goes on stdin)."""
         argv = [self.binary, "-m", self.model(), "--no-stream"]
-        if req.session_id:
-            argv += ["--cid", req.session_id]
+        session = self.resume_id(req)
+        if session:
+            argv += ["--cid", session]
         return argv + list(self.setting("executor.extra_args") or [])
 
     def run(self, req: ExecRequest) -> ExecResult:
@@ -57,11 +59,11 @@ class LlmExecutor(CliExecutor):
             raise ExecutorError("bad_output", "llm printed nothing on stdout")
         entry = self._log_entry(req, text)
         usage = {k: entry[k] for k in ("input_tokens", "output_tokens") if isinstance(entry.get(k), int)}
-        return ExecResult(text=text, session_id=entry.get("conversation_id") or req.session_id, usage=usage)
+        return ExecResult(text=text, session_id=self.reported_id(req, entry.get("conversation_id")), usage=usage)
 
     def _log_entry(self, req: ExecRequest, reply: str) -> dict[str, Any]:
         argv = [self.binary, "logs", "-n", str(LOG_WINDOW), "--json"]
-        if req.session_id:
+        if session_ids.valid(self.name, req.session_id):
             argv += ["--cid", req.session_id]
         try:
             proc = self.spawn(req, argv, None)

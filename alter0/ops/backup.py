@@ -14,6 +14,7 @@ import sqlite3
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 from peewee import SqliteDatabase
 
@@ -23,6 +24,7 @@ from ..paths import output_paths
 from .. import archive
 from ..archive import ArchiveError
 from ..migrations import migrate
+from .restore_config import executor_diff
 from .verify import check_staged, schema_version_of, sqlite_only
 from ..liveness import live_workers_in_file, stale_after
 
@@ -62,8 +64,12 @@ def _free_name(folder: Path, name: str) -> Path:
     return folder / name
 
 
-def restore(cfg: Config, archive_path: Path, with_config: bool = False) -> dict:
-    """Check ``archive_path`` and write it over the live database and queue store (worker must be stopped)."""
+def restore(cfg: Config, archive_path: Path, with_config: bool = False,
+            approve: Callable[[list[str]], None] | None = None) -> dict:
+    """Check ``archive_path`` and write it over the live database and queue store (worker must be stopped).
+
+    With ``with_config``, ``approve`` gets the executor-setting differences first and raises to refuse.
+    """
     sqlite_only(cfg)
     paths = output_paths(cfg.output_dir)
     if not Path(archive_path).is_file():
@@ -77,6 +83,8 @@ def restore(cfg: Config, archive_path: Path, with_config: bool = False) -> dict:
         manifest = archive.extract_archive(Path(archive_path), Path(tmp))
         staged = {name: Path(tmp) / name for name in manifest["members"]}
         check_staged(manifest, staged)
+        if with_config and archive.CONFIG_MEMBER in staged and approve is not None:
+            approve(executor_diff(Path(cfg.path or DEFAULT_CONFIG_PATH), staged[archive.CONFIG_MEMBER]))
         replaced = _keep_replaced(cfg, paths, staged, with_config)
         _write_back(staged[archive.DB_MEMBER], paths["db"])
         if archive.QUEUE_MEMBER in staged:

@@ -20,6 +20,7 @@ from alter0 import jobstate, stages
 from alter0.config import load_config
 from alter0.errors import ConfigError
 from alter0.runtime import get_runtime
+from alter0.secrets import mask_url
 from alter0.supervisor import Supervisor
 
 log = logging.getLogger("alter0.supervisor")
@@ -118,7 +119,8 @@ class Binding:
     def __init__(self, cfg):
         url = cfg["runtime.queue.broker_url"]
         if not url or urlsplit(url).scheme not in ("redis", "rediss", "unix"):
-            raise ConfigError(f"runtime.queue.broker_url = {url!r}: the dramatiq backend needs redis://host:port/db")
+            raise ConfigError(f"runtime.queue.broker_url = {mask_url(url)!r}: the dramatiq backend needs "
+                              "redis://host:port/db")
         self.url = url
         self.broker = RedisBroker(url=url, namespace=NAMESPACE, heartbeat_timeout=HEARTBEAT_TIMEOUT_MS,
                                   maintenance_chance=MAINTENANCE_CHANCE, middleware=[])

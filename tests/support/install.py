@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from .helpers import BIN, FAKE_AGENT, FINISHED, merge, wait_status
+from .helpers import BIN, FAKE_AGENT, FINISHED, FIXTURES, merge, wait_status
 
 
 class Alter0Env:
@@ -121,3 +121,17 @@ class Alter0Env:
         from alter0.config import load_config
         from alter0.migrations import open_current
         return open_current(load_config(self.config_path, env={}))
+
+
+def agent_bin(env: "Alter0Env", name: str, mode: str = "ok") -> Path:
+    """Put the fake ``codex`` or ``claude`` (tests/fixtures/fake_NAME) first on the install's PATH in ``mode``;
+    returns the JSONL file its calls are logged to."""
+    bindir = env.tmp / "bin"
+    bindir.mkdir(exist_ok=True)
+    link = bindir / name
+    if not link.exists():
+        link.symlink_to(FIXTURES / f"fake_{name}")
+    env.env["PATH"] = f"{bindir}{os.pathsep}{env.env['PATH']}"
+    env.env["FAKE_AGENT_MODE"] = mode
+    env.env["FAKE_AGENT_LOG"] = str(env.tmp / f"{name}-calls.jsonl")
+    return env.tmp / f"{name}-calls.jsonl"

@@ -1,0 +1,28 @@
+"""What every CLI command shares: the process runtime from --config, JSON output, the one-line failure."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from .codes import RET_ERROR
+
+
+def runtime(args):
+    """The process's Runtime, opened from the command's --config (or the environment's config)."""
+    from ..runtime import Runtime, set_runtime
+    rt = Runtime.open(args.config)
+    set_runtime(rt)
+    return rt
+
+
+def print_json(data: Any) -> None:
+    """One JSON document on stdout (objects on one line, lists indented)."""
+    print(json.dumps(data, ensure_ascii=False, indent=None if isinstance(data, dict) else 2, default=str))
+
+
+def fail(message: str, code: int = RET_ERROR) -> int:
+    """Print ``alter0: message`` on stderr and return the exit code."""
+    print(f"alter0: {message}", file=sys.stderr)
+    return code
