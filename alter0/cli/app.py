@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-
 from .. import liveness, service, views
 from ..commands import is_command, run_command
 from ..errors import Alter0Error
