@@ -58,7 +58,7 @@ def _v2_job_executor_pgid(m: SchemaMigrator, database: Database) -> None:
 
 def _v3_api_tokens(m: SchemaMigrator, database: Database) -> None:
     """apitoken: per-user API tokens (sha256 only), made by ``alter0 token create``."""
-    from ..models import ApiToken
+    from .models import ApiToken
     with database.bind_ctx([ApiToken]):
         database.create_tables([ApiToken], safe=True)
 
