@@ -114,8 +114,8 @@ def test_procfile_starts_web_and_worker_with_honcho(a0):
     port = free_port()
     env = dict(a0.env, PORT=str(port))
     honcho = subprocess.Popen([str(BIN / "honcho"), "-f", str(ROOT / "Procfile"), "-d", str(ROOT), "start",
-                               "-p", str(port)], env=env, stdout=open(a0.tmp / "honcho.log", "ab"),
-                              stderr=subprocess.STDOUT, start_new_session=True)
+                               "-p", str(port)], env=env, cwd=ROOT, stdout=open(a0.tmp / "honcho.log", "ab"),
+                              stderr=subprocess.STDOUT, start_new_session=True)  # the Procfile's paths are relative
     a0.procs.append(honcho)
     try:
         url = f"http://127.0.0.1:{port}"

@@ -109,7 +109,7 @@ class StubQueue(Queue):
     def _take(self) -> None:
         try:
             with self._cond:
-                if not self._due:
+                if self._paused or not self._due:  # resume() gives the pool one take per waiting message
                     return
                 due, _, stage, job_id = heapq.heappop(self._due)
             time.sleep(max(HAND_OFF_SEC, due - time.monotonic()))
