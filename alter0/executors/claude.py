@@ -14,7 +14,7 @@ from typing import Any
 from ..errors import ExecutorError
 from .base import ExecRequest, ExecResult
 from .codex import EVENT_TEXT_CHARS, parse_event
-from .cli_base import CliExecutor, classify_failure
+from .cli_base import AgentCliExecutor, classify_failure
 
 #: Result subtypes that are final stops, never worth a retry.
 FINAL_SUBTYPES = ("error_max_turns", "error_max_budget_usd", "error_during_execution")
@@ -84,13 +84,11 @@ def progress_events(event: dict) -> list[tuple[str, dict]]:
     return out
 
 
-class ClaudeExecutor(CliExecutor):
+class ClaudeExecutor(AgentCliExecutor):
     """``claude -p``; resumes the task's session with ``--resume=<session_id>``."""
 
     name = "claude"
-    binary = "claude"
     config_env = "CLAUDE_CONFIG_DIR"
-    keeps_session = True
 
     def argv(self, req: ExecRequest) -> list[str]:
         """The full command line for ``req``."""

@@ -115,6 +115,16 @@ class CliExecutor(Executor):
             logger.exception("executor event callback failed (%s)", kind)
 
 
+class AgentCliExecutor(CliExecutor):
+    """An agent CLI (codex, claude, llm): its binary is named like the adapter and it keeps its own session."""
+
+    keeps_session = True
+
+    @property
+    def binary(self) -> str:
+        return self.name
+
+
 _AUTH_MARKERS = (r"\b40[13]\b", "unauthorized", "forbidden", "invalid api key", "invalid x-api-key",
                  "authentication", "not logged in", "please run /login", "missing environment variable",
                  "api key", "no key found")

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..errors import ExecutorError
 from .base import ExecRequest, ExecResult
-from .cli_base import CliExecutor, classify_failure
+from .cli_base import AgentCliExecutor, classify_failure
 
 #: Characters of an item's text or command kept in a progress event.
 EVENT_TEXT_CHARS = 200
@@ -102,13 +102,11 @@ def usage_of(turn: CodexTurn) -> dict[str, Any]:
     return {k: turn.usage[k] for k in keys if k in turn.usage}
 
 
-class CodexExecutor(CliExecutor):
+class CodexExecutor(AgentCliExecutor):
     """``codex exec --json``; resumes the task's thread with ``codex exec ... resume <thread_id> -``."""
 
     name = "codex"
-    binary = "codex"
     config_env = "CODEX_HOME"
-    keeps_session = True
 
     def argv(self, req: ExecRequest) -> list[str]:
         """The full command line for ``req`` (options first, then ``resume <id>``, then ``-``)."""

@@ -13,7 +13,7 @@ from typing import Any
 from ..errors import ExecutorError
 from . import session_ids
 from .base import ExecRequest, ExecResult
-from .cli_base import CliExecutor, classify_failure
+from .cli_base import AgentCliExecutor, classify_failure
 
 #: Log entries searched for this run's conversation id.
 LOG_WINDOW = 5
@@ -27,13 +27,11 @@ def pick_log_entry(entries: list[dict], prompt: str, reply: str) -> dict | None:
     return entries[0] if entries else None
 
 
-class LlmExecutor(CliExecutor):
+class LlmExecutor(AgentCliExecutor):
     """``llm``: one prompt per run, continuing the task's conversation with ``--cid``."""
 
     name = "llm"
-    binary = "llm"
     config_env = "LLM_USER_PATH"
-    keeps_session = True
 
     def model(self) -> str:
         """executor.model when set, else executor.llm.model."""
