@@ -16,6 +16,7 @@ import pytest
 
 from alter0.config import DEFAULT_CONFIG_PATH, SETTINGS
 
+# BIN ... skip_or_fail are re-exported for modules still written ``from conftest import`` (tests/test_engines.py).
 from support.helpers import BIN, FAKE_AGENT, FIXTURES, ROOT, merge, pid_alive, skip_or_fail  # noqa: F401
 from support.install import Alter0Env
 from support.stub_engine import StubQueue, make_runtime
@@ -34,7 +35,7 @@ def no_ambient_config(tmp_path_factory):
     cwd = tmp_path_factory.mktemp("cwd")
     (cwd / DEFAULT_CONFIG_PATH).parent.mkdir(parents=True)
     (cwd / DEFAULT_CONFIG_PATH).write_text(POISON)
-    names = {"ALTER0_CONFIG", *(s.env_name for s in SETTINGS)}
+    names = {"ALTER0_CONFIG", *(s.env_name for s in SETTINGS if s.env_name)}
     saved = {name: os.environ.pop(name) for name in names if name in os.environ}
     before = os.getcwd()
     os.chdir(cwd)

@@ -9,7 +9,8 @@ What every engine guarantees: a message of each stage reaches ``alter0.stages.ru
 message for a job that does not exist is a no-op that leaves the consumer working; ``backlog()`` counts the
 messages waiting while nothing consumes; a delay is honoured; an urgent hand-off is delivered (and, on the
 stub and Huey, ahead of the messages already waiting); a refused enqueue returns False and leaves the job
-dispatched, so the reclaim sweep re-sends it.
+dispatched, so the reclaim sweep re-sends it; an unknown stage is refused before anything is written, and
+a "stamped" enqueue leaves the job row to its caller.
 """
 
 from __future__ import annotations
@@ -298,6 +299,20 @@ class TestQueueContract:
         with monkeypatch.context() as m:
             m.setattr(supervisor, "now", lambda: job.dispatched_at + supervisor.DISPATCH_STALE_SEC + 1)
             assert supervisor.reclaim(engine.rt) == 1
+        engine.start()
+        delivered(engine, calls, [("route", job_id)])
+        assert ended(job_id)
+
+    def test_an_unknown_stage_is_refused_before_anything_is_written(self, engine, calls):
+        job_id = job_in(S.QUEUED, dispatched=False)
+        with pytest.raises(ValueError, match="unknown stage"):
+            engine.rt.queue.enqueue("deploy", job_id)
+        assert Job.get_by_id(job_id).dispatched_at is None and engine.rt.queue.backlog() == 0
+
+    def test_a_stamped_enqueue_leaves_the_dispatch_mark_to_its_caller(self, engine, calls):
+        job_id = job_in(S.QUEUED, dispatched=False)
+        assert engine.rt.queue.enqueue("route", job_id, stamped=True)
+        assert Job.get_by_id(job_id).dispatched_at is None and engine.rt.queue.backlog() == 1
         engine.start()
         delivered(engine, calls, [("route", job_id)])
         assert ended(job_id)
