@@ -284,14 +284,13 @@ def _stage_failed(rt: Runtime, job: Job, src: S, exc: ExecutorError, stage: str,
 
 
 def _finish_error(job: Job, src: S, exc: ExecutorError, owner: str | None) -> None:
-    """End a job as cancelled, timed out or failed, recording the error kind and text."""
+    """End a job as cancelled, timed out or failed, recording the error kind and text; the state change and its
+    "error" event commit together, so a reader that sees the job ended also sees why."""
     dst = ERROR_END.get(exc.kind, S.FAILED)
-    if owner is None:
-        query_ok = jobstate.transition(job.id, src, dst, error_kind=exc.kind, error=exc.message)
-    else:
-        query_ok = jobstate.transition(job.id, src, dst, owner=owner, error_kind=exc.kind, error=exc.message)
-    if query_ok:
-        jobstate.add_event(job.id, "error", stage_of(src), {"kind": exc.kind, "message": exc.message})
+    with write_tx():
+        moved = jobstate.transition(job.id, src, dst, owner=owner, error_kind=exc.kind, error=exc.message,
+                                    events=[("error", stage_of(src), {"kind": exc.kind, "message": exc.message})])
+    if moved:
         log.warning("job %s %s: %s (%s)", job.id, dst.value, exc.message, exc.kind, extra=_ctx(job, stage_of(src)))
 
 

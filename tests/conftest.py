@@ -16,14 +16,11 @@ import pytest
 
 from alter0.config import DEFAULT_CONFIG_PATH, SETTINGS
 
-# BIN ... skip_or_fail are re-exported for modules still written ``from conftest import`` (tests/test_engines.py).
-from support.helpers import BIN, FAKE_AGENT, FIXTURES, ROOT, merge, pid_alive, skip_or_fail  # noqa: F401
+from support.helpers import merge
 from support.install import Alter0Env
 from support.stub_engine import StubQueue, make_runtime
 from scale_support import scale_services  # noqa: E402,F401  (session fixture: Redis + PostgreSQL for dramatiq)
 
-#: The old name of support.helpers.merge, still imported by tests/test_engines.py (``from conftest import``).
-_merge = merge
 #: What a test that reads ./config/config.json (instead of its own config) finds there: a key load_config refuses.
 POISON = '{"read_by_a_test": "tests must pass their own config path (Flask create_app(test_config) habit)"}\n'
 

@@ -10,7 +10,8 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import BIN, FAKE_AGENT, Alter0Env, _merge
+from support.helpers import BIN, FAKE_AGENT, merge
+from support.install import Alter0Env
 from scale_support import fresh_backend_config
 
 DAY = 86400
@@ -119,7 +120,7 @@ def test_huey_consumer_entry_point_builds_from_the_environment(tmp_path):
 
 def test_retention_runs_under_dramatiq(tmp_path, scale_services):
     # Given a Dramatiq + Redis + PostgreSQL install with a long-closed task's memory and an old stage log folder
-    env = Alter0Env(tmp_path / "install", **_merge(fresh_backend_config(), {
+    env = Alter0Env(tmp_path / "install", **merge(fresh_backend_config(), {
         "runtime": {"maintenance": {"task_memory_retention_days": 1, "log_retention_days": 1}}}))
     env.db()
     from alter0.models import MaintenanceState, Task, TaskMemory
