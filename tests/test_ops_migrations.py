@@ -67,7 +67,7 @@ def test_upgraded_v1_schema_equals_a_fresh_schema(tmp_path):
     fresh = sqlite3.connect(":memory:")
     fresh.executescript(fresh_schema_sql())
     assert upgraded == schema_shape(fresh), (
-        "the models differ from schema v1 + MIGRATIONS: add a Migration in alter0/ops/migrations.py "
+        "the models differ from schema v1 + MIGRATIONS: add a Migration in alter0/migrations.py "
         "(before the first release only: python -m alter0.migrations dump > tests/fixtures/schema_v1.sql)")
 
 

@@ -65,7 +65,7 @@ def render(r: dict) -> str:
         f"Both sides: SQLite WAL with fsync on every commit (`runtime.db.synchronous = {r['synchronous']}`: alter0.db, "
         f"and SqliteHuey `fsync={r['huey_fsync']}` on each huey.db), consumer `{r['consumer']}`; each consumer "
         "in its own process" + ("; alter0's also wakes when a stage is queued on the host (doorbells, "
-                                "tasks/huey_doorbell.py), the raw one only polls" if r.get("doorbells") else "")
+                                "tasks/huey_engine/doorbell.py), the raw one only polls" if r.get("doorbells") else "")
         + ". Raw: per item Huey task A enqueues B enqueues C (no-op bodies, priorities as "
         "route/generate/close); C inserts the item's done row into a SQLite table (same durability). alter0: "
         "route → generate (`command` executor `cat`) → close on a fresh output dir, embedded router and closer "
