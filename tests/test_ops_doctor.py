@@ -147,7 +147,7 @@ def fake_router(monkeypatch):
             raise state["raise"]
         return types.SimpleNamespace(degraded_reason=state["reason"])
 
-    monkeypatch.setattr(doctor, "build_router", build_router)
+    monkeypatch.setattr("alter0.routing.registry.build_router", build_router)
     return state
 
 

