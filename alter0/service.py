@@ -7,12 +7,12 @@ from typing import Any
 
 from peewee import IntegrityError
 
-from . import inputs, jobstate, taskstate
+from . import inputs, jobstate, taskstate, workspaces
 from .database import write_tx
 from .taskstate import scope_of
 from .errors import Conflict, InputError, NotFound
 from .models import Job, JobStatus as S, Task, TERMINAL, now
-from .runtime import Runtime
+from .runtime import Runtime, get_runtime
 from .views import get_job, get_task
 
 
@@ -99,9 +99,10 @@ def retry(rt: Runtime, job_id: Any) -> Job:
 
 
 def close_task(task_id: Any, reason: str = "closed by user", closed_by: str = "manual") -> Task:
-    """Close a task (the same record the closer writes, with closed_by manual)."""
+    """Close a task (the same record the closer writes, with closed_by manual; workspace.cleanup applies)."""
     task = get_task(task_id)
-    taskstate.close(task.id, closed_by, reason, 1.0)
+    if taskstate.close(task.id, closed_by, reason, 1.0):
+        workspaces.on_task_closed(get_runtime().cfg, task.id)
     return get_task(task.id)
 
 

@@ -269,6 +269,8 @@ def close(rt: Runtime, job: Job, cancel, lease: str) -> bool:
                          "close": should_close, "confidence": d.confidence, "reason": d.reason})])
     except LeaseLost:
         return False
+    if should_close:
+        workspaces.on_task_closed(rt.cfg, job.task_id)  # workspace.cleanup = on_close
     stage_log(rt.output_dir, "close", **_ctx(job, "close"), close=should_close, confidence=d.confidence,
               reason=d.reason, version=d.version, duration_ms=round((time.monotonic() - started) * 1000, 2),
               error=None)

@@ -12,7 +12,8 @@ from ..commands import is_command, run_command
 from ..errors import Alter0Error
 from ..models import TERMINAL
 from ..queue import run_worker
-from . import bench, ops, web
+from . import bench, ops, web, workspace
+from .workspace import cmd_task_workspace, receipt_text
 from .codes import RET_ERROR, RET_JOB_FAILED, RET_OK, RET_PENDING, RET_USAGE
 
 
@@ -77,6 +78,8 @@ def cmd_job(args) -> int:
         else:
             for key in ("job_id", "status", "stage", "task_id", "decision", "response", "error"):
                 print(f"{key}: {view[key]}")
+            if view["receipt"]:
+                print(receipt_text(view["receipt"]))
         return RET_OK
     if args.action == "cancel":
         job = service.cancel(args.id)
@@ -115,6 +118,8 @@ def cmd_task(args) -> int:
             for m in view["messages"]:
                 print(f"[{m['role']}] {m['content']}")
         return RET_OK
+    if args.action in ("diff", "merge", "discard"):
+        return cmd_task_workspace(rt, args)
     fn = service.close_task if args.action == "close" else service.reopen_task
     task = fn(args.id)
     _print_json(views.task_view(task)) if args.json else print(f"task #{task.id}: {task.status}")
@@ -228,11 +233,15 @@ def build_parser() -> argparse.ArgumentParser:
     j.set_defaults(fn=cmd_job)
 
     t = sub.add_parser("task", help="list, show, close or reopen tasks")
-    t.add_argument("action", choices=("list", "show", "close", "reopen"))
+    t.add_argument("action", choices=("list", "show", "close", "reopen", "diff", "merge", "discard"))
     t.add_argument("id", nargs="?")
     t.add_argument("--status", default="all", choices=("open", "closed", "all"))
     t.add_argument("--json", action="store_true")
+    t.add_argument("--stat", action="store_true", help="with diff: files and +/- counts only")
+    t.add_argument("--squash", action="store_true", help="with merge: one squashed commit on the base")
+    t.add_argument("--force", action="store_true", help="with discard: also throw away uncommitted changes")
     t.set_defaults(fn=cmd_task)
+    workspace.add_commands(sub)
 
     w = sub.add_parser("worker", help="run a worker (the queue consumer) in the foreground")
     w.add_argument("--workers", type=int, help="worker threads (default runtime.queue.workers)")
@@ -251,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if getattr(args, "action", None) in ("show", "close", "reopen") and args.command == "task" and not args.id:
+    if getattr(args, "action", None) not in (None, "list") and args.command == "task" and not args.id:
         return _fail("task id required: alter0 task " + args.action + " ID", RET_USAGE)
     try:
         return args.fn(args)

@@ -6,6 +6,6 @@
 from __future__ import annotations
 
 from .receipts import record as record_receipt, summary as receipt_summary
-from .turn import after_turn, allows_close, workdir_for
+from .turn import after_turn, allows_close, on_task_closed, workdir_for
 
-__all__ = ["after_turn", "allows_close", "receipt_summary", "record_receipt", "workdir_for"]
+__all__ = ["after_turn", "allows_close", "on_task_closed", "receipt_summary", "record_receipt", "workdir_for"]

@@ -8,6 +8,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import taskstate
 from ..errors import ExecutorError
 from ..models import Receipt, Task
 from . import receipts, worktree
@@ -62,6 +63,21 @@ def _commit_all(ws: worktree.Workspace, message: str) -> None:
         "-c", "user.name=alter0", "-c", "user.email=alter0@localhost"]
     git(["add", "-A"], ws.path)
     git([*identity, "commit", "--no-verify", "-q", "-m", message], ws.path)
+
+
+def on_task_closed(cfg, task_id: int) -> None:
+    """With workspace.cleanup = on_close, remove a closed task's worktree (the branch stays); one holding
+    uncommitted work is kept (logged)."""
+    task = Task.get_or_none(Task.id == task_id)
+    ws = worktree.stored(task) if task is not None and cfg["workspace.cleanup"] == "on_close" else None
+    if ws is None or task.workspace_state != "active":
+        return
+    try:
+        worktree.remove(ws)
+    except WorkspaceError as exc:
+        log.warning("task %s closed; its worktree is kept: %s", task_id, exc.message)
+        return
+    taskstate.set_workspace(task_id, workspace_state="removed")
 
 
 def allows_close(job_id: int) -> bool:
