@@ -7,7 +7,7 @@ from typing import Any
 
 from peewee import IntegrityError
 
-from . import inputs, jobstate, taskstate, workspaces
+from . import busy, inputs, jobstate, taskstate, workspaces
 from .database import write_tx
 from .taskstate import scope_of
 from .errors import Conflict, InputError, NotFound
@@ -17,8 +17,9 @@ from .views import get_job, get_task
 
 
 def submit(rt: Runtime, content: Any, user_id: Any, channel_id: Any = None, task_id: Any = None,
-           request_id: Any = None) -> tuple[Job, bool]:
-    """Accept a message as a queued job (or return the job an idempotency key already made)."""
+           request_id: Any = None, busy_policy: Any = None) -> tuple[Job, bool]:
+    """Accept a message as a queued job (or return the job an idempotency key already made); a message for a
+    busy task follows ``busy_policy`` (else the task's, else task.busy_policy): see alter0.busy."""
     content = inputs.text(content, "content", limit=10**9)
     size = len(content.encode("utf-8"))
     if size > rt.cfg["task.max_content_bytes"]:
@@ -37,6 +38,10 @@ def submit(rt: Runtime, content: Any, user_id: Any, channel_id: Any = None, task
         existing = Job.get_or_none(Job.request_id == request_id)
         if existing is not None:
             return _same_request(existing, content, user_id), False
+    if tid is not None:
+        collected = busy.before_submit(rt.cfg, task, busy_policy, content, cancel)
+        if collected is not None:
+            return collected, False
     try:
         with write_tx():  # one commit: the job, its first event and the record of its route message
             job = jobstate.create(content=content, user_id=user_id, channel_id=channel_id, scope=scope,

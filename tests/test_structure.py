@@ -20,7 +20,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("adapters", ("alter0.executors", "alter0.routing", "alter0.workspaces")),
     ("pipeline", ("alter0.candidates", "alter0.decide", "alter0.retry", "alter0.queue", "alter0.runtime",
                   "alter0.stages")),
-    ("service", ("alter0.service", "alter0.views", "alter0.supervisor")),
+    ("service", ("alter0.service", "alter0.views", "alter0.supervisor", "alter0.busy")),
     ("operations", ("alter0.ops", "alter0.commands")),
     ("entry", ("alter0.cli", "alter0.tools", "alter0.config_docs", "tasks", "web")),
 ]

@@ -26,6 +26,11 @@ def diff(task_id: Any, stat_only: bool = False) -> dict[str, Any]:
     return review.diff(task_of(task_id), stat_only=stat_only)
 
 
+def raw_diff(task_id: Any) -> str:
+    """The whole unified diff, uncut."""
+    return review.raw_diff(task_of(task_id))
+
+
 def _audited(cfg, action: str, who: str, fn, **fields) -> dict[str, Any]:
     try:
         result = fn()
