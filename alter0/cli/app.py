@@ -9,6 +9,7 @@ from typing import Any
 
 from .. import liveness, service, views
 from ..commands import is_command, run_command
+from ..config import BUSY_POLICIES
 from ..errors import Alter0Error
 from ..models import TERMINAL
 from ..queue import run_worker
@@ -40,7 +41,7 @@ def cmd_send(args) -> int:
         result = run_command(rt, args.text, user, args.channel or "")
         _print_json(result.data) if args.json else print(result.text)
         return RET_OK
-    job, _ = service.submit(rt, args.text, user, args.channel, args.task, args.request_id)
+    job, _ = service.submit(rt, args.text, user, args.channel, args.task, args.request_id, args.busy_policy)
     if args.async_:
         _print_json({"job_id": job.id, "status": job.status}) if args.json else print(job.id)
         return RET_OK
@@ -214,6 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--channel", default="", help="channel id")
     s.add_argument("--task", help="send to this task id")
     s.add_argument("--request-id", help="idempotency key: a repeated send returns the first job")
+    s.add_argument("--busy-policy", choices=BUSY_POLICIES, help="with --task, when that task is generating: "
+                   "enqueue, reject, interrupt or collect (default the task's, else task.busy_policy)")
     s.add_argument("--async", dest="async_", action="store_true", help="print the job id and return at once")
     s.add_argument("--json", action="store_true")
     s.add_argument("--timeout", type=float, help="seconds to wait for the answer")
