@@ -48,6 +48,22 @@ def diff(task: Task, stat_only: bool = False, limit: int = DIFF_LIMIT_CHARS) -> 
     return view
 
 
+def split_files(text: str) -> list[dict[str, Any]]:
+    """A unified diff cut per file for display: [{path, lines: [(kind, text)]}], kind add | del | hunk | meta | ctx."""
+    files: list[dict[str, Any]] = []
+    for line in text.splitlines():
+        if line.startswith("diff --git "):
+            files.append({"path": line.split(" b/", 1)[-1], "lines": []})
+            continue
+        if not files:
+            continue
+        kind = ("hunk" if line.startswith("@@") else "meta" if line.startswith(("+++", "---", "index ", "new file",
+                "deleted file", "similarity", "rename ", "Binary")) else "add" if line.startswith("+")
+                else "del" if line.startswith("-") else "ctx")
+        files[-1]["lines"].append((kind, line))
+    return files
+
+
 def raw_diff(task: Task) -> str:
     """The whole unified diff, uncut."""
     ws = workspace_of(task)
