@@ -4,9 +4,6 @@ from the console (CSRF form)."""
 
 from __future__ import annotations
 
-import os
-import signal
-
 import pytest
 import requests
 
@@ -20,11 +17,7 @@ from test_workspaces import FAST, git, repo  # noqa: F401  (the git repository f
 def ws_server(make_env, repo):  # noqa: F811
     env = make_env(**merge(FAST, {"workspace": {"mode": "worktree", "repo": str(repo)}, "web": {"sync_timeout_sec": 30}}))
     env.start_worker()
-    server = start_gunicorn(env)
-    yield server
-    if server.proc.poll() is None:
-        os.killpg(server.proc.pid, signal.SIGTERM)
-        server.proc.wait(timeout=30)
+    return start_gunicorn(env)  # make_env stops the worker and gunicorn after the test
 
 
 def send(server, content: str) -> dict:
