@@ -7,15 +7,16 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from . import liveness, service, views
-from .config import SETTINGS_BY_KEY, parse_value, validate
+from . import liveness, service, taskstate, views
+from .config import BUSY_POLICIES, SETTINGS_BY_KEY, parse_value, validate
 from .taskstate import scope_of
-from .errors import Alter0Error, Forbidden, InputError
+from .errors import Alter0Error, Conflict, Forbidden, InputError
 from .jsonlog import audit
 from .memory import clear_memory
 from .models import TaskMemory, UserState, now
 from .ops.stats import format_stats, stats
 from .runtime import Runtime
+from .workspaces.git import toplevel
 
 HELP = """Commands:
   /help                         this text
@@ -29,6 +30,8 @@ HELP = """Commands:
   /task reopen ID               reopen a closed task
   /task memory [ID]             show a task's memory;  /task memory clear [ID]
   /task stats                   counts and stage durations
+  /task busy POLICY [ID]        what a message for the busy task does: enqueue, reject, interrupt, collect
+  /task repo PATH [ID]          (admin) the task's agent works in its own worktree of the git repo at PATH
 Admin only:
   /config set KEY VALUE         change a setting in the config file
   /executor [NAME]              show or set the executor"""
@@ -231,6 +234,32 @@ def _task_memory(rt, args, user, channel) -> Result:
     return Result("\n".join(lines), {"summary": mem.summary, "turns": mem.turns})
 
 
+def _task_busy(rt, args, user, channel) -> Result:
+    if not args or args[0] not in BUSY_POLICIES:
+        raise InputError(f"usage: /task busy {'|'.join(BUSY_POLICIES)} [ID]")
+    task = _target(rt, args[1:], user, channel)
+    taskstate.set_workspace(task.id, busy_policy=args[0])
+    return Result(f"task #{task.id}: busy policy {args[0]}", {"task_id": task.id, "busy_policy": args[0]})
+
+
+def _task_repo(rt, args, user, channel) -> Result:
+    if not args:
+        raise InputError("usage: /task repo PATH [ID]")
+    allowed = user in rt.cfg["security.admin_user_ids"]
+    audit(rt.output_dir, user_id=user, channel_id=channel, command=("/task repo " + " ".join(args))[:500],
+          allowed=allowed)
+    if not allowed:
+        raise Forbidden(f"/task repo is an admin command (it points an agent at a repository); {user!r} is not in "
+                        "security.admin_user_ids")
+    task = _target(rt, args[1:], user, channel)
+    if task.branch and task.workspace_state == "active":
+        raise Conflict(f"task {task.id} already works in a worktree of {task.repo}; merge or discard it first")
+    repo = toplevel(args[0])
+    taskstate.set_workspace(task.id, repo=str(repo))
+    return Result(f"task #{task.id} will work in a worktree of {repo} (workspace.mode = worktree)",
+                  {"task_id": task.id, "repo": str(repo)})
+
+
 def _task_stats(rt, args, user, channel) -> Result:
     data = stats()
     return Result(format_stats(data), data)
@@ -240,7 +269,7 @@ COMMANDS: dict[str, Callable] = {"/help": _help, "/status": _status, "/config": 
 ADMIN: dict[str, Callable] = {"/executor": _executor}
 TASK_COMMANDS: dict[str, Callable] = {
     "list": _task_list, "current": _task_current, "use": _task_use, "new": _task_new, "close": _task_close,
-    "reopen": _task_reopen, "memory": _task_memory, "stats": _task_stats}
+    "reopen": _task_reopen, "memory": _task_memory, "stats": _task_stats, "busy": _task_busy, "repo": _task_repo}
 
 
 def _dispatch_config(rt, args, user, channel) -> Result:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from support.helpers import BIN, merge, wait_until
+from test_real_agents import agents_bin, real_env, stub  # noqa: F401  (real codex/claude on the model stub)
 
 FAST = {"router": {"backend": "lexical"}, "task": {"routing_confidence_threshold": 1.0,
                                                    "close_confidence_threshold": 1.0}}
@@ -221,3 +222,38 @@ def test_busy_policies_with_real_processes(make_env, policy):
         assert third["job_id"] == waiting["job_id"]
         reply = env.wait_job(waiting["job_id"])["response"]
         assert "second" in reply and "third" in reply
+
+
+@pytest.mark.parametrize("agent", ["codex", "claude"])
+def test_real_agent_turn_and_resumed_turn_run_in_the_task_worktree(agent, real_env, stub, repo):
+    env = real_env(agent, workspace={"mode": "worktree", "repo": str(repo)}, **FAST)
+    first = env.send("first prompt: list the files")
+    assert first["status"] == "done", first
+    worktree = env.output / "worktrees" / f"task-{first['task_id']}"
+    assert str(worktree) in stub.model_requests()[-1]["body_text"]  # the CLI was told it works there
+    second = env.send("second prompt, resumed", "--task", str(first["task_id"]))
+    assert second["status"] == "done" and "user_turns=2" in second["response"], second
+    assert str(worktree) in stub.model_requests()[-1]["body_text"]
+    task = task_json(env, first["task_id"])
+    assert task["session_id"] and task["workspace"]["worktree"] == str(worktree)
+    receipt = env.job(second["job_id"])["receipt"]
+    assert receipt["commits"] == [] and receipt["verified"] is False  # a chat turn changes nothing: nothing proven
+
+
+def test_task_repo_is_admin_only_and_gives_one_task_its_own_repository(make_env, repo, tmp_path):
+    env = make_env(**merge(FAST, {"workspace": {"mode": "worktree"}}))  # no workspace.repo: only per task
+    env.start_worker()
+    created = env.cli("send", "/task new fix the parser", "--user", "admin").stdout
+    tid = created.split("#")[1].split()[0]
+    refused = env.cli("send", f"/task repo {repo}", check=False)
+    assert refused.returncode == 6 and "admin command" in refused.stderr
+    assert "not a git repository" in env.cli("send", f"/task repo {tmp_path} {tid}", "--user", "admin",
+                                             check=False).stderr
+    env.cli("send", f"/task repo {repo} {tid}", "--user", "admin")
+    env.cli("send", f"/task busy reject {tid}", "--user", "admin")
+    assert task_json(env, tid)["busy_policy"] == "reject"
+    done = env.send("go [[write:p.txt=1]] [[commit:p]]", "--task", tid, "--user", "admin")
+    assert done["status"] == "done" and env.job(done["job_id"])["receipt"]["verified"]
+    assert git(repo, "branch", "--list", f"alter0/task-{tid}") != ""
+    audit = "".join(p.read_text() for p in (env.output / "audit").glob("*/command_permission.jsonl"))
+    assert '"allowed": false' in audit and "/task repo" in audit
