@@ -110,6 +110,9 @@ def task_view(task: Task, detail: bool = False) -> dict[str, Any]:
             "busy_policy": task.busy_policy, "workspace": workspace_view(task)}
     if detail:
         view["busy"] = busy_view(task.id)
+        view["receipts"] = [{"job_id": r.job_id, **receipts.view(r, live=False)}
+                            for r in receipts.Receipt.select().where(receipts.Receipt.task == task.id).order_by(
+                                receipts.Receipt.id)]
         view["messages"] = [{"id": m.id, "role": m.role, "content": m.content, "user_id": m.user_id,
                              "at": m.created_at} for m in Message.select().where(Message.task == task.id)
                             .order_by(Message.id)]

@@ -31,6 +31,7 @@ def test_diff_view_shows_files_then_merges_from_the_console(ws_server, page, rep
                             "[[commit:A edits]]")
     second = send(ws_server, "B [[write:shared.txt=alpha\\nFROM-B\\ngamma\\n]] [[commit:B edits]]")
     page.goto(f"{ws_server.url}/tasks/{first['task_id']}")
+    assert page.locator("#receipts tr[data-job] .badge").inner_text() == "verified"
     files = page.locator("#diff details.diff-file")
     assert files.count() == 2 and "shared.txt" in files.nth(0).locator("summary").inner_text()
     assert page.locator("#diff .d-add", has_text="+FROM-A").count() == 1
