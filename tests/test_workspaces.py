@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -257,3 +258,41 @@ def test_task_repo_is_admin_only_and_gives_one_task_its_own_repository(make_env,
     assert git(repo, "branch", "--list", f"alter0/task-{tid}") != ""
     audit = "".join(p.read_text() for p in (env.output / "audit").glob("*/command_permission.jsonl"))
     assert '"allowed": false' in audit and "/task repo" in audit
+
+
+def test_check_times_out_like_an_executor_and_a_cancel_kills_it(ws_env):
+    env = ws_env(workspace={"check_command": ["sh", "-c", "echo checking; sleep 300"]},
+                 task={"generation_timeout_sec": 3})
+    timed = env.send("t [[write:a.txt=1]] [[commit:a]]")
+    check = env.job(timed["job_id"])["receipt"]["check"]
+    assert check["timed_out"] and check["exit_code"] is None and not env.job(timed["job_id"])["receipt"]["verified"]
+    env.config["task"]["generation_timeout_sec"] = 120
+    env.write_config()
+    env.stop_all()
+    env.start_worker()
+    sent = env.send("c [[write:b.txt=1]] [[commit:b]]", "--task", str(timed["task_id"]), "--async")
+    wait_until(lambda: any(r.get("event") == "reply" and "c [[write:b" in r["prompt"] for r in env.agent_runs()),
+               30, "the agent turn to end (the check then runs)")
+    env.cli("job", "cancel", str(sent["job_id"]))
+    assert env.wait_job(sent["job_id"])["status"] == "cancelled"
+    wait_until(lambda: not subprocess.run(["pgrep", "-f", "echo checking; sleep 300"], capture_output=True).stdout,
+               10, "the check's process group to be killed")
+
+
+def test_concurrent_worktree_creation_on_one_repository(tmp_path, repo):
+    """Eight processes each make a task's worktree of the same repository at once: git's locks plus ours hold."""
+    from support.helpers import open_cfg
+    cfg = open_cfg(tmp_path / "inst", workspace={"mode": "worktree", "repo": str(repo)})
+    from alter0 import taskstate
+    ids = [taskstate.create("user:u", "u", "", f"task {n}", "command").id for n in range(8)]
+    script = ("import sys; from alter0.config import load_config; from alter0.migrations import open_current; "
+              "from alter0.models import Task; from alter0.workspaces import worktree; "
+              "cfg = load_config(sys.argv[1], env={}); open_current(cfg); "
+              "print(worktree.ensure(cfg, Task.get_by_id(int(sys.argv[2]))).path)")
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(cfg.path), str(i)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for i in ids]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1][-500:] for o in outs]
+    listed = git(repo, "worktree", "list", "--porcelain")
+    assert all(f"branch refs/heads/alter0/task-{i}" in listed for i in ids)
+    assert sorted(Path(o[0].strip()).name for o in outs) == sorted(f"task-{i}" for i in ids)
