@@ -1,7 +1,8 @@
 """task.busy_policy: what a message for a task whose generation is running does — enqueue (wait its turn), reject
 (409 naming the running job), interrupt (cancel the running generation; the new message is the next turn) or
 collect (appended to the turn already waiting, so one turn answers both). Decided when the message is submitted
-to a known task (its id given); a message the router sends to a busy task waits its turn (enqueue)."""
+for a known task (the task forced with /task use, else the task id given); a message the router sends to a busy
+task waits its turn (enqueue)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from . import jobstate
 from .config import BUSY_POLICIES
 from .database import write_tx
 from .errors import Conflict, InputError
-from .models import Job, Message, Task
+from .models import Job, Message, Task, UserState
 from .views import busy_view
 
 COLLECT_SEPARATOR = "\n\n(another message arrived while the task was busy)\n"
@@ -27,18 +28,29 @@ class TaskBusy(Conflict):
         self.data = {"busy_job_id": job_id}
 
 
-def policy_of(cfg, task: Task, requested: Any) -> str:
+def policy_of(cfg, task: Task | None, requested: Any) -> str:
     """The policy that applies: the request's, else the task's, else task.busy_policy."""
     if requested not in (None, ""):
         if requested not in BUSY_POLICIES:
             raise InputError(f"busy_policy must be one of {', '.join(BUSY_POLICIES)}")
         return requested
-    return task.busy_policy or cfg["task.busy_policy"]
+    return (task.busy_policy if task else None) or cfg["task.busy_policy"]
 
 
-def before_submit(cfg, task: Task, requested: Any, content: str, cancel) -> Job | None:
-    """Apply the policy to a message for ``task``; a job when the message was collected into it, else None (the
-    caller submits it as usual). ``cancel(job_id)`` cancels a job (the service's cancel)."""
+def target(user_id: str, task: Task | None) -> Task | None:
+    """The task a message will go to if known before routing: the user's forced task, else the one named."""
+    state = UserState.get_or_none(UserState.user_id == user_id)
+    forced = Task.get_or_none(Task.id == state.forced_task_id) if state and state.forced_task_id else None
+    return forced or task
+
+
+def before_submit(cfg, user_id: str, task: Task | None, requested: Any, content: str, cancel) -> Job | None:
+    """Apply the policy to a message for ``task`` (or the user's forced task); a job when the message was collected
+    into it, else None (the caller submits it as usual). ``cancel(job_id)`` cancels a job (the service's cancel)."""
+    policy_of(cfg, None, requested)  # a bad value is refused whatever the task
+    task = target(user_id, task)
+    if task is None:
+        return None
     policy = policy_of(cfg, task, requested)
     busy = busy_view(task.id)
     if policy == "enqueue" or not busy["busy"]:

@@ -38,10 +38,9 @@ def submit(rt: Runtime, content: Any, user_id: Any, channel_id: Any = None, task
         existing = Job.get_or_none(Job.request_id == request_id)
         if existing is not None:
             return _same_request(existing, content, user_id), False
-    if tid is not None:
-        collected = busy.before_submit(rt.cfg, task, busy_policy, content, cancel)
-        if collected is not None:
-            return collected, False
+    collected = busy.before_submit(rt.cfg, user_id, task if tid is not None else None, busy_policy, content, cancel)
+    if collected is not None:
+        return collected, False
     try:
         with write_tx():  # one commit: the job, its first event and the record of its route message
             job = jobstate.create(content=content, user_id=user_id, channel_id=channel_id, scope=scope,

@@ -206,6 +206,10 @@ def test_busy_policies_with_real_processes(make_env, policy):
     if policy == "reject":
         out = env.cli("send", "next", "--task", tid, "--busy-policy", "reject", "--json", check=False)
         assert out.returncode == 5 and f"job {running['job_id']} is generating" in out.stderr
+        env.cli("send", f"/task use {tid}")  # the forced task counts as named: the task's own policy applies
+        env.cli("send", f"/task busy reject {tid}")
+        forced = env.cli("send", "via the forced task", "--json", check=False)
+        assert forced.returncode == 5 and "is busy" in forced.stderr
         env.cli("job", "cancel", str(running["job_id"]))
         return
     if policy == "interrupt":
