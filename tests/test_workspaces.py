@@ -300,3 +300,13 @@ def test_concurrent_worktree_creation_on_one_repository(tmp_path, repo):
     listed = git(repo, "worktree", "list", "--porcelain")
     assert all(f"branch refs/heads/alter0/task-{i}" in listed for i in ids)
     assert sorted(Path(o[0].strip()).name for o in outs) == sorted(f"task-{i}" for i in ids)
+
+
+def test_worktree_mode_without_a_repository_fails_the_job_with_a_clear_message(make_env):
+    env = make_env(**merge(FAST, {"workspace": {"mode": "worktree"}}))
+    env.start_worker()
+    failed = env.send("hello", check=False)
+    job = env.job(failed["job_id"])
+    assert job["status"] == "failed" and job["error"]["kind"] == "exit_error"
+    assert "no repository is set: set workspace.repo" in job["error"]["message"]
+    assert "Traceback" not in env.logs()

@@ -82,11 +82,9 @@ def view(r: Receipt, live: bool = True) -> dict[str, Any]:
     problems = list(r.problems or [])
     task = Task.get_or_none(Task.id == r.task_id)
     if live and task is not None and task.workspace_state == "active" and task.repo and r.commits:
-        tip = f"refs/heads/{r.branch}"
-        for c in r.commits:
-            if not ok(["merge-base", "--is-ancestor", c["sha"], tip], task.repo):
-                problems.append(f"commit {c['sha'][:12]} is no longer on {r.branch} (changed outside alter0)")
-                break
+        last = r.commits[-1]["sha"]  # its ancestors, the turn's earlier commits, are on the branch if it is
+        if not ok(["merge-base", "--is-ancestor", last, f"refs/heads/{r.branch}"], task.repo):
+            problems.append(f"commit {last[:12]} is no longer on {r.branch} (changed outside alter0)")
     added = sum(f["added"] or 0 for f in r.files or [])
     deleted = sum(f["deleted"] or 0 for f in r.files or [])
     return {"branch": r.branch, "start_sha": r.start_sha, "end_sha": r.end_sha, "commits": r.commits,
