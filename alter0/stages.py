@@ -258,9 +258,10 @@ def close(rt: Runtime, job: Job, cancel, lease: str) -> bool:
     """Ask the closer whether the task is finished; close it above the threshold; the job is done."""
     started = time.monotonic()
     d, should_close = decide_close(rt, job)
+    if should_close and not workspaces.allows_close(job.id):  # a failed check never auto-closes
+        should_close, d.reason = False, f"kept open by the receipt (failed check or unproven commit); {d.reason}"
     try:
         with write_tx():
-            should_close = should_close and workspaces.allows_close(job.id)  # a failed check never auto-closes
             if should_close:
                 taskstate.close(job.task_id, "auto", d.reason, d.confidence)
             _move_on(job, S.CLOSING, S.DONE, lease, close_decision=should_close, close_confidence=d.confidence,

@@ -104,6 +104,7 @@ def test_commit_turn_policy_and_a_failed_check_never_auto_closes(ws_env):
     assert receipt["check"]["exit_code"] == 1 and receipt["verified"] is False
     assert "check failed (exit 1)" in bad["response"]
     assert task_json(env, bad["task_id"])["status"] == "open" and bad["closed"] is False
+    assert env.job(bad["job_id"])["close"]["reason"].startswith("kept open by the receipt")
     good = env.send(f"{done_words} [[write:result.txt=good]]", "--task", str(bad["task_id"]))
     receipt = env.job(good["job_id"])["receipt"]
     assert receipt["check"]["exit_code"] == 0 and receipt["check"]["duration_sec"] >= 0 and receipt["verified"]
