@@ -311,3 +311,21 @@ def test_worktree_mode_without_a_repository_fails_the_job_with_a_clear_message(m
     assert job["status"] == "failed" and job["error"]["kind"] == "exit_error"
     assert "no repository is set: set workspace.repo" in job["error"]["message"]
     assert "Traceback" not in env.logs()
+
+
+def test_a_large_diff_is_cut_and_the_raw_diff_stays_whole(tmp_path, repo):
+    from support.helpers import open_cfg
+    from alter0 import taskstate
+    from alter0.models import Task
+    from alter0.workspaces import review, worktree
+    cfg = open_cfg(tmp_path / "inst", workspace={"mode": "worktree", "repo": str(repo)})
+    task = taskstate.create("user:u", "u", "", "big change", "command")
+    ws = worktree.ensure(cfg, task)
+    (ws.path / "big.txt").write_text("".join(f"line {n}\n" for n in range(5000)))
+    git(ws.path, "add", "-A")
+    git(ws.path, "commit", "-qm", "big")
+    task = Task.get_by_id(task.id)
+    cut = review.diff(task, limit=2000)
+    assert cut["truncated"] and len(cut["diff"]) == 2000 and cut["files"] == [{"path": "big.txt", "added": 5000,
+                                                                               "deleted": 0}]
+    assert "+line 4999" in review.raw_diff(task) and not review.diff(task)["truncated"]
