@@ -7,17 +7,18 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from . import liveness, service, views
+from . import liveness, service, taskstate, views
 from .audit import record
-from .config import SETTINGS_BY_KEY, parse_value, validate
+from .config import BUSY_POLICIES, SETTINGS_BY_KEY, parse_value, validate
 from .taskstate import scope_of
-from .errors import Alter0Error, Forbidden, InputError
+from .errors import Alter0Error, Conflict, Forbidden, InputError
 from .memory import clear_memory
 from .models import TaskMemory, UserState, now
 from .ops.stats import format_stats, stats
 from .principals import Principal, require_admin
 from .runtime import Runtime
 from .secrets import masked
+from .workspaces.git import toplevel
 
 HELP = """Commands:
   /help                         this text
@@ -31,6 +32,8 @@ HELP = """Commands:
   /task reopen ID               reopen a closed task
   /task memory [ID]             show a task's memory;  /task memory clear [ID]
   /task stats                   counts and stage durations
+  /task busy POLICY [ID]        what a message for the busy task does: enqueue, reject, interrupt, collect
+  /task repo PATH [ID]          (admin) the task's agent works in its own worktree of the git repo at PATH
 Admin only (the local CLI, or an admin token over HTTP and the console):
   /config set KEY VALUE         change a setting in the config file
   /executor [NAME]              show or set the executor"""
@@ -65,6 +68,8 @@ def run_command(rt: Runtime, text: str, user_id: str, channel_id: str = "", prin
     if not words or not words[0].startswith("/"):
         raise InputError("a command starts with /; try /help")
     head, args = words[0].lower(), words[1:]
+    if head == "/task" and args[:1] == ["repo"]:  # it points an agent at a repository
+        _check_admin(rt, principal, "/task repo", _quoted(text, head, args), user_id, channel_id, source)
     if head in ADMIN or (head == "/config" and args[:1] == ["set"]):
         _check_admin(rt, principal, head, _quoted(text, head, args), user_id, channel_id, source)
         return (ADMIN.get(head) or _config_set)(rt, args, user_id, channel_id)
@@ -250,6 +255,26 @@ def _task_memory(rt, args, user, channel) -> Result:
     return Result("\n".join(lines), {"summary": mem.summary, "turns": mem.turns})
 
 
+def _task_busy(rt, args, user, channel) -> Result:
+    if not args or args[0] not in BUSY_POLICIES:
+        raise InputError(f"usage: /task busy {'|'.join(BUSY_POLICIES)} [ID]")
+    task = _target(rt, args[1:], user, channel)
+    taskstate.set_workspace(task.id, busy_policy=args[0])
+    return Result(f"task #{task.id}: busy policy {args[0]}", {"task_id": task.id, "busy_policy": args[0]})
+
+
+def _task_repo(rt, args, user, channel) -> Result:
+    if not args:
+        raise InputError("usage: /task repo PATH [ID]")
+    task = _target(rt, args[1:], user, channel)
+    if task.branch and task.workspace_state == "active":
+        raise Conflict(f"task {task.id} already works in a worktree of {task.repo}; merge or discard it first")
+    repo = toplevel(args[0])
+    taskstate.set_workspace(task.id, repo=str(repo))
+    return Result(f"task #{task.id} will work in a worktree of {repo} (workspace.mode = worktree)",
+                  {"task_id": task.id, "repo": str(repo)})
+
+
 def _task_stats(rt, args, user, channel) -> Result:
     data = stats()
     return Result(format_stats(data), data)
@@ -259,4 +284,4 @@ COMMANDS: dict[str, Callable] = {"/help": _help, "/status": _status, "/config": 
 ADMIN: dict[str, Callable] = {"/executor": _executor}
 TASK_COMMANDS: dict[str, Callable] = {
     "list": _task_list, "current": _task_current, "use": _task_use, "new": _task_new, "close": _task_close,
-    "reopen": _task_reopen, "memory": _task_memory, "stats": _task_stats}
+    "reopen": _task_reopen, "memory": _task_memory, "stats": _task_stats, "busy": _task_busy, "repo": _task_repo}

@@ -62,6 +62,7 @@ EXECUTORS = ("auto", "codex", "claude", "llm", "command", "openai")
 ROUTERS = ("embedded", "lexical", "llm")
 CLOSERS = ("embedded", "llm")
 STAGES = ("route", "generate", "close")
+BUSY_POLICIES = ("enqueue", "reject", "interrupt", "collect")
 ERROR_KINDS = tuple(ERROR_KIND_TABLE)
 
 S = Setting
@@ -120,6 +121,24 @@ SETTINGS: tuple[Setting, ...] = (
     S("executor.command", None, "argv of the command executor (prompt on stdin, reply on stdout).",
       (list, type(None)), check=_argv_list),
     S("executor.workdir_root", "", "Root of per-task working directories (default output_dir/work)."),
+    S("workspace.mode", "none", "none = every task's agent runs in executor.workdir_root/task-<id> (no git); "
+      "worktree = each task gets its own git worktree and branch of workspace.repo.", choices=("none", "worktree")),
+    S("workspace.repo", "", "The git repository task worktrees are made from (a task's own repo, set with "
+      "/task repo PATH, wins)."),
+    S("workspace.root", "", "Where task worktrees live (default output_dir/worktrees)."),
+    S("workspace.base", "", "Branch a task's branch starts from and merges into (default the repo's current branch)."),
+    S("workspace.branch_prefix", "alter0/", "Prefix of task branches: <prefix>task-<id>."),
+    S("workspace.cleanup", "keep", "keep = a closed task keeps its worktree until merge, discard or prune; "
+      "on_close = closing a task removes its worktree (unless it holds uncommitted work).",
+      choices=("keep", "on_close")),
+    S("workspace.commit", "agent", "agent = the agent commits, alter0 records; turn = alter0 commits what a turn "
+      "left uncommitted; never = nobody commits (receipts list the working-tree changes).",
+      choices=("agent", "turn", "never")),
+    S("workspace.check_command", None, "argv run in the worktree after each turn (e.g. [\"pytest\", \"-q\"]); its "
+      "exit code decides whether a receipt is verified; null = no check.", (list, type(None)), check=_argv_list),
+    S("task.busy_policy", "enqueue", "A message for a task whose generation is running: enqueue (wait its turn), "
+      "reject (409 naming the running job), interrupt (cancel the running generation), collect (merge into the "
+      "next turn).", choices=BUSY_POLICIES),
     S("executor.model", "", "Model name passed to the executor (-m / --model)."),
     S("executor.extra_args", [], "Extra argv appended to the executor's command.", list, check=_str_list),
     S("executor.env", {}, "Extra environment for the executor process.", dict,

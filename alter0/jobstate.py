@@ -126,6 +126,16 @@ def create(**fields) -> Job:
     return job
 
 
+def collect_into(job_id: int, extra: str) -> bool:
+    """Append a message to a job still waiting for its generation turn (task.busy_policy = collect); False if it
+    has started meanwhile (inside the caller's transaction)."""
+    done = Job.update(content=Job.content.concat(extra), updated_at=now()).where(
+        (Job.id == job_id) & (Job.status == S.GENERATING.value) & Job.lease_owner.is_null(True)).execute()
+    if done:
+        add_event(job_id, "collected", "generate", {"chars": len(extra)})
+    return done == 1
+
+
 def task_of(job_id: int) -> int | None:
     """The task a job was routed to, or None."""
     return Job.select(Job.task).where(Job.id == job_id).scalar()

@@ -63,9 +63,25 @@ def _v3_api_tokens(m: SchemaMigrator, database: Database) -> None:
         database.create_tables([ApiToken], safe=True)
 
 
+def _v4_workspaces(m: SchemaMigrator, database: Database) -> None:
+    """Workspaces: a task's repo, branch, worktree, workspace state and busy policy; the receipt table."""
+    from peewee import CharField, TextField
+    from .models import Receipt
+    migrate_ops(m.add_column("task", "repo", TextField(null=True)),
+                m.add_column("task", "branch", CharField(max_length=200, null=True)),
+                m.add_column("task", "base", CharField(max_length=200, null=True)),
+                m.add_column("task", "worktree", TextField(null=True)),
+                m.add_column("task", "workspace_state", CharField(max_length=16, null=True)),
+                m.add_column("task", "busy_policy", CharField(max_length=16, null=True)))
+    with _bound(database):
+        database.create_tables([Receipt])
+
+
 #: Every migration after the baseline, in version order.
 MIGRATIONS: tuple[Migration, ...] = (Migration(2, "job.executor_pgid", _v2_job_executor_pgid),
-                                     Migration(3, "apitoken table", _v3_api_tokens))
+                                     Migration(3, "apitoken table", _v3_api_tokens),
+                                     Migration(4, "workspaces: task repo/branch/worktree/busy_policy, receipt",
+                                               _v4_workspaces))
 
 
 def latest(migrations: Sequence[Migration] = MIGRATIONS) -> int:

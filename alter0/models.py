@@ -85,6 +85,12 @@ class Task(BaseModel):
     input_tokens = IntegerField(default=0)
     output_tokens = IntegerField(default=0)
     cost_usd = DoubleField(default=0.0)
+    repo = TextField(null=True)  # the task's own git repository (else workspace.repo)
+    branch = CharField(max_length=200, null=True)  # its worktree's branch, once made
+    base = CharField(max_length=200, null=True)  # the branch it started from and merges into
+    worktree = TextField(null=True)  # its worktree's path, once made
+    workspace_state = CharField(max_length=16, null=True)  # active | merged | discarded | removed
+    busy_policy = CharField(max_length=16, null=True)  # the task's own task.busy_policy
 
 
 class Message(BaseModel):
@@ -147,6 +153,25 @@ class Job(BaseModel):
     @property
     def state(self) -> JobStatus:
         return JobStatus(self.status)
+
+
+class Receipt(BaseModel):
+    """What one generation changed in its task's worktree, read from git (not from the agent's text)."""
+
+    id = AutoField()
+    job = ForeignKeyField(Job, backref="receipts", on_delete="CASCADE", index=True)
+    task = ForeignKeyField(Task, backref="receipts", on_delete="CASCADE", index=True)
+    branch = CharField(max_length=200)
+    start_sha = CharField(max_length=64, null=True)  # the branch tip before the turn
+    end_sha = CharField(max_length=64, null=True)  # the branch tip after it
+    commits = JSONField(default=list)  # [{sha, subject}] the turn added
+    files = JSONField(default=list)  # [{path, added, deleted}]
+    uncommitted = JSONField(default=list)  # paths left changed but not committed
+    claimed = JSONField(default=list)  # commit ids the agent's reply names
+    check = JSONField(null=True)  # {argv, exit_code, duration_sec, output_tail, timed_out}
+    verified = BooleanField(default=False)
+    problems = JSONField(default=list)  # why it is not verified
+    created_at = DoubleField(default=now)
 
 
 class JobEvent(BaseModel):
@@ -222,5 +247,5 @@ class ApiToken(BaseModel):
     revoked_at = DoubleField(null=True)
 
 
-ALL_MODELS = (Task, Message, Job, JobEvent, TaskMemory, UserState, Worker, SchemaVersion, MaintenanceState,
+ALL_MODELS = (Task, Message, Job, Receipt, JobEvent, TaskMemory, UserState, Worker, SchemaVersion, MaintenanceState,
               ApiToken)

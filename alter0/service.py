@@ -7,18 +7,19 @@ from typing import Any
 
 from peewee import IntegrityError
 
-from . import inputs, jobstate, taskstate
+from . import busy, inputs, jobstate, taskstate, workspaces
 from .database import write_tx
 from .taskstate import scope_of
 from .errors import Conflict, InputError, NotFound
 from .models import Job, JobStatus as S, Task, TERMINAL, now
-from .runtime import Runtime
+from .runtime import Runtime, get_runtime
 from .views import get_job, get_task
 
 
 def submit(rt: Runtime, content: Any, user_id: Any, channel_id: Any = None, task_id: Any = None,
-           request_id: Any = None) -> tuple[Job, bool]:
-    """Accept a message as a queued job (or return the job an idempotency key already made)."""
+           request_id: Any = None, busy_policy: Any = None) -> tuple[Job, bool]:
+    """Accept a message as a queued job (or return the job an idempotency key already made); a message for a
+    busy task follows ``busy_policy`` (else the task's, else task.busy_policy): see alter0.busy."""
     content = inputs.text(content, "content", limit=10**9)
     size = len(content.encode("utf-8"))
     if size > rt.cfg["task.max_content_bytes"]:
@@ -37,6 +38,9 @@ def submit(rt: Runtime, content: Any, user_id: Any, channel_id: Any = None, task
         existing = Job.get_or_none(Job.request_id == request_id)
         if existing is not None:
             return _same_request(existing, content, user_id), False
+    collected = busy.before_submit(rt.cfg, user_id, task if tid is not None else None, busy_policy, content, cancel)
+    if collected is not None:
+        return collected, False
     try:
         with write_tx():  # one commit: the job, its first event and the record of its route message
             job = jobstate.create(content=content, user_id=user_id, channel_id=channel_id, scope=scope,
@@ -99,9 +103,10 @@ def retry(rt: Runtime, job_id: Any) -> Job:
 
 
 def close_task(task_id: Any, reason: str = "closed by user", closed_by: str = "manual") -> Task:
-    """Close a task (the same record the closer writes, with closed_by manual)."""
+    """Close a task (the same record the closer writes, with closed_by manual; workspace.cleanup applies)."""
     task = get_task(task_id)
-    taskstate.close(task.id, closed_by, reason, 1.0)
+    if taskstate.close(task.id, closed_by, reason, 1.0):
+        workspaces.on_task_closed(get_runtime().cfg, task.id)
     return get_task(task.id)
 
 

@@ -10,11 +10,10 @@ from __future__ import annotations
 import logging
 import os
 import time
-from pathlib import Path
 
 from peewee import InterfaceError, OperationalError
 
-from . import jobstate, memory, taskstate, turns
+from . import jobstate, memory, taskstate, turns, workspaces
 from .decide import choose_task, decide_close, task_by_id
 from .errors import ExecutorError
 from .executors.base import ExecRequest
@@ -200,8 +199,6 @@ def generate(rt: Runtime, job: Job, cancel, lease: str) -> bool:
     executor = rt.executor(task.executor or rt.executor_name())
     resume = bool(executor.keeps_session and task.session_id)
     prompt = memory.build_prompt(rt.cfg, task, _MESSAGE_BY_ID.first(job.user_message_id), resume)
-    workdir = Path(rt.cfg["executor.workdir_root"] or rt.paths["work"]) / f"task-{task.id}"
-    workdir.mkdir(parents=True, exist_ok=True)
     timeout = min(rt.cfg["task.generation_timeout_sec"], rt.cfg["runtime.queue.attempt_timeout_sec"])
     counter = {"n": 0, "attempts": 0}
 
@@ -215,14 +212,16 @@ def generate(rt: Runtime, job: Job, cancel, lease: str) -> bool:
         if counter["attempts"] > 1:  # the stage's start counted the first
             jobstate.count_attempt(job.id, "generate")
         return executor.run(ExecRequest(prompt=prompt, session_id=task.session_id if resume else None,
-                                        workdir=workdir, timeout=timeout, cancel=cancel, on_event=on_event,
+                                        workdir=turn.path, timeout=timeout, cancel=cancel, on_event=on_event,
                                         on_process=on_process))
 
     def on_process(pgid: int) -> None:
         jobstate.set_executor_pgid(job.id, pgid)
 
     try:
+        turn = workspaces.workdir_for(rt.cfg, task)  # executor.workdir_root/task-<id>, or the task's git worktree
         result = run_with_retry(rt, "generate", job, attempt, cancel)
+        receipt = workspaces.after_turn(rt.cfg, turn, result.text, timeout, cancel)
     except ExecutorError as exc:
         _stage_failed(rt, job, S.GENERATING, exc, "generate", started, lease, session_id=task.session_id)
         return
@@ -231,8 +230,11 @@ def generate(rt: Runtime, job: Job, cancel, lease: str) -> bool:
     cost = float(usage.get("cost_usd") or 0.0)
     try:
         with write_tx():  # exactly one reply: only the lease holder of a job still generating stores it
-            msg = Message.create(task=task.id, role="assistant", content=result.text,
+            text = result.text if receipt is None else f"{result.text}\n\n{workspaces.receipt_summary(receipt)}"
+            msg = Message.create(task=task.id, role="assistant", content=text,
                                  user_id=rt.cfg["agent.name"], channel_id=job.channel_id)
+            if receipt is not None:
+                workspaces.record_receipt(job.id, task.id, receipt)
             taskstate.record_turn(task.id, result.session_id or task.session_id, tokens_in, tokens_out, cost)
             memory.append_turn(rt.cfg, task.id, msg)
             _move_on(job, S.GENERATING, S.CLOSING, lease, reply_message=msg.id, executor_pgid=None,
@@ -256,6 +258,8 @@ def close(rt: Runtime, job: Job, cancel, lease: str) -> bool:
     """Ask the closer whether the task is finished; close it above the threshold; the job is done."""
     started = time.monotonic()
     d, should_close = decide_close(rt, job)
+    if should_close and not workspaces.allows_close(job.id):  # a failed check never auto-closes
+        should_close, d.reason = False, f"kept open by the receipt (failed check or unproven commit); {d.reason}"
     try:
         with write_tx():
             if should_close:
@@ -266,6 +270,8 @@ def close(rt: Runtime, job: Job, cancel, lease: str) -> bool:
                          "close": should_close, "confidence": d.confidence, "reason": d.reason})])
     except LeaseLost:
         return False
+    if should_close:
+        workspaces.on_task_closed(rt.cfg, job.task_id)  # workspace.cleanup = on_close
     stage_log(rt.output_dir, "close", **_ctx(job, "close"), close=should_close, confidence=d.confidence,
               reason=d.reason, version=d.version, duration_ms=round((time.monotonic() - started) * 1000, 2),
               error=None)

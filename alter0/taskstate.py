@@ -41,6 +41,11 @@ def close(task_id: int, closed_by: str, reason: str, confidence: float) -> bool:
         (Task.id == task_id) & (Task.status == "open")).execute() == 1
 
 
+def set_workspace(task_id: int, **fields) -> None:
+    """Record a task's workspace: repo, branch, base, worktree, workspace_state, busy_policy (only those given)."""
+    Task.update(updated_at=now(), **fields).where(Task.id == task_id).execute()
+
+
 def reopen(task_id: int) -> None:
     """Reopen a task: the close record is cleared and it becomes the most recently active."""
     Task.update(status="open", closed_at=None, closed_by=None, close_reason=None, close_confidence=None,

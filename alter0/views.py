@@ -9,6 +9,7 @@ from peewee import fn
 from . import inputs, jobstate
 from .errors import InputError, NotFound
 from .models import ACTIVE, STAGE_OF_STATE, Job, JobEvent, JobStatus as S, Message, Task, TaskMemory, stage_of
+from .workspaces import receipts
 
 
 def get_job(job_id: Any) -> Job:
@@ -45,10 +46,33 @@ def job_view(job: Job, events: bool = False) -> dict[str, Any]:
         "timings": {"created_at": job.created_at, "routing_at": job.routing_at, "generating_at": job.generating_at,
                     "closing_at": job.closing_at, "finished_at": job.finished_at},
         "cancel_requested": job.cancel_requested, "request_id": job.request_id,
+        "receipt": _receipt(job.id),
     }
     if events:
         view["events"] = [event_view(e) for e in JobEvent.select().where(JobEvent.job == job.id).order_by(JobEvent.id)]
     return view
+
+
+def _receipt(job_id: int) -> dict[str, Any] | None:
+    found = receipts.latest_for_job(job_id)
+    return receipts.view(found) if found is not None else None
+
+
+def busy_view(task_id: int) -> dict[str, Any]:
+    """Whether a generation of the task is running, with which job, and the jobs waiting behind it."""
+    running = Job.select(Job.id).where((Job.task == task_id) & (Job.status == S.GENERATING.value) &
+                                       Job.lease_owner.is_null(False)).order_by(Job.id).first()
+    waiting = [j.id for j in Job.select(Job.id).where(
+        (Job.task == task_id) & (Job.status == S.GENERATING.value) & Job.lease_owner.is_null(True)).order_by(Job.id)]
+    return {"busy": running is not None, "job_id": running.id if running else None, "waiting": waiting}
+
+
+def workspace_view(task: Task) -> dict[str, Any] | None:
+    """The task's workspace as recorded (repo, branch, base, worktree, state) or None."""
+    if not task.branch:
+        return None
+    return {"repo": task.repo, "branch": task.branch, "base": task.base, "worktree": task.worktree,
+            "state": task.workspace_state}
 
 
 def event_view(e: JobEvent) -> dict[str, Any]:
@@ -83,8 +107,13 @@ def task_view(task: Task, detail: bool = False) -> dict[str, Any]:
             "last_active_at": task.last_active_at, "closed_at": task.closed_at, "closed_by": task.closed_by,
             "close_reason": task.close_reason, "close_confidence": task.close_confidence,
             "usage": {"input_tokens": task.input_tokens, "output_tokens": task.output_tokens,
-                      "cost_usd": round(task.cost_usd, 6)}}
+                      "cost_usd": round(task.cost_usd, 6)},
+            "busy_policy": task.busy_policy, "workspace": workspace_view(task)}
     if detail:
+        view["busy"] = busy_view(task.id)
+        view["receipts"] = [{"job_id": r.job_id, **receipts.view(r, live=False)}
+                            for r in receipts.Receipt.select().where(receipts.Receipt.task == task.id).order_by(
+                                receipts.Receipt.id)]
         view["messages"] = [{"id": m.id, "role": m.role, "content": m.content, "user_id": m.user_id,
                              "at": m.created_at} for m in Message.select().where(Message.task == task.id)
                             .order_by(Message.id)]

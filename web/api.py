@@ -10,6 +10,7 @@ from alter0 import inputs, service, views
 from alter0.commands import run_command
 from alter0.errors import InputError
 from alter0.models import Job, TERMINAL
+from alter0.workspaces import actions
 
 from . import openapi, status
 from .db import get_rt
@@ -81,7 +82,8 @@ def submit(data: dict[str, Any]) -> tuple[Job, bool]:
     user = acting_as(data.get("user_id"))
     if confined_user() is not None and data.get("task_id") not in (None, ""):
         own_task(views.get_task(data["task_id"]))
-    return service.submit(get_rt(), data.get("content"), user, data.get("channel_id"), data.get("task_id"), key)
+    return service.submit(get_rt(), data.get("content"), user, data.get("channel_id"), data.get("task_id"), key,
+                          data.get("busy_policy"))
 
 
 def job_location(job: Job) -> dict[str, str]:
@@ -198,6 +200,32 @@ def close_task(tid: str):
 @bp.post("/tasks/<tid>/reopen")
 def reopen_task(tid: str):
     return jsonify(views.task_view(service.reopen_task(task_id(tid))))
+
+
+@bp.get("/tasks/<tid>/diff")
+def task_diff(tid: str):
+    """The task's diff against its base branch (?stat=1: files and counts only; ?raw=1: the whole diff as text)."""
+    if arg_flag("raw"):
+        return Response(actions.raw_diff(task_id(tid)), mimetype="text/plain")
+    return jsonify(actions.diff(task_id(tid), stat_only=arg_flag("stat")))
+
+
+@bp.post("/tasks/<tid>/merge")
+def merge_task(tid: str):
+    """Merge the task's branch into its base (409 listing the conflicts when it does not merge cleanly)."""
+    squash = json_body(required=False).get("squash", False)
+    if not isinstance(squash, bool):
+        raise InputError("squash must be true or false")
+    return jsonify(actions.merge(get_rt().cfg, task_id(tid), squash=squash, who=f"api:{request.remote_addr}"))
+
+
+@bp.post("/tasks/<tid>/discard")
+def discard_task(tid: str):
+    """Remove the task's worktree and branch (409 if it holds uncommitted changes, unless {"force": true})."""
+    force = json_body(required=False).get("force", False)
+    if not isinstance(force, bool):
+        raise InputError("force must be true or false")
+    return jsonify(actions.discard(get_rt().cfg, task_id(tid), force=force, who=f"api:{request.remote_addr}"))
 
 
 # --- commands, status, spec -------------------------------------------------------------------------

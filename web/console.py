@@ -13,6 +13,9 @@ from alter0.taskstate import scope_of
 from alter0.errors import Alter0Error, Forbidden, InputError
 from alter0.models import Job, UserState
 from alter0.ops import stats
+from alter0.workspaces import actions
+from alter0.workspaces.merge import MergeConflict
+from alter0.workspaces.review import split_files
 
 from . import status
 from .api import json_body, task_id as parse_tid, job_or_404
@@ -159,19 +162,49 @@ def tasks():
 @bp.get("/tasks/<tid>")
 def task(tid: str):
     view = views.task_view(views.get_task(parse_tid(tid)), detail=True)
-    return render_template("task.html", task=view)
+    diff, diff_error = None, None
+    if view["workspace"] and view["workspace"]["state"] in ("active", "removed"):
+        try:
+            diff = actions.diff(view["id"])
+            diff["by_file"] = split_files(diff["diff"])
+        except Alter0Error as exc:
+            diff_error = exc.message
+    return render_template("task.html", task=view, diff=diff, diff_error=diff_error)
+
+
+@bp.get("/tasks/<tid>/diff.txt")
+def task_raw_diff(tid: str):
+    return Response(actions.raw_diff(parse_tid(tid)), mimetype="text/plain")
 
 
 @bp.post("/tasks/<tid>/<action>")
 def task_action(tid: str, action: str):
-    if action not in ("close", "reopen"):
-        raise InputError("action must be close or reopen")
+    if action not in ("close", "reopen", "merge", "discard"):
+        raise InputError("action must be close, reopen, merge or discard")
     try:
+        if action in ("merge", "discard"):
+            return _decide(parse_tid(tid), action)
         found = service.close_task(parse_tid(tid), reason=f"closed by {user()} in the console") \
             if action == "close" else service.reopen_task(parse_tid(tid))
         flash(f"task #{found.id} {found.status}", "ok")
     except Alter0Error as exc:
         flash(exc.message, "error")
+    return redirect(url_for("console.task", tid=tid))
+
+
+def _decide(tid: int, action: str):
+    """Merge (squash when the form says so) or discard a task's workspace from its page."""
+    who = f"console:{user()}"
+    try:
+        if action == "merge":
+            result = actions.merge(get_rt().cfg, tid, squash=request.form.get("squash") == "1", who=who)
+            flash(f"task #{tid}: merged {result['branch']} into {result['base']} ({result['sha'][:12]})", "ok")
+        else:
+            actions.discard(get_rt().cfg, tid, force=request.form.get("force") == "1", who=who)
+            flash(f"task #{tid}: workspace discarded", "ok")
+    except MergeConflict as exc:
+        flash(f"{exc.message}: {', '.join(exc.data['conflicts'])}", "error")
+        session["conflict_details"] = exc.data["details"][:4000]
     return redirect(url_for("console.task", tid=tid))
 
 

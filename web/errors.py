@@ -31,7 +31,7 @@ def handle_alter0(exc: Alter0Error):
     status = 413 if exc.code == "too_large" else exc.status
     if status >= 500:
         log.error("%s: %s", exc.code, exc.message)
-    return error_response(status, exc.code, exc.message, getattr(exc, "headers", None))
+    return error_response(status, exc.code, exc.message, getattr(exc, "headers", None), **(getattr(exc, "data", None) or {}))
 
 
 def handle_http(exc: HTTPException):

@@ -51,6 +51,9 @@ SUBMIT = {
         "channel_id": {"type": ["string", "null"], "maxLength": 200},
         "request_id": {"type": ["string", "null"], "maxLength": 200,
                        "description": "Idempotency key (same as the Idempotency-Key header)."},
+        "busy_policy": {"enum": ["enqueue", "reject", "interrupt", "collect", None],
+                        "description": "When task_id names a task whose generation is running: wait (enqueue), 409 "
+                                       "task_busy (reject), cancel it (interrupt), or join the waiting turn (collect)."},
     },
 }
 IDEMPOTENCY = {"name": "Idempotency-Key", "in": "header", "required": False, "schema": {"type": "string"},
@@ -69,12 +72,21 @@ SCHEMAS = {
             "properties": {"job_id": {"type": "integer"}, "status": {"type": "string"},
                            "stage": NULLABLE_STR, "task_id": {"type": ["integer", "null"]},
                            "decision": NULLABLE_STR, "response": NULLABLE_STR, "timings": {"type": "object"},
-                           "error": {"type": ["object", "null"]}, "events": {"type": "array"}}},
+                           "error": {"type": ["object", "null"]}, "events": {"type": "array"},
+                           "receipt": {"type": ["object", "null"], "description": "What the turn changed, verified "
+                                       "against git: commits, files, diffstat, check, verified, problems"}}},
     "JobPage": {"type": "object", "required": ["jobs", "next_cursor"], "properties": {
         "jobs": {"type": "array", "items": ref("Job")}, "next_cursor": {"type": ["integer", "null"]}}},
     "Task": {"type": "object", "required": ["id", "title", "status"], "properties": {
         "id": {"type": "integer"}, "title": {"type": "string"}, "status": {"enum": ["open", "closed"]},
-        "messages": {"type": "array"}, "memory": {"type": ["object", "null"]}, "decisions": {"type": "array"}}},
+        "messages": {"type": "array"}, "memory": {"type": ["object", "null"]}, "decisions": {"type": "array"},
+        "busy": {"type": "object", "description": "busy, job_id (the running generation), waiting job ids"},
+        "busy_policy": NULLABLE_STR, "workspace": {"type": ["object", "null"]}}},
+    "Diff": {"type": "object", "required": ["task_id", "branch", "base", "files", "added", "deleted"], "properties": {
+        "task_id": {"type": "integer"}, "branch": {"type": "string"}, "base": {"type": "string"},
+        "merge_base": NULLABLE_STR, "files": {"type": "array"}, "added": {"type": "integer"},
+        "deleted": {"type": "integer"}, "commits": {"type": "array"}, "uncommitted": {"type": "array"},
+        "out_of_band": {"type": "object"}, "diff": {"type": "string"}, "truncated": {"type": "boolean"}}},
     "TaskList": {"type": "object", "required": ["tasks"],
                  "properties": {"tasks": {"type": "array", "items": ref("Task")}}},
     "Command": {"type": "object", "required": ["command", "user_id"], "properties": {
@@ -149,6 +161,20 @@ PATHS: dict[str, dict] = {
         "responses": {"200": ok(ref("Task")), **errors(400, 404, 415)}}},
     "/api/tasks/{tid}/reopen": {"post": {
         "summary": "Reopen a task", "parameters": TASK_ID, "responses": {"200": ok(ref("Task")), **errors(400, 404)}}},
+    "/api/tasks/{tid}/diff": {"get": {
+        "summary": "The task's changes against its base branch's merge base, files, +/- counts, out-of-band changes",
+        "parameters": TASK_ID + [query("stat", {"enum": ["0", "1"]}, "1: summary only (no unified diff)"),
+                                 query("raw", {"enum": ["0", "1"]}, "1: the whole diff as text/plain")],
+        "responses": {"200": ok(ref("Diff")), **errors(400, 404, 409)}}},
+    "/api/tasks/{tid}/merge": {"post": {
+        "summary": "Merge the task's branch into its base (fast-forward or merge commit; squash: one commit); "
+                   "ends the worktree and closes the task", "parameters": TASK_ID,
+        "requestBody": body({"type": "object", "properties": {"squash": {"type": "boolean"}}}, required=False),
+        "responses": {"200": ok({"type": "object"}), **errors(400, 404, 409)}}},
+    "/api/tasks/{tid}/discard": {"post": {
+        "summary": "Discard the task's worktree and branch; closes the task", "parameters": TASK_ID,
+        "requestBody": body({"type": "object", "properties": {"force": {"type": "boolean"}}}, required=False),
+        "responses": {"200": ok({"type": "object"}), **errors(400, 404, 409)}}},
     "/api/command": {"post": {
         "summary": "Run a slash command through the CLI's interpreter (admin rules and audit apply)",
         "requestBody": body(ref("Command")),

@@ -7,13 +7,15 @@ import sys
 
 from .. import liveness, service, views
 from ..commands import is_command, run_command
+from ..config import BUSY_POLICIES
 from ..errors import Alter0Error
 from ..models import TERMINAL
 from ..principals import cli_principal
 from ..queue import run_worker
-from . import bench, ops, security, web
+from . import bench, ops, security, web, workspace
 from .codes import RET_JOB_FAILED, RET_OK, RET_PENDING, RET_USAGE
 from .common import fail as _fail, print_json as _print_json, runtime as _runtime
+from .workspace import cmd_task_workspace, receipt_text
 
 
 def cmd_send(args) -> int:
@@ -23,7 +25,7 @@ def cmd_send(args) -> int:
         result = run_command(rt, args.text, user, args.channel or "", cli_principal(rt.cfg, user), "cli")
         _print_json(result.data) if args.json else print(result.text)
         return RET_OK
-    job, _ = service.submit(rt, args.text, user, args.channel, args.task, args.request_id)
+    job, _ = service.submit(rt, args.text, user, args.channel, args.task, args.request_id, args.busy_policy)
     if args.async_:
         _print_json({"job_id": job.id, "status": job.status}) if args.json else print(job.id)
         return RET_OK
@@ -61,6 +63,8 @@ def cmd_job(args) -> int:
         else:
             for key in ("job_id", "status", "stage", "task_id", "decision", "response", "error"):
                 print(f"{key}: {view[key]}")
+            if view["receipt"]:
+                print(receipt_text(view["receipt"]))
         return RET_OK
     if args.action == "cancel":
         job = service.cancel(args.id)
@@ -99,6 +103,8 @@ def cmd_task(args) -> int:
             for m in view["messages"]:
                 print(f"[{m['role']}] {m['content']}")
         return RET_OK
+    if args.action in ("diff", "merge", "discard"):
+        return cmd_task_workspace(rt, args)
     fn = service.close_task if args.action == "close" else service.reopen_task
     task = fn(args.id)
     _print_json(views.task_view(task)) if args.json else print(f"task #{task.id}: {task.status}")
@@ -193,6 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--channel", default="", help="channel id")
     s.add_argument("--task", help="send to this task id")
     s.add_argument("--request-id", help="idempotency key: a repeated send returns the first job")
+    s.add_argument("--busy-policy", choices=BUSY_POLICIES, help="with --task, when that task is generating: "
+                   "enqueue, reject, interrupt or collect (default the task's, else task.busy_policy)")
     s.add_argument("--async", dest="async_", action="store_true", help="print the job id and return at once")
     s.add_argument("--json", action="store_true")
     s.add_argument("--timeout", type=float, help="seconds to wait for the answer")
@@ -212,11 +220,15 @@ def build_parser() -> argparse.ArgumentParser:
     j.set_defaults(fn=cmd_job)
 
     t = sub.add_parser("task", help="list, show, close or reopen tasks")
-    t.add_argument("action", choices=("list", "show", "close", "reopen"))
+    t.add_argument("action", choices=("list", "show", "close", "reopen", "diff", "merge", "discard"))
     t.add_argument("id", nargs="?")
     t.add_argument("--status", default="all", choices=("open", "closed", "all"))
     t.add_argument("--json", action="store_true")
+    t.add_argument("--stat", action="store_true", help="with diff: files and +/- counts only")
+    t.add_argument("--squash", action="store_true", help="with merge: one squashed commit on the base")
+    t.add_argument("--force", action="store_true", help="with discard: also throw away uncommitted changes")
     t.set_defaults(fn=cmd_task)
+    workspace.add_commands(sub)
 
     w = sub.add_parser("worker", help="run a worker (the queue consumer) in the foreground")
     w.add_argument("--workers", type=int, help="worker threads (default runtime.queue.workers)")
@@ -236,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if getattr(args, "action", None) in ("show", "close", "reopen") and args.command == "task" and not args.id:
+    if getattr(args, "action", None) not in (None, "list") and args.command == "task" and not args.id:
         return _fail("task id required: alter0 task " + args.action + " ID", RET_USAGE)
     try:
         return args.fn(args)

@@ -231,6 +231,7 @@ def _handler_for(stub: ModelStub) -> type[BaseHTTPRequestHandler]:
             n = len(stub.model_requests()) + 1
             entry = {"n": n, "api": api, "path": self.path, "mode": mode, "model": body.get("model"),
                      "stream": body.get("stream"), "user_texts": texts, "at": time.time(),
+                     "body_text": raw.decode("utf-8", "replace")[:400_000],  # e.g. the cwd the agent was told
                      "auth": bool(self.headers.get("Authorization") or self.headers.get("x-api-key"))}
             if mode in ERRORS:
                 status, openai_body, anthropic_body = ERRORS[mode]

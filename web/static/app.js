@@ -102,6 +102,25 @@
     if (picker) picker.addEventListener("change", () => runCommand("/task use " + picker.value));
   }
 
+  // --- diff view: light syntax highlighting of code lines (keywords, strings, numbers, comments) ------
+  const TOKENS = /(#.*$|\/\/.*$)|("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')|\b(def|class|return|if|elif|else|for|while|import|from|as|with|try|except|finally|raise|function|const|let|var|async|await|yield|in|not|and|or|None|True|False|null|true|false|fn|pub|struct|impl|use)\b|\b(\d+(?:\.\d+)?)\b/g;
+  document.querySelectorAll(".diff-body span.d-add, .diff-body span.d-del, .diff-body span.d-ctx").forEach((line) => {
+    const text = line.textContent;
+    const frag = document.createDocumentFragment();
+    frag.appendChild(document.createTextNode(text.charAt(0)));
+    const body = text.slice(1);
+    let last = 0;
+    body.replace(TOKENS, (m, comment, str, kw, num, at) => {
+      frag.appendChild(document.createTextNode(body.slice(last, at)));
+      frag.appendChild(el("span", comment ? "tok-c" : str ? "tok-s" : kw ? "tok-k" : "tok-n", m));
+      last = at + m.length;
+      return m;
+    });
+    frag.appendChild(document.createTextNode(body.slice(last)));
+    line.textContent = "";
+    line.appendChild(frag);
+  });
+
   // --- confirm buttons ----------------------------------------------------------------------------
   document.addEventListener("submit", (e) => {
     const f = e.target;
