@@ -251,7 +251,7 @@ def test_task_repo_is_admin_only_and_gives_one_task_its_own_repository(make_env,
     env.start_worker()
     created = env.cli("send", "/task new fix the parser", "--user", "admin").stdout
     tid = created.split("#")[1].split()[0]
-    refused = env.cli("send", f"/task repo {repo}", check=False)
+    refused = env.cli("send", f"/task repo {repo} {tid}", "--user", "bob", check=False)  # not the CLI's own user
     assert refused.returncode == 6 and "admin command" in refused.stderr
     assert "not a git repository" in env.cli("send", f"/task repo {tmp_path} {tid}", "--user", "admin",
                                              check=False).stderr
