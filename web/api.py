@@ -213,19 +213,23 @@ def task_diff(tid: str):
 @bp.post("/tasks/<tid>/merge")
 def merge_task(tid: str):
     """Merge the task's branch into its base (409 listing the conflicts when it does not merge cleanly)."""
-    squash = json_body(required=False).get("squash", False)
-    if not isinstance(squash, bool):
-        raise InputError("squash must be true or false")
-    return jsonify(actions.merge(get_rt().cfg, task_id(tid), squash=squash, who=f"api:{request.remote_addr}"))
+    return jsonify(actions.merge(get_rt().cfg, task_id(tid), squash=body_flag("squash"),
+                                 who=f"api:{request.remote_addr}"))
 
 
 @bp.post("/tasks/<tid>/discard")
 def discard_task(tid: str):
     """Remove the task's worktree and branch (409 if it holds uncommitted changes, unless {"force": true})."""
-    force = json_body(required=False).get("force", False)
-    if not isinstance(force, bool):
-        raise InputError("force must be true or false")
-    return jsonify(actions.discard(get_rt().cfg, task_id(tid), force=force, who=f"api:{request.remote_addr}"))
+    return jsonify(actions.discard(get_rt().cfg, task_id(tid), force=body_flag("force"),
+                                   who=f"api:{request.remote_addr}"))
+
+
+def body_flag(name: str) -> bool:
+    """An optional boolean of the JSON body (default false)."""
+    value = json_body(required=False).get(name, False)
+    if not isinstance(value, bool):
+        raise InputError(f"{name} must be true or false")
+    return value
 
 
 # --- commands, status, spec -------------------------------------------------------------------------
