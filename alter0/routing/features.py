@@ -11,6 +11,7 @@ from typing import Callable
 import numpy as np
 
 from .base import Candidate, RouteInput
+from .dialogue import is_ack
 from .text import STOPWORDS, TextInfo, cosine, dot, info, norm, norm_name
 
 CAND_FEATURES = (
@@ -21,7 +22,7 @@ CAND_FEATURES = (
     "notice_task", "log_turns", "self_run",
     "log_since", "u_gap", "a_gap", "last_question", "last_addr_other", "u_latest_noaddr", "rank0_same_last",
     "a_latest_in", "e_max_top", "w_cos_top",
-    "title_cos", "e_title", "e_max_long", "w_cos_long", "cover",
+    "title_cos", "e_title", "e_max_long", "w_cos_long", "cover", "cover_top",
 )
 NEW_FEATURES = (
     "bias", "notice", "addr_known", "addr_unknown", "question", "asks_anyone", "greeting",
@@ -46,7 +47,9 @@ NEW_THING_RE = re.compile(
     r"^\W*(?:(?:please|pls|can you|could you|would you|help me|now)\s+)*(?:write|add|create|build|make|set up|setup|"
     r"implement|generate|draft|design|compose|tell|give|translate|explain|show|start|need)\s+(?:me\s+|us\s+)?"
     r"(?:a|an|some|another|one)\b|(?:写|加|做|建|生成|设计|实现|搞)(?:一个|一首|一段|一篇|个|一份|一下一个)|"
-    r"^\W*(?:帮我|请|用\s*\w+\s*)?(?:写|解释|翻译|介绍)", re.IGNORECASE)
+    r"^\W*(?:帮我|请|用\s*\w+\s*)?(?:写|解释|翻译|介绍)|"
+    r"\bseparate(?:ly)?\b|\bfrom scratch\b|单独|另开|"
+    r"^\W*(?:explain|describe|tell me about|what(?:'s| is| are) (?:the|a|an)\b|how (?:does|do) \S+ work)", re.IGNORECASE)
 # A report that something done did not work ("still fails", "显示不对", "挂了").
 COMPLAINT_RE = re.compile(
     r"\b(?:fails?|failed|failing|broken|breaks|wrong|error|crash(?:es|ed)?|doesn'?t work|does not work|not working|"
@@ -115,7 +118,8 @@ def agent_scope(inp: RouteInput) -> bool:
     tasks hold agent replies and the message addresses nobody by name (then meaning, not who spoke where, decides)."""
     if is_solo(inp):
         return True
-    return any(t.role == "assistant" for c in inp.candidates for t in c.turns) and not info(inp.content).address
+    address = info(inp.content).address
+    return any(t.role == "assistant" for c in inp.candidates for t in c.turns) and (not address or is_ack(address))
 
 
 def speakers_latest(inp: RouteInput) -> int:
@@ -276,6 +280,7 @@ def extract(inp: RouteInput, embed: Embed | None = None, multilingual: bool = Fa
         g[13], g[14] = rows[:, 23].max(), rows[:, 19].max()
         g[15], g[16] = g[13] * lf, g[14] * lf
         g[19] = rows[:, 43].max()
+        rows[:, 44] = (rows[:, 43] >= g[19] - 1e-9) & (rows[:, 43] > 0)
     facts = {"addressee": addressee, "mentioned": sorted(mentioned), "me": me, "solo": solo,
              "agent": agent_scope(inp)}
     return rows, g, facts
