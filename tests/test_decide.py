@@ -67,6 +67,31 @@ def test_below_threshold_starts_a_new_task(rt):
     assert second.route_reason.startswith("below threshold")
 
 
+def test_ask_band_starts_a_new_task_and_names_the_candidates(stub_runtime):
+    # Given the ask band on at 0.6 and a router that is 55% sure of the first task
+    rt = stub_runtime(executor__command=[sys.executable, "-c", "import sys; print('ok')"], router__ask_below=0.6)
+    with_router(rt, lambda inp: RouteDecision("existing", inp.candidates[0].task_id, 0.55, "weak",
+                                              scores={inp.candidates[0].task_id: 0.55}))
+    first = run(rt, "fix the login bug")
+    second = run(rt, "and the session thing")
+    # Then the message does not join a task it is unsure of: a new task, and the route reason asks which one
+    assert second.task_id != first.task_id and second.decision == "new"
+    view = views.job_view(second)
+    assert view["route"]["reason"].startswith("ask: not sure which task")
+    assert f"task {first.task_id} 'fix the login bug' p=0.55" in view["route"]["reason"]
+    assert "/task use ID" in view["route"]["reason"]
+    # And above the band the router's answer stands
+    with_router(rt, lambda inp: RouteDecision("existing", inp.candidates[0].task_id, 0.9, "sure"))
+    assert run(rt, "third").decision == "existing"
+
+
+def test_ask_band_is_off_by_default(rt):
+    assert rt.cfg["router.ask_below"] == 0
+    with_router(rt, lambda inp: RouteDecision("existing", inp.candidates[0].task_id, 0.55, "weak"))
+    run(rt, "first")
+    assert run(rt, "second").decision == "existing"
+
+
 @pytest.mark.parametrize("answer, why", [
     ({"decision": "existing", "task_id": 999, "confidence": 0.9, "reason": "x"}, "not one of the open candidate"),
     ({"decision": "maybe", "task_id": 1, "confidence": 0.9, "reason": "x"}, "decision must be"),

@@ -50,6 +50,7 @@ class RouteDecision:
     reason: str
     version: str = ""
     scores: dict[int, float] = field(default_factory=dict)
+    ask: list[int] = field(default_factory=list)  # candidate tasks to ask the user about (the ask band)
 
 
 @dataclass
