@@ -15,7 +15,7 @@ from pathlib import Path
 from peewee import InterfaceError, OperationalError
 
 from . import jobstate, memory, taskstate, turns
-from .decide import choose_task, decide_close, task_by_id
+from .decide import choose_task, decide_close, remember, task_by_id
 from .errors import ExecutorError
 from .executors.base import ExecRequest
 from .jsonlog import stage_log
@@ -247,6 +247,7 @@ def generate(rt: Runtime, job: Job, cancel, lease: str) -> bool:
               executor=executor.name, resume=resume, usage=usage,
               duration_ms=round((time.monotonic() - started) * 1000, 2), error=None)
     rt.queue.enqueue("close", job.id, stamped=True)
+    remember(rt, [result.text, task.title])  # embedded now, so the next route decision embeds only its message
     return True
 
 

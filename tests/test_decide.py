@@ -155,3 +155,19 @@ def test_next_stage_registered_before_this_one_returns_stays_in_flight(rt):
     assert rt.work.jobs[8] is generate_cancel
     generate.__exit__(None, None, None)
     assert 8 not in rt.work.jobs
+
+
+def test_generate_stage_hands_the_stored_reply_and_title_to_the_router(rt):
+    # Given a router that records what it is asked to prepare
+    seen = []
+
+    class Recording(FixedRouter):
+        def remember(self, texts):
+            seen.append(list(texts))
+    rt._backends.update(router=Recording(lambda inp: RouteDecision("new", None, 1.0, "n")),
+                        closer=FixedCloser(CloseDecision(False, 0.9, "keep")))
+    # When a message is routed, answered and closed
+    job = run(rt, "write the release notes")
+    # Then the reply and the task title were handed over once the reply was stored
+    assert seen == [[job.reply_message.content, views.get_task(job.task_id).title]]
+    assert seen[0][0].startswith("ok: ")

@@ -197,3 +197,29 @@ class TestInt8Arithmetic:
             return real_import(name, *args, **kwargs)
         monkeypatch.setattr(builtins, "__import__", no_onnx)
         assert Embedder(threads=1).arithmetic == "float32"
+
+
+def test_remember_prepares_stored_texts_so_a_decision_embeds_only_its_message():
+    # Given the embedded router and a task whose agent reply was just stored (remember, as the generate stage does)
+    router = build_router(cfg())
+    reply = "Added the --dry-run flag to deploy.sh; it prints each command instead of running it (remember test)."
+    title = "Add a dry-run flag to the deploy script (remember test)"
+    router.remember([reply, title])
+    embedded = []
+    real = router.embedder.embed
+
+    def spy(text):
+        if text not in router.embedder._cache:
+            embedded.append(text)
+        return real(text)
+    router.embedder.embed = spy
+    try:
+        cand = Candidate(1, title, [Turn("user", "add a --dry-run flag to deploy.sh", "ana", T0 - 120),
+                                    Turn("assistant", reply, "alter0", T0 - 60)], ["ana"], T0 - 60, T0 - 120)
+        router.embedder.embed("add a --dry-run flag to deploy.sh")
+        embedded.clear()
+        router.route(RouteInput("does the dry run also skip the database migration step?", "ana", "dm", T0, [cand]))
+    finally:
+        del router.embedder.embed
+    # Then the decision embedded the new message and nothing else
+    assert embedded == ["does the dry run also skip the database migration step?"]
