@@ -171,3 +171,19 @@ def test_generate_stage_hands_the_stored_reply_and_title_to_the_router(rt):
     # Then the reply and the task title were handed over once the reply was stored
     assert seen == [[job.reply_message.content, views.get_task(job.task_id).title]]
     assert seen[0][0].startswith("ok: ")
+
+
+def test_unrelated_requests_one_after_another_each_start_a_task(stub_runtime):
+    # Given the real embedded router and closer, and an agent that answers every request
+    rt = stub_runtime(executor__command=[sys.executable, "-c",
+                                         "import sys; print('Here it is: ' + sys.stdin.read()[-60:])"])
+    texts = ["write a haiku about autumn", "用 Python 写一个斐波那契函数", "write a limerick about databases",
+             "what is the boiling point of water?"]
+    # When a new user sends the four unrelated requests one after another, then acknowledges
+    jobs = [run(rt, t, user="newbie") for t in texts]
+    ack = run(rt, "thanks!", user="newbie")
+    # Then each request starts a task of its own, and the acknowledgement stays in the last one
+    assert [j.decision for j in jobs] == ["new"] * 4, [j.route_reason for j in jobs]
+    assert len({j.task_id for j in jobs}) == 4
+    assert ack.decision == "existing" and ack.task_id == jobs[-1].task_id, ack.route_reason
+    assert "acknowledgement" in ack.route_reason

@@ -223,3 +223,11 @@ def test_remember_prepares_stored_texts_so_a_decision_embeds_only_its_message():
         del router.embedder.embed
     # Then the decision embedded the new message and nothing else
     assert embedded == ["does the dry run also skip the database migration step?"]
+
+
+def test_product_set_routing_target_and_calibration():
+    # the product set's test split (never tuned on): >= 92% right, confidence close to probability
+    from alter0.tools import product_set
+    r = product_set.run_routing(build_router(cfg()), cfg()["task.routing_confidence_threshold"], "test")
+    assert r["accuracy"] >= 92 and r["ece"] <= 10, (r["accuracy"], r["ece"], r["misses"])
+    assert all(ok / n >= 0.8 for ok, n in r["by_lang"].values()), r["by_lang"]
