@@ -55,6 +55,11 @@ LABELS = {
     "w_best": ("an open task shares words", "no open task shares words"),
     "e_best_long": ("an open task is similar", "no open task is similar in meaning"),
     "w_best_long": ("an open task shares words", "no open task shares its words"),
+    "cover": "holds much of the message's words", "cover_top": "holds most of the message's words",
+    "cover_best": ("an open task holds its words", "no open task holds its words"),
+    "continues": ("carries on earlier work (also, still, 也)", "no continuation word"),
+    "reference": ("refers to something discussed (the … bug, 那个)", "no reference to earlier work"),
+    "new_thing": "asks for something new (write a …, 写一个…)", "complaint": ("reports a problem", "no problem reported"),
 }
 
 
