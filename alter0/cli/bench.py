@@ -43,7 +43,8 @@ def _product_set(args) -> int:
     print(json.dumps({"split": args.split, "backend": args.backend, "routing_acc": round(routing["accuracy"], 1),
                       "routing_n": routing["n"], "ece": round(routing["ece"], 1),
                       "closing_acc": round(closing["accuracy"], 1), "closing_n": closing["n"],
-                      "false_closes": round(closing["false_closes"], 1), "close_precision": round(closing["precision"], 1),
+                      "false_closes": round(closing["false_closes"], 1),
+                      "close_precision": round(closing["precision"], 1),
                       "close_recall": round(closing["recall"], 1)}))
     return 0
 

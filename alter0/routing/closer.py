@@ -8,7 +8,7 @@ import re
 import numpy as np
 
 from .base import CloseDecision, CloseInput, Closer
-from .dialogue import BUT_RE, act
+from .dialogue import act
 from .text import CJK_RE
 
 VERSION = "closer-embedded-2"
@@ -45,8 +45,8 @@ USER_CONTRAST = re.compile(
     r"\b(but|however|though|although|still|not yet|not really|don'?t close|keep (?:it |this )?open|not done|wait|"
     r"hold on)\b|不过|但是|可是|还是|还有|别关|先别|等一下|等等", re.IGNORECASE)
 # A question that asks for a fact or a status ("done?", "why …?", "好了吗"), not a request put as one.
-USER_REQUEST_FORM = re.compile(r"^\W*(?:(?:ok|okay|so|and|also),?\s*)?(?:can|could|would|will) (?:you|u)\b|^\W*please\b|"
-                               r"^\W*(?:能不能|能否|可以帮我|可不可以|麻烦|请)", re.IGNORECASE)
+USER_REQUEST_FORM = re.compile(r"^\W*(?:(?:ok|okay|so|and|also),?\s*)?(?:can|could|would|will) (?:you|u)\b|"
+                               r"^\W*please\b|^\W*(?:能不能|能否|可以帮我|可不可以|麻烦|请)", re.IGNORECASE)
 USER_ASKS = re.compile(r"[?？]\s*$|^\W*(?:why|what|how|is|are|was|did|does|do|has|have|where|when|which|who)\b|"
                        r"(?:吗|么|呢)\s*[?？]?\s*$|^\W*(?:为什么|怎么|是不是|有没有|多少)", re.IGNORECASE)
 # The agent's report of finished work: a sentence opening with a past-tense verb or "done", "已…", "完成".
@@ -89,7 +89,8 @@ USER_MORE_STRICT = re.compile(r"\b(?:also|another|one more|next|then|again|inste
 # After an acknowledgement: a request for more work ("ok, now add …", "好的，再加一个…").
 USER_ADDS = re.compile(r"^\W*(?:(?:please|pls|now|then|next|also|and|can you|could you|would you)\W+)*"
                        r"(?:add|make|do|write|fix|change|update|create|remove|rename|run|use|move|put|set|handle|"
-                       r"support|implement|deploy|test|document|translate|one more|also)\b|^\W*(?:再|加|改|写|帮我|把|顺便|另外|然后)",
+                       r"support|implement|deploy|test|document|translate|one more|also)\b|"
+                       r"^\W*(?:再|加|改|写|帮我|把|顺便|另外|然后)",
                        re.IGNORECASE)
 VETO_CONFIDENCE = 0.95
 AGENT_DONE_RULES_ONLY = 0.8
@@ -150,7 +151,8 @@ class EmbeddedCloser(Closer):
         if ENDS_WITH_QUESTION.search(tail) or AGENT_OPEN_ASK.search(tail):
             out.append("the agent asks the user something")
         for sentence in SENTENCE_RE.findall(reply):
-            if AGENT_UNFINISHED.search(sentence) or (AGENT_FAILED.search(sentence) and not AGENT_REPORT.match(sentence.strip())):
+            failed = AGENT_FAILED.search(sentence) and not AGENT_REPORT.match(sentence.strip())
+            if failed or AGENT_UNFINISHED.search(sentence):
                 out.append("the agent reports unfinished or failed work")
                 break
         return out

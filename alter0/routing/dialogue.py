@@ -12,7 +12,8 @@ _ACK_EN = (r"ok(?:ay|ey)?|k+|kk|sure|yes|yep|yeah|yup|alright|all right|right|fi
            r"got it|gotcha|i see|makes sense|sounds good|sounds great|looks good|looks great|lgtm|"
            r"thanks?(?: you)?(?: (?:so|very) much| a lot| a bunch)?|thx|ty|tyvm|much appreciated|appreciated|"
            r"thank u|that works|works for me|will do|good to know|nice one|great job|well done|"
-           r"ok then|okay then|fair enough|good stuff|sure thing|no worries|(?:i'?ll|will) (?:try|do|test|check)(?: (?:it|that))?|"
+           r"ok then|okay then|fair enough|good stuff|sure thing|no worries|"
+           r"(?:i'?ll|will) (?:try|do|test|check)(?: (?:it|that))?|"
            r"that (?:fixed|did|solved) it|it works(?: now)?|works now")
 _ACK_ZH = r"(?:可以|好)了(?![吗么嘛])|好的?|好滴|好嘞|好吧|嗯+|嗯嗯|收到|谢谢(?:你|啦|了)?|多谢|感谢|明白了?|知道了|了解|可以|行|没问题|辛苦了|赞|棒|不错|懂了"
 _ACK_ANY = rf"(?:{_ACK_EN})\b|(?:{_ACK_ZH})"

@@ -40,8 +40,8 @@ GREET_RE = re.compile(r"^\s*(hi|hello|hey|hiya|yo|morning|good (?:morning|evenin
 CONTINUES_RE = re.compile(r"\b(also|too|as well|still|again|same|anymore|any more|instead)\b|也|还是|又|顺便|同样|还在",
                           re.IGNORECASE)
 # A reference to something already discussed ("the login bug", "that issue", "那个问题").
-REFERENCE_RE = re.compile(r"\b(?:the|that|this)\s+(?:[\w.-]+\s+){0,2}(?:bug|issue|problem|error|crash|leak|test|fix|one)\b|"
-                          r"那个|这个问题|上次", re.IGNORECASE)
+REFERENCE_RE = re.compile(r"\b(?:the|that|this)\s+(?:[\w.-]+\s+){0,2}"
+                          r"(?:bug|issue|problem|error|crash|leak|test|fix|one)\b|那个|这个问题|上次", re.IGNORECASE)
 # A request for a new artefact, written with an indefinite article ("write a …", "add an …", "写一个…").
 NEW_THING_RE = re.compile(
     r"^\W*(?:(?:please|pls|can you|could you|would you|help me|now)\s+)*(?:write|add|create|build|make|set up|setup|"
@@ -49,7 +49,8 @@ NEW_THING_RE = re.compile(
     r"(?:a|an|some|another|one)\b|(?:写|加|做|建|生成|设计|实现|搞)(?:一个|一首|一段|一篇|个|一份|一下一个)|"
     r"^\W*(?:帮我|请|用\s*\w+\s*)?(?:写|解释|翻译|介绍)|"
     r"\bseparate(?:ly)?\b|\bfrom scratch\b|单独|另开|"
-    r"^\W*(?:explain|describe|tell me about|what(?:'s| is| are) (?:the|a|an)\b|how (?:does|do) \S+ work)", re.IGNORECASE)
+    r"^\W*(?:explain|describe|tell me about|what(?:'s| is| are) (?:the|a|an)\b|how (?:does|do) \S+ work)",
+    re.IGNORECASE)
 # A report that something done did not work ("still fails", "显示不对", "挂了").
 COMPLAINT_RE = re.compile(
     r"\b(?:fails?|failed|failing|broken|breaks|wrong|error|crash(?:es|ed)?|doesn'?t work|does not work|not working|"
@@ -131,7 +132,8 @@ def speakers_latest(inp: RouteInput) -> int:
     return inp.candidates[0].task_id
 
 
-def extract(inp: RouteInput, embed: Embed | None = None, multilingual: bool = False) -> tuple[np.ndarray, np.ndarray, dict]:
+def extract(inp: RouteInput, embed: Embed | None = None,
+            multilingual: bool = False) -> tuple[np.ndarray, np.ndarray, dict]:
     """Return (candidate rows [n, len(CAND_FEATURES)], new-task row [len(NEW_FEATURES)], facts for reasons);
     ``multilingual``: the embedding reads Chinese as well as English (its similarities are not damped)."""
     cands = inp.candidates

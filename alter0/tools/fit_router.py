@@ -90,8 +90,9 @@ def fit(examples, l2: float = 0.001, steps: int = 3000, lr: float = 0.05, init: 
 
 #: The features the solo (agent-scope) weights may use: meaning, words, n-grams, title, recency, message shape,
 #: dialogue cues, and whether the speaker took part (zero in a solo scope).
-SOLO_FREE = ({"u_part", "u_latest", "rank0", "rank1", "log_gap", "w_cos", "w_cos_last", "c_cos", "c_cos_last", "e_max", "e_last", "e_cent",
-              "e_title", "title_cos", "e_max_top", "w_cos_top", "e_max_long", "w_cos_long", "cover", "cover_top"},
+SOLO_FREE = ({"u_part", "u_latest", "rank0", "rank1", "log_gap", "w_cos", "w_cos_last", "c_cos", "c_cos_last",
+              "e_max", "e_last", "e_cent", "e_title", "title_cos", "e_max_top", "w_cos_top", "e_max_long",
+              "w_cos_long", "cover", "cover_top"},
              {"bias", "log_words", "question", "asks_anyone", "greeting", "e_best", "w_best", "e_best_long",
               "w_best_long", "continues", "reference", "cover_best", "new_thing", "complaint"})
 
