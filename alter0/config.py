@@ -116,6 +116,9 @@ SETTINGS: tuple[Setting, ...] = (
       "with 2 and leaves the other core to the agents; 2 helps only for long pastes).", int, min=1, max=64),
     S("router.onnx_int8", True, "Multiply in int8 (the model's int8 weights as they are, activations quantized per "
       "call; about twice as fast, same dev scores); false = float32 as the shipped graph does.", bool),
+    S("router.ask_below", 0.0, "Below this routing confidence the router asks instead of guessing: the message "
+      "starts a new task and its route reason (job view, `alter0 job`) says 'ask:' with the candidate tasks, to move it with "
+      "/task use ID. 0 = off.", (int, float), min=0, max=1),
     S("closer.backend", "embedded", "Closer backend.", choices=CLOSERS),
     S("executor.name", "auto", "Executor: auto picks the first of codex, claude, llm on PATH.", choices=EXECUTORS),
     S("executor.command", None, "argv of the command executor (prompt on stdin, reply on stdout).",

@@ -51,7 +51,7 @@ def choose_task(rt, job: Job) -> Choice:
         return Choice(None, RouteDecision("new", None, 1.0, "no open task in scope"), "new")
     inp = RouteInput(content=job.content, user_id=job.user_id, channel_id=job.channel_id, at=job.created_at,
                      candidates=cands)
-    decision = route_decision(rt, inp)
+    decision = ask_band(route_decision(rt, inp), cands, rt.cfg["router.ask_below"])
     threshold = rt.cfg["task.routing_confidence_threshold"]
     if accepts_route(decision, threshold):
         task = task_by_id(decision.task_id)
@@ -60,6 +60,28 @@ def choose_task(rt, job: Job) -> Choice:
         decision = RouteDecision("new", None, decision.confidence,
                                  f"below threshold {threshold}: {decision.reason}", decision.version)
     return Choice(None, decision, "router")
+
+
+def remember(rt, texts: list[str]) -> None:
+    """Let the router prepare for stored texts (an agent reply, a task title) now, off the route path; a failure
+    only costs the next decision the time to do it itself."""
+    try:
+        rt.router.remember(texts)
+    except Exception as exc:  # preparing is an optimisation: never fail the stage that stored the text
+        log.warning("router could not prepare stored texts: %s: %s", type(exc).__name__, exc)
+
+
+def ask_band(d: RouteDecision, cands: list, ask_below: float) -> RouteDecision:
+    """Below ``ask_below`` the router does not guess: a new task whose reason asks which task it was, naming the
+    likeliest candidates (the user moves the message with /task use ID)."""
+    if not ask_below or d.confidence >= ask_below or d.reason.startswith("degraded"):
+        return d
+    titles = {c.task_id: c.title for c in cands}
+    ranked = sorted(titles, key=lambda tid: -d.scores.get(tid, 0.0))[:3]
+    named = ", ".join(f"task {tid} {titles[tid][:40]!r} p={d.scores.get(tid, 0.0):.2f}" for tid in ranked)
+    return RouteDecision("new", None, d.confidence,
+                         f"ask: not sure which task (confidence {d.confidence:.2f} < {ask_below}); started a new one. "
+                         f"Was it {named}? Move it with /task use ID. ({d.reason})", d.version, d.scores, ranked)
 
 
 def route_decision(rt, inp: RouteInput) -> RouteDecision:

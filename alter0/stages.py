@@ -14,7 +14,7 @@ import time
 from peewee import InterfaceError, OperationalError
 
 from . import jobstate, memory, taskstate, turns, workspaces
-from .decide import choose_task, decide_close, task_by_id
+from .decide import choose_task, decide_close, remember, task_by_id
 from .errors import ExecutorError
 from .executors.base import ExecRequest
 from .jsonlog import stage_log
@@ -249,6 +249,7 @@ def generate(rt: Runtime, job: Job, cancel, lease: str) -> bool:
               executor=executor.name, resume=resume, usage=usage,
               duration_ms=round((time.monotonic() - started) * 1000, 2), error=None)
     rt.queue.enqueue("close", job.id, stamped=True)
+    remember(rt, [result.text, task.title])  # embedded now, so the next route decision embeds only its message
     return True
 
 

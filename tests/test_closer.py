@@ -69,3 +69,42 @@ class TestLLMCloser:
     def test_without_executor_uses_embedded(self):
         c = build_closer(cfg(closer__backend="llm"))
         assert isinstance(c, EmbeddedCloser) and "no executor" in c.degraded_reason
+
+
+class TestCompletion:
+    """The agent reports the work done and asks nothing: close; "thanks, but…", questions and failures: never."""
+
+    @pytest.fixture(scope="class")
+    def embedded(self):
+        return build_closer(cfg())
+
+    @pytest.mark.parametrize("user, reply", [
+        ("add a --dry-run flag to the deploy script",
+         "Added --dry-run to deploy.sh: it prints every command instead of running it."),
+        ("the 500 error on /api/users is back, fix it",
+         "Fixed the 500 error: the serializer failed on users without a profile. A regression test covers it."),
+        ("把超时时间从 30 秒改成 60 秒", "已将 config.py 中的 TIMEOUT 从 30 改为 60，相关测试已通过。"),
+    ])
+    def test_reported_done_and_nothing_asked_closes(self, embedded, user, reply):
+        d = validate_close(embedded.decide(CloseInput(1, user, reply, [])))
+        assert d.close and d.confidence >= cfg()["task.close_confidence_threshold"], d.reason
+
+    @pytest.mark.parametrize("user, reply", [
+        ("thanks, but the date is still wrong on the PDF", "Fixed the date format in the CSV export."),
+        ("done?", "Yes, the migration finished and all tests pass."),
+        ("好了吗？", "好了，已经部署到测试环境。"),
+        ("add caching to the product API", "Added an LRU cache. Should I use Redis instead?"),
+        ("deploy the new version", "Deployment failed: the health check timed out, so the rollout was rolled back."),
+        ("fix the failing tests", "Fixed 4 of the 6 failing tests; two still fail."),
+        ("looks good. also add a test for the empty case", "Added the test for the empty case."),
+    ])
+    def test_traps_never_close(self, closer, user, reply):
+        d = validate_close(closer.decide(CloseInput(1, user, reply, [])))
+        assert not d.close, d.reason
+
+
+def test_product_set_closing_targets():
+    # the product set's test split (never tuned on): >= 90% right, <= 2% false closes
+    from alter0.tools import product_set
+    r = product_set.run_closing(build_closer(cfg()), cfg()["task.close_confidence_threshold"], "test")
+    assert r["accuracy"] >= 90 and r["false_closes"] <= 2, r["misses"]

@@ -67,6 +67,31 @@ def test_below_threshold_starts_a_new_task(rt):
     assert second.route_reason.startswith("below threshold")
 
 
+def test_ask_band_starts_a_new_task_and_names_the_candidates(stub_runtime):
+    # Given the ask band on at 0.6 and a router that is 55% sure of the first task
+    rt = stub_runtime(executor__command=[sys.executable, "-c", "import sys; print('ok')"], router__ask_below=0.6)
+    with_router(rt, lambda inp: RouteDecision("existing", inp.candidates[0].task_id, 0.55, "weak",
+                                              scores={inp.candidates[0].task_id: 0.55}))
+    first = run(rt, "fix the login bug")
+    second = run(rt, "and the session thing")
+    # Then the message does not join a task it is unsure of: a new task, and the route reason asks which one
+    assert second.task_id != first.task_id and second.decision == "new"
+    view = views.job_view(second)
+    assert view["route"]["reason"].startswith("ask: not sure which task")
+    assert f"task {first.task_id} 'fix the login bug' p=0.55" in view["route"]["reason"]
+    assert "/task use ID" in view["route"]["reason"]
+    # And above the band the router's answer stands
+    with_router(rt, lambda inp: RouteDecision("existing", inp.candidates[0].task_id, 0.9, "sure"))
+    assert run(rt, "third").decision == "existing"
+
+
+def test_ask_band_is_off_by_default(rt):
+    assert rt.cfg["router.ask_below"] == 0
+    with_router(rt, lambda inp: RouteDecision("existing", inp.candidates[0].task_id, 0.55, "weak"))
+    run(rt, "first")
+    assert run(rt, "second").decision == "existing"
+
+
 @pytest.mark.parametrize("answer, why", [
     ({"decision": "existing", "task_id": 999, "confidence": 0.9, "reason": "x"}, "not one of the open candidate"),
     ({"decision": "maybe", "task_id": 1, "confidence": 0.9, "reason": "x"}, "decision must be"),
@@ -130,3 +155,35 @@ def test_next_stage_registered_before_this_one_returns_stays_in_flight(rt):
     assert rt.work.jobs[8] is generate_cancel
     generate.__exit__(None, None, None)
     assert 8 not in rt.work.jobs
+
+
+def test_generate_stage_hands_the_stored_reply_and_title_to_the_router(rt):
+    # Given a router that records what it is asked to prepare
+    seen = []
+
+    class Recording(FixedRouter):
+        def remember(self, texts):
+            seen.append(list(texts))
+    rt._backends.update(router=Recording(lambda inp: RouteDecision("new", None, 1.0, "n")),
+                        closer=FixedCloser(CloseDecision(False, 0.9, "keep")))
+    # When a message is routed, answered and closed
+    job = run(rt, "write the release notes")
+    # Then the reply and the task title were handed over once the reply was stored
+    assert seen == [[job.reply_message.content, views.get_task(job.task_id).title]]
+    assert seen[0][0].startswith("ok: ")
+
+
+def test_unrelated_requests_one_after_another_each_start_a_task(stub_runtime):
+    # Given the real embedded router and closer, and an agent that answers every request
+    rt = stub_runtime(executor__command=[sys.executable, "-c",
+                                         "import sys; print('Here it is: ' + sys.stdin.read()[-60:])"])
+    texts = ["write a haiku about autumn", "用 Python 写一个斐波那契函数", "write a limerick about databases",
+             "what is the boiling point of water?"]
+    # When a new user sends the four unrelated requests one after another, then acknowledges
+    jobs = [run(rt, t, user="newbie") for t in texts]
+    ack = run(rt, "thanks!", user="newbie")
+    # Then each request starts a task of its own, and the acknowledgement stays in the last one
+    assert [j.decision for j in jobs] == ["new"] * 4, [j.route_reason for j in jobs]
+    assert len({j.task_id for j in jobs}) == 4
+    assert ack.decision == "existing" and ack.task_id == jobs[-1].task_id, ack.route_reason
+    assert "acknowledgement" in ack.route_reason

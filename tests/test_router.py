@@ -197,3 +197,37 @@ class TestInt8Arithmetic:
             return real_import(name, *args, **kwargs)
         monkeypatch.setattr(builtins, "__import__", no_onnx)
         assert Embedder(threads=1).arithmetic == "float32"
+
+
+def test_remember_prepares_stored_texts_so_a_decision_embeds_only_its_message():
+    # Given the embedded router and a task whose agent reply was just stored (remember, as the generate stage does)
+    router = build_router(cfg())
+    reply = "Added the --dry-run flag to deploy.sh; it prints each command instead of running it (remember test)."
+    title = "Add a dry-run flag to the deploy script (remember test)"
+    router.remember([reply, title])
+    embedded = []
+    real = router.embedder.embed
+
+    def spy(text):
+        if text not in router.embedder._cache:
+            embedded.append(text)
+        return real(text)
+    router.embedder.embed = spy
+    try:
+        cand = Candidate(1, title, [Turn("user", "add a --dry-run flag to deploy.sh", "ana", T0 - 120),
+                                    Turn("assistant", reply, "alter0", T0 - 60)], ["ana"], T0 - 60, T0 - 120)
+        router.embedder.embed("add a --dry-run flag to deploy.sh")
+        embedded.clear()
+        router.route(RouteInput("does the dry run also skip the database migration step?", "ana", "dm", T0, [cand]))
+    finally:
+        del router.embedder.embed
+    # Then the decision embedded the new message and nothing else
+    assert embedded == ["does the dry run also skip the database migration step?"]
+
+
+def test_product_set_routing_target_and_calibration():
+    # the product set's test split (never tuned on): >= 92% right, confidence close to probability
+    from alter0.tools import product_set
+    r = product_set.run_routing(build_router(cfg()), cfg()["task.routing_confidence_threshold"], "test")
+    assert r["accuracy"] >= 92 and r["ece"] <= 10, (r["accuracy"], r["ece"], r["misses"])
+    assert all(ok / n >= 0.8 for ok, n in r["by_lang"].values()), r["by_lang"]

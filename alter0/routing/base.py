@@ -50,6 +50,7 @@ class RouteDecision:
     reason: str
     version: str = ""
     scores: dict[int, float] = field(default_factory=dict)
+    ask: list[int] = field(default_factory=list)  # candidate tasks to ask the user about (the ask band)
 
 
 @dataclass
@@ -78,6 +79,10 @@ class Router:
 
     def route(self, inp: RouteInput) -> RouteDecision:
         raise NotImplementedError
+
+    def remember(self, texts: list[str]) -> None:
+        """Prepare for texts that later decisions will read (an agent reply, a task title) when they are stored,
+        so a decision works only on its new message. Nothing to do for a router without a model."""
 
 
 class Closer:

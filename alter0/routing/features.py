@@ -11,6 +11,7 @@ from typing import Callable
 import numpy as np
 
 from .base import Candidate, RouteInput
+from .dialogue import is_ack
 from .text import STOPWORDS, TextInfo, cosine, dot, info, norm, norm_name
 
 CAND_FEATURES = (
@@ -21,12 +22,12 @@ CAND_FEATURES = (
     "notice_task", "log_turns", "self_run",
     "log_since", "u_gap", "a_gap", "last_question", "last_addr_other", "u_latest_noaddr", "rank0_same_last",
     "a_latest_in", "e_max_top", "w_cos_top",
-    "title_cos", "e_title", "e_max_long", "w_cos_long",
+    "title_cos", "e_title", "e_max_long", "w_cos_long", "cover", "cover_top",
 )
 NEW_FEATURES = (
     "bias", "notice", "addr_known", "addr_unknown", "question", "asks_anyone", "greeting",
     "u_active", "u_addressed_any", "log_gap_min", "log_words", "mention_any", "thanks",
-    "e_best", "w_best", "e_best_long", "w_best_long",
+    "e_best", "w_best", "e_best_long", "w_best_long", "continues", "reference", "cover_best", "new_thing", "complaint",
 )
 SPEAKER_COLS = [CAND_FEATURES.index(f) for f in ("same_last", "u_in_turns", "u_part", "u_latest", "u_gap", "self_run",
                                                  "u_latest_noaddr", "rank0_same_last")]
@@ -35,6 +36,26 @@ ASK_RE = re.compile(r"\b(any ?one|any ?body|some ?one|some ?body|does any|can an
                     r"i need|i want|i have a|i'm trying|im trying|question)\b", re.IGNORECASE)
 GREET_RE = re.compile(r"^\s*(hi|hello|hey|hiya|yo|morning|good (?:morning|evening|afternoon)|evening|greetings|"
                       r"howdy|heya|你好|大家好)\b", re.IGNORECASE)
+# Words that carry a message on from earlier work ("also", "still", "the same", "也", "还是").
+CONTINUES_RE = re.compile(r"\b(also|too|as well|still|again|same|anymore|any more|instead)\b|也|还是|又|顺便|同样|还在",
+                          re.IGNORECASE)
+# A reference to something already discussed ("the login bug", "that issue", "那个问题").
+REFERENCE_RE = re.compile(r"\b(?:the|that|this)\s+(?:[\w.-]+\s+){0,2}"
+                          r"(?:bug|issue|problem|error|crash|leak|test|fix|one)\b|那个|这个问题|上次", re.IGNORECASE)
+# A request for a new artefact, written with an indefinite article ("write a …", "add an …", "写一个…").
+NEW_THING_RE = re.compile(
+    r"^\W*(?:(?:please|pls|can you|could you|would you|help me|now)\s+)*(?:write|add|create|build|make|set up|setup|"
+    r"implement|generate|draft|design|compose|tell|give|translate|explain|show|start|need)\s+(?:me\s+|us\s+)?"
+    r"(?:a|an|some|another|one)\b|(?:写|加|做|建|生成|设计|实现|搞)(?:一个|一首|一段|一篇|个|一份|一下一个)|"
+    r"^\W*(?:帮我|请|用\s*\w+\s*)?(?:写|解释|翻译|介绍)|"
+    r"\bseparate(?:ly)?\b|\bfrom scratch\b|单独|另开|"
+    r"^\W*(?:explain|describe|tell me about|what(?:'s| is| are) (?:the|a|an)\b|how (?:does|do) \S+ work)",
+    re.IGNORECASE)
+# A report that something done did not work ("still fails", "显示不对", "挂了").
+COMPLAINT_RE = re.compile(
+    r"\b(?:fails?|failed|failing|broken|breaks|wrong|error|crash(?:es|ed)?|doesn'?t work|does not work|not working|"
+    r"is off|too (?:slow|short|long|big)|still|again|regress(?:ed|ion)?|flaky|missing)\b|"
+    r"不对|不行|失败|报错|挂了|出错|错了|乱码|白屏|有问题|太短|太长|太慢|差了|不全|没用|还是", re.IGNORECASE)
 THANKS_RE = re.compile(r"\b(thanks|thank you|thx|ty|cheers)\b|谢谢|多谢", re.IGNORECASE)
 
 Embed = Callable[[str], np.ndarray]
@@ -86,8 +107,35 @@ def _tfidf_cos(qv: dict[str, float], qn: float, tfw: dict[str, float], idf: dict
     return num / (qn * math.sqrt(sum((t * idf.get(w, 1.0)) ** 2 for w, t in tfw.items())))
 
 
-def extract(inp: RouteInput, embed: Embed | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Return (candidate rows [n, len(CAND_FEATURES)], new-task row [len(NEW_FEATURES)], facts for reasons)."""
+def is_solo(inp: RouteInput) -> bool:
+    """Only the speaker ever wrote in the open tasks (one person with their agents): alter0's normal case."""
+    me = norm_name(inp.user_id)
+    return all({norm_name(p) for p in c.participants} <= {me} and all(
+        t.role != "user" or norm_name(t.user_id) == me for t in c.turns) for c in inp.candidates)
+
+
+def agent_scope(inp: RouteInput) -> bool:
+    """The message is one person's request among conversations with the agent: the scope is solo, or the open
+    tasks hold agent replies and the message addresses nobody by name (then meaning, not who spoke where, decides)."""
+    if is_solo(inp):
+        return True
+    address = info(inp.content).address
+    return any(t.role == "assistant" for c in inp.candidates for t in c.turns) and (not address or is_ack(address))
+
+
+def speakers_latest(inp: RouteInput) -> int:
+    """The most recently active open task the speaker took part in (the first candidate if none)."""
+    me = norm_name(inp.user_id)
+    for c in inp.candidates:
+        if me in {norm_name(p) for p in c.participants} or any(norm_name(t.user_id) == me for t in c.turns):
+            return c.task_id
+    return inp.candidates[0].task_id
+
+
+def extract(inp: RouteInput, embed: Embed | None = None,
+            multilingual: bool = False) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Return (candidate rows [n, len(CAND_FEATURES)], new-task row [len(NEW_FEATURES)], facts for reasons);
+    ``multilingual``: the embedding reads Chinese as well as English (its similarities are not damped)."""
     cands = inp.candidates
     me = norm_name(inp.user_id)
     mi = info(inp.content)
@@ -136,6 +184,8 @@ def extract(inp: RouteInput, embed: Embed | None = None) -> tuple[np.ndarray, np
     qv = _tfidf(mi.wcount, idf) if mi.wcount else {}
     qn = norm(qv)
 
+    q_idf = {w: idf.get(w, math.log(1 + n)) for w in mi.wcount}
+    q_total = sum(q_idf.values())
     ev = embed(inp.content) if embed is not None else None
     rows = np.zeros((len(cands), len(CAND_FEATURES)), dtype=np.float64)
     for i, (c, tis) in enumerate(zip(cands, turn_infos)):
@@ -193,7 +243,10 @@ def extract(inp: RouteInput, embed: Embed | None = None) -> tuple[np.ndarray, np
             r[39] = cosine(qv, _tfidf(tv, idf)) if tv else 0.0
         if ev is not None and c.title and "E" in states[i]:
             r[40] = float(embed(c.title) @ ev)
-    if ev is not None and mi.cjk_share > 0.3:  # MiniLM knows little Chinese: trust the n-grams instead
+        if q_idf:  # how much of the message (idf-weighted words, Chinese bigrams) the task already holds
+            tw = info(c.title).wcount
+            r[43] = sum(x for w, x in q_idf.items() if w in st["wc"] or w in tw) / q_total
+    if ev is not None and mi.cjk_share > 0.3 and not multilingual:  # MiniLM knows little Chinese: trust the n-grams
         rows[:, EMBED_COLS] *= 1.0 - mi.cjk_share
     lf = min(1.0, mi.n_words / 15.0)
     rows[:, 41] = rows[:, 23] * lf
@@ -202,8 +255,7 @@ def extract(inp: RouteInput, embed: Embed | None = None) -> tuple[np.ndarray, np
         rows[:, 37] = rows[:, 23] >= rows[:, 23].max() - 1e-9 if ev is not None else 0.0
         rows[:, 38] = (rows[:, 19] >= rows[:, 19].max() - 1e-9) & (rows[:, 19] > 0)
 
-    solo = all({norm_name(p) for p in c.participants} <= {me} and all(
-        t.role != "user" or norm_name(t.user_id) == me for t in c.turns) for c in cands)
+    solo = is_solo(inp)
     if solo:  # only this speaker ever wrote here: who-spoke-where says nothing about which task
         rows[:, SPEAKER_COLS] = 0.0
 
@@ -222,10 +274,17 @@ def extract(inp: RouteInput, embed: Embed | None = None) -> tuple[np.ndarray, np
     g[10] = math.log1p(mi.n_words)
     g[11] = bool(mentioned)
     g[12] = bool(THANKS_RE.search(inp.content))
+    g[17] = bool(CONTINUES_RE.search(inp.content))
+    g[18] = bool(REFERENCE_RE.search(inp.content))
+    g[20] = bool(NEW_THING_RE.search(inp.content))
+    g[21] = bool(COMPLAINT_RE.search(inp.content))
     if len(cands):
         g[13], g[14] = rows[:, 23].max(), rows[:, 19].max()
         g[15], g[16] = g[13] * lf, g[14] * lf
-    facts = {"addressee": addressee, "mentioned": sorted(mentioned), "me": me, "solo": solo}
+        g[19] = rows[:, 43].max()
+        rows[:, 44] = (rows[:, 43] >= g[19] - 1e-9) & (rows[:, 43] > 0)
+    facts = {"addressee": addressee, "mentioned": sorted(mentioned), "me": me, "solo": solo,
+             "agent": agent_scope(inp)}
     return rows, g, facts
 
 

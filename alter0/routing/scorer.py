@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from .base import RouteDecision, RouteInput
-from .features import CAND_FEATURES, NEW_FEATURES, Embed, extract
-from .text import info
+from .dialogue import act
+from .features import CAND_FEATURES, NEW_FEATURES, Embed, agent_scope, extract, speakers_latest
+from .text import info, norm_name
 
 TASK_REF_RE = re.compile(r"(?:\btask\s*#?\s*|(?:^|\s)#|任务\s*#?\s*)(\d+)\b", re.IGNORECASE)
 NEW_REF_RE = re.compile(r"^\W*(?:new (?:task|topic|question|issue|thing)|unrelated(?: question)?|different (?:question|topic)|"
@@ -19,6 +20,7 @@ NEW_REF_RE = re.compile(r"^\W*(?:new (?:task|topic|question|issue|thing)|unrelat
                         re.IGNORECASE)
 NOTICE_TASK = CAND_FEATURES.index("notice_task")
 WEIGHTS_PATH = Path(__file__).with_name("weights.json")
+ACK_CONFIDENCE = 0.95  # an acknowledgement to the agent belongs to the speaker's task that answered last
 
 LABELS = {
     "rank0": "its most recent task", "rank1": "the 2nd most recent task", "rank2": "the 3rd most recent task",
@@ -53,6 +55,11 @@ LABELS = {
     "w_best": ("an open task shares words", "no open task shares words"),
     "e_best_long": ("an open task is similar", "no open task is similar in meaning"),
     "w_best_long": ("an open task shares words", "no open task shares its words"),
+    "cover": "holds much of the message's words", "cover_top": "holds most of the message's words",
+    "cover_best": ("an open task holds its words", "no open task holds its words"),
+    "continues": ("carries on earlier work (also, still, 也)", "no continuation word"),
+    "reference": ("refers to something discussed (the … bug, 那个)", "no reference to earlier work"),
+    "new_thing": "asks for something new (write a …, 写一个…)", "complaint": ("reports a problem", "no problem reported"),
 }
 
 
@@ -144,13 +151,26 @@ def decide(inp: RouteInput, w: Weights, embed: Embed | None) -> RouteDecision:
     named = [int(n) for n in TASK_REF_RE.findall(inp.content) if int(n) in ids]
     if len(set(named)) == 1:
         return RouteDecision("existing", named[0], 0.99, f"task {named[0]} named explicitly", tag)
+    if agent_scope(inp):
+        known = frozenset(norm_name(p) for c in inp.candidates for p in c.participants)
+        a = act(inp.content, known)
+        if a.kind == "ack":
+            tid = speakers_latest(inp)
+            return RouteDecision("existing", tid, ACK_CONFIDENCE,
+                                 f"task {tid}: an acknowledgement stays in the task it answers (the speaker's latest)",
+                                 tag, {tid: ACK_CONFIDENCE})
+        if a.kind == "ack_request":
+            d = decide(replace(inp, content=a.request), w, embed)
+            d.reason = f"acknowledgement {a.ack!r}, then a request: {d.reason}"
+            return d
     rows, g, facts = extract(inp, embed)
-    if facts["solo"] and w.solo is not None:
+    if facts["agent"] and w.solo is not None:
         w = w.solo
     p = probabilities(rows, g, w)
     best = int(np.argmax(p))
     scores = {tid: round(float(q), 4) for tid, q in zip(ids, p[1:])}
-    why = reason(rows, g, w, p, ids, facts) + ("; solo scope" if facts["solo"] else "")
+    why = reason(rows, g, w, p, ids, facts) + ("; solo scope" if facts["solo"] else
+                                                "; agent scope" if facts["agent"] else "")
     if best == 0:
         return RouteDecision("new", None, float(p[0]), why, tag, scores)
     return RouteDecision("existing", ids[best - 1], float(p[best]), why, tag, scores)

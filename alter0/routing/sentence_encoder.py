@@ -110,8 +110,12 @@ class Embedder:
         return vec
 
     def embed_many(self, texts: list[str], batch: int = 16) -> None:
-        """Fill the cache for many texts at once (batches of similar length, little padding)."""
-        todo = sorted({t for t in texts if t not in self._cache}, key=len)
+        """Fill the cache for many texts at once (batches of similar length, little padding).
+
+        The order is total (length, then the text itself), so the batches, and with them the int8 products'
+        per-batch quantisation scales, are the same on every run whatever Python's hash seed.
+        """
+        todo = sorted({t for t in texts if t not in self._cache}, key=lambda t: (len(t), t))
         for i in range(0, len(todo), batch):
             chunk = todo[i:i + batch]
             vecs = self._run(self.tokenizer.encode_batch([t or " " for t in chunk]))

@@ -41,11 +41,20 @@ def words(text: str) -> list[str]:
 CJK_RUN_RE = re.compile(CJK_RE.pattern + "+")
 
 
+# Chinese function characters: a bigram holding one says little about the topic ("的时", "能改").
+CJK_STOPCHARS = frozenset("的了是在里能吗也要把给和一个这那我你他她它们帮请就都还又很么呢吧啊哦嘛上下中之与及或被让对从到")
+
+
 def content_words(text: str) -> list[str]:
-    """Words minus stop words and one-letter tokens, plus character bigrams of CJK runs (Chinese has no spaces)."""
+    """Words minus stop words and one-letter tokens, plus character bigrams of CJK runs (Chinese has no spaces)
+    that hold no function character."""
     out = [w for w in words(text) if len(w) > 1 and w not in STOPWORDS]
     for run in CJK_RUN_RE.findall(text):
-        out.extend(run[i:i + 2] for i in range(len(run) - 1)) if len(run) > 1 else out.append(run)
+        if len(run) == 1:
+            out.append(run)
+            continue
+        out.extend(b for b in (run[i:i + 2] for i in range(len(run) - 1))
+                   if b[0] not in CJK_STOPCHARS and b[1] not in CJK_STOPCHARS)
     return out
 
 

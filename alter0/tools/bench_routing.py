@@ -257,14 +257,20 @@ def _replay_kernel_group(job: tuple) -> tuple[list[dict], dict]:
     return preds, _about(router)
 
 
-def prewarm(router, records: list[dict], progress: bool, tag: str = "") -> None:
-    """Embed every text of the stream once, in length-sorted batches (the router then hits its cache)."""
+def prewarm(router, records: list[dict], progress: bool, tag: str = "", batch: int = 1) -> None:
+    """Embed every text of the stream once (the router then hits its cache): one text per model run by default,
+    so every vector is the one the route stage computes for that message in production (int8 activations are
+    quantized per run: a batch's vectors differ slightly from single runs)."""
     embedder = getattr(router, "embedder", None)
     if embedder is None:
         return
     from ..routing.text import is_notice
     texts = [r["text"] for r in records if r["text"].strip() and not is_notice(r["text"])]
     for i in range(0, len(texts), 2000):
-        embedder.embed_many(texts[i:i + 2000])
+        if batch > 1:
+            embedder.embed_many(texts[i:i + 2000], batch)
+        else:
+            for text in texts[i:i + 2000]:
+                embedder.embed(text)
         if progress:
             print(f"  {tag}embedded {min(i + 2000, len(texts))}/{len(texts)} texts", file=sys.stderr, flush=True)

@@ -50,8 +50,10 @@ def collect(records, weights: Weights, embed, threshold: float, limit: int):
     return examples, preds
 
 
-def fit(examples, l2: float = 0.001, steps: int = 3000, lr: float = 0.05, init: Weights | None = None) -> Weights:
-    """Maximise the log-probability of the correct options (conditional logit, Adam, L2)."""
+def fit(examples, l2: float = 0.001, steps: int = 3000, lr: float = 0.05, init: Weights | None = None,
+        free: tuple[set, set] | None = None) -> Weights:
+    """Maximise the log-probability of the correct options (conditional logit, Adam, L2); with ``free`` =
+    (candidate features, new-task features), every other weight stays at zero."""
     ex = [e for e in examples if (e[2] & np.concatenate(([True], e[0][:, NOTICE_TASK] == 0))).any()]
     K = max(len(e[0]) for e in ex) + 1
     nc, nn = len(CAND_FEATURES), len(NEW_FEATURES)
@@ -64,6 +66,10 @@ def fit(examples, l2: float = 0.001, steps: int = 3000, lr: float = 0.05, init: 
     wc = init.cand.copy() if init else np.zeros(nc)
     wn = init.new.copy() if init else np.zeros(nn)
     m = np.zeros(nc + nn); v = np.zeros(nc + nn)
+    keep = np.ones(nc + nn)
+    if free is not None:
+        keep = np.array([f in free[0] for f in CAND_FEATURES] + [f in free[1] for f in NEW_FEATURES], float)
+        wc *= keep[:nc]; wn *= keep[nc:]
     for t in range(1, steps + 1):
         s = np.concatenate([(G @ wn)[:, None], F @ wc], axis=1)
         s = np.where(mask, s, -1e9)
@@ -75,11 +81,79 @@ def fit(examples, l2: float = 0.001, steps: int = 3000, lr: float = 0.05, init: 
         d = p - q  # d(-log sum_ok p)/ds
         gc = np.einsum("nk,nkf->f", d[:, 1:], F) / len(ex) + l2 * wc
         gn = d[:, 0] @ G / len(ex) + l2 * np.where(np.arange(nn) == 0, 0, wn)
-        grad = np.concatenate([gc, gn])
+        grad = np.concatenate([gc, gn]) * keep
         m = 0.9 * m + 0.1 * grad; v = 0.999 * v + 0.001 * grad ** 2
         step = lr * (m / (1 - 0.9 ** t)) / (np.sqrt(v / (1 - 0.999 ** t)) + 1e-8)
         wc -= step[:nc]; wn -= step[nc:]
     return Weights(init.version if init else "fit", wc, wn, init.solo if init else None)
+
+
+#: The features the solo (agent-scope) weights may use: meaning, words, n-grams, title, recency, message shape,
+#: dialogue cues, and whether the speaker took part (zero in a solo scope).
+SOLO_FREE = ({"u_part", "u_latest", "rank0", "rank1", "log_gap", "w_cos", "w_cos_last", "c_cos", "c_cos_last",
+              "e_max", "e_last", "e_cent", "e_title", "title_cos", "e_max_top", "w_cos_top", "e_max_long",
+              "w_cos_long", "cover", "cover_top"},
+             {"bias", "log_words", "question", "asks_anyone", "greeting", "e_best", "w_best", "e_best_long",
+              "w_best_long", "continues", "reference", "cover_best", "new_thing", "complaint"})
+
+
+def solo_examples(embed, split: str = "dev", multilingual: bool = False) -> list:
+    """Feature rows of the agent-scope episodes of the product set's ``split`` (dev: also the router regression set,
+    tests/regression/router.jsonl); acknowledgements excluded (a rule decides them), "ok, now …" gives its request."""
+    from ..routing.dialogue import act
+    from ..routing.features import agent_scope
+    from ..routing.base import RouteInput
+    from . import regression
+    from .product_set import PATH, route_episodes
+    episodes = [(ep.id, ep.inp, ep.expect) for ep in route_episodes(split=split)]
+    if split == "dev":
+        episodes += [(f"regression.{i}", regression.route_input(c), c["expect"])
+                     for i, c in enumerate(regression.load(PATH.parent / "router.jsonl"))]
+    out = []
+    for ep_id, inp, expect in episodes:
+        if not agent_scope(inp):
+            continue
+        a = act(inp.content)
+        if a.kind == "ack":
+            continue
+        if a.kind == "ack_request":
+            inp = RouteInput(a.request, inp.user_id, inp.channel_id, inp.at, inp.candidates)
+        rows, g, _ = extract(inp, embed, multilingual)
+        ok = np.array([expect == "new"] + [c.task_id == expect for c in inp.candidates])
+        out.append((rows, g, ok, {"id": ep_id}))
+    return out
+
+
+def fit_solo(backend: str, version: str, l2: float, write: bool) -> Weights:
+    """Fit ``<backend>-solo`` on the product set's dev split; print the option accuracy on dev and test."""
+    embed = None
+    if backend == "embedded":
+        from ..routing.sentence_encoder import shared_embedder
+        embed = shared_embedder().embed
+    dev, test = solo_examples(embed, "dev"), solo_examples(embed, "test")
+    w = fit(dev, l2, steps=4000, init=Weights.load(backend).solo, free=SOLO_FREE)
+    k = calibrate(dev, w)
+    w.cand, w.new = w.cand * k, w.new * k
+    w.version = version
+    print(f"calibration: weights scaled by {k:.2f} (the L2 prior leaves the fit under-confident)")
+    print(f"solo fit on {len(dev)} dev episodes: option accuracy dev {accuracy(dev, w):.1f}, "
+          f"test {accuracy(test, w):.1f} (not tuned on)")
+    print(json.dumps(w.as_json(), indent=1))
+    if write:
+        data = json.loads(WEIGHTS_PATH.read_text())
+        data[f"{backend}-solo"] = {"version": version, "_note": data.get(f"{backend}-solo", {}).get("_note", ""),
+                                   **{k: {f: x for f, x in v.items() if x} for k, v in w.as_json().items()
+                                      if k != "version"}}
+        WEIGHTS_PATH.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n")
+    return w
+
+
+def calibrate(examples, w: Weights) -> float:
+    """The factor on all weights (inverse temperature) that minimises the log-loss of ``examples``."""
+    def nll(k: float) -> float:
+        scaled = Weights(w.version, w.cand * k, w.new * k)
+        return -sum(np.log(max(1e-12, float(probabilities(e[0], e[1], scaled)[e[2]].sum()))) for e in examples)
+    return min(np.arange(0.5, 3.01, 0.05), key=nll)
 
 
 def accuracy(examples, w: Weights) -> float:
@@ -108,10 +182,15 @@ def main(argv=None):
     ap.add_argument("--threshold", type=float, default=0.0)
     ap.add_argument("--l2", type=float, default=0.001)
     ap.add_argument("--version", required=True, help="version string stored with every decision")
+    ap.add_argument("--solo", action="store_true",
+                    help="fit the <backend>-solo weights on the product set's dev split instead")
     ap.add_argument("--embed-cache", help="pickle of text->vector to reuse between runs")
     ap.add_argument("--write", action="store_true", help="write the result into weights.json")
     ap.add_argument("--cv", metavar="PREDS", help="also write leave-one-room-out predictions to PREDS")
     args = ap.parse_args(argv)
+    if args.solo:
+        fit_solo(args.backend, args.version, args.l2, args.write)
+        return
     records = load_stream(args.input, args.context if Path(args.context).exists() else None)
     embed = None
     if args.backend == "embedded":
