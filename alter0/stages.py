@@ -259,7 +259,8 @@ def close(rt: Runtime, job: Job, cancel, lease: str) -> bool:
     """Ask the closer whether the task is finished; close it above the threshold; the job is done."""
     started = time.monotonic()
     d, should_close = decide_close(rt, job)
-    if should_close and not workspaces.allows_close(job.id):  # a failed check never auto-closes
+    in_worktree = rt.cfg["workspace.mode"] == "worktree"
+    if (should_close or in_worktree) and not workspaces.allows_close(job.id):  # a failed check never auto-closes
         should_close, d.reason = False, f"kept open by the receipt (failed check or unproven commit); {d.reason}"
     try:
         with write_tx():

@@ -38,7 +38,7 @@ def threads(preds: list[dict]) -> list[tuple[str, int]]:
 def test_kernel_and_inline_engines_agree(tmp_path):
     # Given the sample rooms (with context) replayed through the real route stage (one process, and the rooms
     # spread over two processes with a database each) and through the inline state
-    stats, config = {}, str(writestr(write_config(tmp_path)))
+    stats, config = {}, str(write_config(tmp_path))
     for name, engine, jobs in (("kernel", "kernel", 1), ("kernel2", "kernel", 2), ("inline", "inline", None)):
         stats[name] = bench_routing.run(str(SAMPLE), str(CONTEXT), str(tmp_path / f"{name}.jsonl"),
                                         backend="lexical", engine=engine, progress=False, jobs=jobs, config=config)
@@ -54,7 +54,7 @@ def test_kernel_and_inline_engines_agree(tmp_path):
 
 def test_rooms_are_independent_and_threads_found(tmp_path):
     bench_routing.run(str(SAMPLE), None, str(tmp_path / "p.jsonl"), backend="embedded", engine="inline",
-                      progress=False, config=str(writestr(write_config(tmp_path))))
+                      progress=False, config=str(write_config(tmp_path)))
     preds = {(p["channel_file"], p["idx"]): p["pred_thread"] for p in read(tmp_path / "p.jsonl")}
     gold = read(SAMPLE)
     rooms = {}
@@ -70,7 +70,7 @@ def test_rooms_are_independent_and_threads_found(tmp_path):
 
 def test_cli_subcommand(tmp_path, capsys):
     out = tmp_path / "preds.jsonl"
-    code = cli_main(["--config", str(writestr(write_config(tmp_path))), "bench", "routing", "--input", str(SAMPLE),
+    code = cli_main(["--config", str(write_config(tmp_path)), "bench", "routing", "--input", str(SAMPLE),
                      "--output", str(out), "--backend", "lexical", "--engine", "inline"])
     assert code == 0
     stats = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
@@ -78,7 +78,7 @@ def test_cli_subcommand(tmp_path, capsys):
 
 
 def test_cli_missing_input(tmp_path, capsys):
-    code = cli_main(["--config", str(writestr(write_config(tmp_path))), "bench", "routing", "--input",
+    code = cli_main(["--config", str(write_config(tmp_path)), "bench", "routing", "--input",
                      str(tmp_path / "nope.jsonl"), "--output", str(tmp_path / "o")])
     assert code != 0 and "does not exist" in capsys.readouterr().err
 
