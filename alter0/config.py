@@ -82,6 +82,8 @@ SETTINGS: tuple[Setting, ...] = (
     S("runtime.queue.worker_stale_sec", 5.0, "Seconds without a heartbeat after which a worker counts as gone "
       "(its leases are freed; status pages, the CLI, metrics and backup all use this one limit; workers beat "
       "every second).", (int, float), min=2),
+    S("runtime.queue.dispatch_deadline_sec", 2.0, "Seconds after which a stage message no worker has taken "
+      "is looked for in the queue store and sent again if it is not there.", (int, float), min=0.5, max=600),
     S("runtime.queue.reclaim_interval_sec", 2.0, "How often a worker looks for stuck jobs.",
       (int, float), min=0.2),
     S("runtime.shutdown.drain_timeout_sec", 30.0, "Seconds a stopping worker waits for in-flight stages.",

@@ -136,6 +136,15 @@ def mark_dispatched(job_id: int) -> None:
     Job.update(dispatched_at=now(), parked=False).where(Job.id == job_id).execute()
 
 
+def redispatch(job_id: int, status: str, seen: float | None) -> bool:
+    """Record a re-send of a job's lost message if nobody sent, took or parked it since ``seen`` (its
+    ``dispatched_at`` as read): of several sweeping workers only one re-sends."""
+    last = Job.dispatched_at.is_null() if seen is None else (Job.dispatched_at == seen)
+    return Job.update(dispatched_at=now()).where(
+        (Job.id == job_id) & (Job.status == status) & last & Job.lease_owner.is_null() & ~Job.parked
+    ).execute() == 1
+
+
 def mark_undispatched(job_id: int) -> None:
     """The job's message left the queue without running: the reclaim sweep re-sends it."""
     Job.update(dispatched_at=None).where(Job.id == job_id).execute()

@@ -7,7 +7,7 @@ from typing import Any
 
 from peewee import IntegrityError
 
-from . import inputs, jobstate, taskstate
+from . import faults, inputs, jobstate, taskstate
 from .database import write_tx
 from .taskstate import scope_of
 from .errors import Conflict, InputError, NotFound
@@ -46,7 +46,8 @@ def submit(rt: Runtime, content: Any, user_id: Any, channel_id: Any = None, task
         if existing is None:
             raise
         return _same_request(existing, content, user_id), False
-    rt.queue.enqueue("route", job.id, stamped=True)
+    faults.kill_point("submit")
+    rt.queue.enqueue("route", job.id, stamped=True)  # if this is lost, the workers' dispatch sweep re-sends it
     return job, True
 
 

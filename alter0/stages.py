@@ -8,13 +8,12 @@ the job ahead of it hands the turn on when it finishes, and the reclaim sweep is
 from __future__ import annotations
 
 import logging
-import os
 import time
 from pathlib import Path
 
 from peewee import InterfaceError, OperationalError
 
-from . import jobstate, memory, taskstate, turns
+from . import faults, jobstate, memory, taskstate, turns
 from .decide import choose_task, decide_close, task_by_id
 from .errors import ExecutorError
 from .executors.base import ExecRequest
@@ -80,7 +79,7 @@ def run_stage(rt: Runtime, stage: str, job_id: int) -> None:
         moved_on = False
         try:
             with rt.work.running(job.id) as cancel:
-                _fault_delay(stage, cancel)
+                faults.delay(stage, cancel)
                 moved_on = bool(STAGES[stage](rt, job, cancel, lease))
         except Abandon:
             jobstate.mark_undispatched(job.id)  # reclaimed at the next start
@@ -127,15 +126,6 @@ def _generate_started(rt: Runtime, job: Job) -> dict:
     except Exception:  # an unknown executor fails in the stage itself, with its message
         keeps = False
     return {"executor": name, "resume": bool(keeps and task and task.session_id)}
-
-
-def _fault_delay(stage: str, cancel) -> None:
-    """Fault injection for crash tests and soak runs: ALTER0_FAULT_DELAY="route=2,close=1" stalls a stage."""
-    spec = os.environ.get("ALTER0_FAULT_DELAY")
-    if spec:
-        delays = dict(part.split("=", 1) for part in spec.split(",") if "=" in part)
-        if stage in delays:
-            cancel.wait(float(delays[stage]))
 
 
 def hand_on(rt: Runtime, stage: str, job: Job) -> None:

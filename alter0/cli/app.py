@@ -16,10 +16,13 @@ from . import bench, ops, web
 from .codes import RET_ERROR, RET_JOB_FAILED, RET_OK, RET_PENDING, RET_USAGE
 
 
-def _runtime(args):
+def _runtime(args, queue: bool = False):
+    """The process's Runtime; ``queue``: open the queue engine now, before anything is committed."""
     from ..runtime import Runtime, set_runtime
     rt = Runtime.open(args.config)
     set_runtime(rt)
+    if queue:
+        rt.open_queue()
     return rt
 
 
@@ -33,7 +36,7 @@ def _fail(message: str, code: int = RET_ERROR) -> int:
 
 
 def cmd_send(args) -> int:
-    rt = _runtime(args)
+    rt = _runtime(args, queue=True)
     user = args.user or rt.cfg["task.cli_user_id"]
     if is_command(args.text):
         result = run_command(rt, args.text, user, args.channel or "")
@@ -68,7 +71,7 @@ def _report_job(job, as_json: bool) -> int:
 
 
 def cmd_job(args) -> int:
-    _runtime(args)
+    _runtime(args, queue=args.action == "retry")
     if args.action == "show":
         job = service.wait(args.id, args.wait) if args.wait else views.get_job(args.id)
         view = views.job_view(job, events=args.events)
@@ -123,7 +126,7 @@ def cmd_task(args) -> int:
 
 
 def cmd_chat(args) -> int:
-    rt = _runtime(args)
+    rt = _runtime(args, queue=True)
     user = args.user or rt.cfg["task.cli_user_id"]
     print("alter0 chat — type a message or /help; Ctrl-D to quit", file=sys.stderr)
     while True:

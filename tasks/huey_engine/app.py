@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 
 from huey import SqliteHuey
@@ -20,7 +21,24 @@ def huey_options(cfg: Config) -> dict:
     """The SqliteHuey keyword arguments for this config (WAL, no result store: the Job table is the truth)."""
     path = ensure_dirs(cfg.output_dir)["queue"]
     return {"filename": str(path), "results": False, "utc": True, "journal_mode": "wal",
-            "timeout": cfg["runtime.queue.enqueue_timeout_sec"], "fsync": cfg["runtime.db.synchronous"] == "full"}
+            "timeout": cfg["runtime.queue.enqueue_timeout_sec"], "fsync": cfg["runtime.db.synchronous"] == "full",
+            "create_tables": not _has_tables(path)}
+
+
+def _has_tables(path) -> bool:
+    """Whether the queue file has Huey's tables already (then opening it takes no write lock: a locked queue
+    store does not stop a process from starting)."""
+    if not path.exists():
+        return False
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1)
+        try:
+            names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return False
+    return {"task", "schedule", "kv"} <= names
 
 
 def _stage_task(huey: SqliteHuey, stage: str):
