@@ -7,10 +7,10 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from . import liveness, service, views
+from . import inputs, liveness, service, views
 from .config import SETTINGS_BY_KEY, parse_value, validate
 from .taskstate import scope_of
-from .errors import Alter0Error, Forbidden, InputError
+from .errors import Alter0Error, ConfigError, Forbidden, InputError
 from .jsonlog import audit
 from .memory import clear_memory
 from .models import TaskMemory, UserState, now
@@ -54,6 +54,8 @@ def is_command(text: str) -> bool:
 
 def run_command(rt: Runtime, text: str, user_id: str, channel_id: str = "") -> Result:
     """Interpret one slash command for ``user_id``; errors come back as Alter0Error."""
+    for name, value in (("command", text), ("user_id", user_id), ("channel_id", channel_id)):
+        inputs.utf8(value, name)
     try:
         words = shlex.split(text.strip())
     except ValueError as exc:
@@ -113,7 +115,10 @@ def _write_setting(rt, key: str, raw: str) -> Result:
     setting = SETTINGS_BY_KEY.get(key)
     if setting is None:
         raise InputError(f"unknown setting {key!r}; /config lists them")
-    value = validate(setting, parse_value(setting, raw))
+    try:
+        value = validate(setting, parse_value(setting, raw))
+    except ConfigError as exc:  # the caller's value, not the server's config: a 400
+        raise InputError(exc.message) from None
     path = rt.cfg.path or __import__("pathlib").Path("config/config.json")
     data = json.loads(path.read_text()) if path.exists() else {}
     node = data

@@ -26,9 +26,10 @@ def ok(schema: dict | None = None, description: str = "OK", media: str = "applic
 def errors(*codes: int) -> dict:
     text = {400: "Bad input", 401: "Missing or wrong API token", 403: "Not allowed", 404: "Unknown id",
             409: "Conflicts with the job's state", 413: "Content over task.max_content_bytes",
-            502: "The job failed", 504: "Still running after web.sync_timeout_sec (the job goes on)"}
+            502: "The job failed", 504: "Still running after web.sync_timeout_sec (the job goes on)",
+            503: "storage_unavailable: the database or output directory is corrupt, read-only, full or locked"}
     return {str(c): {"description": text[c], "content": {"application/json": {"schema": ref("Error")}}}
-            for c in (401, *codes)}
+            for c in (401, *codes, 503)}
 
 
 def query(name: str, schema: dict, description: str) -> dict:
@@ -88,8 +89,9 @@ TASK_ID = [path_id("tid")]
 NDJSON = "application/x-ndjson"
 
 PATHS: dict[str, dict] = {
-    "/health": {"get": {"summary": "Liveness: process up, database reachable", "security": [],
-                        "responses": {"200": ok({"type": "object"}), "503": ok(ref("Error"), "Database down")}}},
+    "/health": {"get": {"summary": "Liveness: process up, database reachable and writable", "security": [],
+                        "responses": {"200": ok({"type": "object"}),
+                                      "503": ok(ref("Error"), "Database down, or not writable (read-only, disk full)")}}},
     "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {
         "200": ok({"type": "string"}, media="text/plain"), **errors()}}},
     "/api/message": {"post": {

@@ -9,6 +9,7 @@ from typing import Any
 
 from .. import liveness, service, views
 from ..commands import is_command, run_command
+from ..database import storage_error
 from ..errors import Alter0Error
 from ..models import TERMINAL
 from ..queue import run_worker
@@ -260,10 +261,15 @@ def main(argv: list[str] | None = None) -> int:
         return args.fn(args)
     except Alter0Error as exc:
         return _fail(exc.message, exc.exit_code)
-    except KeyboardInterrupt:
-        return _fail("interrupted", 130)
     except BrokenPipeError:
         return RET_OK
+    except Exception as exc:  # a storage failure is one line (path and fix); anything else is a bug: traceback
+        known = storage_error(exc)
+        if known is None:
+            raise
+        return _fail(known.message, known.exit_code)
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130)
 
 
 if __name__ == "__main__":

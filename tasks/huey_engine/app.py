@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import sys
 import threading
 
 from huey import SqliteHuey
 
 from alter0 import stages
 from alter0.config import Config
+from alter0.database import storage_error
 from alter0.paths import ensure_dirs
 from alter0.runtime import get_runtime
 from alter0.supervisor import Supervisor
 
+#: Exit status of a consumer whose supervisor could not start.
+SUPERVISOR_FAILED = 1
 #: Huey priority of each stage task (higher runs first): route and close are short.
 PRIORITY = {"route": 10, "generate": 0, "close": 10}
 
@@ -56,15 +61,28 @@ class HueyBinding:
         self.tasks = {stage: _stage_task(self.huey, stage) for stage in PRIORITY}
         self.supervisor: Supervisor | None = None
         self._lock = threading.Lock()
-        self.huey.on_startup(name="start_supervisor")(self.start_supervisor)
+        self.huey.on_startup(name="start_supervisor")(self._start_hook)
         self.huey.on_shutdown(name="stop_supervisor")(self.stop_supervisor)
 
     def start_supervisor(self) -> None:
-        """Once per consumer process: heartbeats, cancels, reclaim, maintenance."""
+        """Once per consumer process: heartbeats, cancels, reclaim, maintenance. ``alter0 worker`` calls it
+        before its threads start; a failure (raised) stops the worker: it never runs without a supervisor."""
         with self._lock:
             if self.supervisor is None:
-                self.supervisor = Supervisor(get_runtime())
-                self.supervisor.start()
+                supervisor = Supervisor(get_runtime())
+                supervisor.start()
+                self.supervisor = supervisor
+
+    def _start_hook(self) -> None:
+        """Huey's start hook (``huey_consumer tasks.huey``): Huey only logs a failing hook, so a supervisor that
+        cannot start ends the process here, non-zero, with one line."""
+        try:
+            self.start_supervisor()
+        except Exception as exc:
+            known = storage_error(exc)
+            print(f"alter0 worker: the supervisor could not start: {known.message if known else exc!r}; "
+                  "stopping (a worker never runs without one)", file=sys.stderr, flush=True)
+            os._exit(SUPERVISOR_FAILED)
 
     def stop_supervisor(self) -> None:
         with self._lock:
