@@ -24,7 +24,10 @@ from .errors import StorageUnavailable
 from .models import db
 from .paths import output_paths
 
-SQLITE_PRAGMAS = {"journal_mode": "wal", "busy_timeout": 30000, "foreign_keys": 1, "cache_size": -16000}
+#: journal_size_limit: after a checkpoint resets the WAL, it is truncated back to 64 MiB (a burst of big
+#: transactions does not leave a WAL of gigabytes behind).
+SQLITE_PRAGMAS = {"journal_mode": "wal", "busy_timeout": 30000, "foreign_keys": 1, "cache_size": -16000,
+                  "journal_size_limit": 64 << 20}
 
 
 #: Pool settings for PostgreSQL; the URL's query string overrides them (?max_connections=64).
@@ -235,3 +238,20 @@ def unwritable_reason(cfg: Config) -> str:
             return f"{target} is not writable -- fix: {WRITABLE_FIX}"
     state = disk_state(path)
     return f"{path} {state[0]} -- fix: {state[1]}" if state else ""
+
+
+def sizes(cfg: Config) -> dict[str, int]:
+    """Bytes the database uses: the SQLite file and its WAL, or the PostgreSQL database."""
+    if not is_sqlite():
+        return {"db_bytes": int(db.execute_sql("SELECT pg_database_size(current_database())").fetchone()[0]),
+                "wal_bytes": 0}
+    path = output_paths(cfg.output_dir)["db"]
+    wal = path.with_name(path.name + "-wal")
+    return {"db_bytes": path.stat().st_size if path.exists() else 0,
+            "wal_bytes": wal.stat().st_size if wal.exists() else 0}
+
+
+def checkpoint() -> None:
+    """Copy the WAL into the database without waiting for anyone (SQLite; a no-op on PostgreSQL)."""
+    if is_sqlite():
+        db.execute_sql("PRAGMA wal_checkpoint(PASSIVE)")

@@ -56,8 +56,15 @@ def _v2_job_executor_pgid(m: SchemaMigrator, database: Database) -> None:
     migrate_ops(m.add_column("job", "executor_pgid", IntegerField(null=True)))
 
 
+def _v3_task_session_usage(m: SchemaMigrator, database: Database) -> None:
+    """task.session_usage: the running totals an agent (codex) last reported for the task's session."""
+    from peewee import TextField
+    migrate_ops(m.add_column("task", "session_usage", TextField(null=True)))
+
+
 #: Every migration after the baseline, in version order.
-MIGRATIONS: tuple[Migration, ...] = (Migration(2, "job.executor_pgid", _v2_job_executor_pgid),)
+MIGRATIONS: tuple[Migration, ...] = (Migration(2, "job.executor_pgid", _v2_job_executor_pgid),
+                                     Migration(3, "task.session_usage", _v3_task_session_usage))
 
 
 def latest(migrations: Sequence[Migration] = MIGRATIONS) -> int:

@@ -75,6 +75,7 @@ class Task(BaseModel):
     channel_id = CharField(max_length=200, default="")
     executor = CharField(max_length=32, default="")
     session_id = CharField(max_length=200, null=True)  # the executor's own thread/session id
+    session_usage = JSONField(null=True)  # running totals the executor last reported for session_id (codex)
     created_at = DoubleField(default=now)
     updated_at = DoubleField(default=now)
     last_active_at = DoubleField(default=now, index=True)

@@ -20,6 +20,7 @@ from .executors.base import ExecRequest
 from .jsonlog import stage_log
 from .models import STATES_OF_STAGE, Job, JobStatus as S, Message, TERMINAL, now, stage_of
 from .prepared import Prepared
+from .bounded import stored_reply
 from .database import write_tx
 from .retry import run_with_retry
 from .runtime import Runtime
@@ -189,7 +190,8 @@ def generate(rt: Runtime, job: Job, cancel, lease: str) -> bool:
     task = task_by_id(job.task_id)
     executor = rt.executor(task.executor or rt.executor_name())
     resume = bool(executor.keeps_session and task.session_id)
-    prompt = memory.build_prompt(rt.cfg, task, _MESSAGE_BY_ID.first(job.user_message_id), resume)
+    prompt, prompt_use = memory.build_prompt(rt.cfg, task, _MESSAGE_BY_ID.first(job.user_message_id), resume)
+    jobstate.add_event(job.id, "prompt", "generate", prompt_use)
     workdir = Path(rt.cfg["executor.workdir_root"] or rt.paths["work"]) / f"task-{task.id}"
     workdir.mkdir(parents=True, exist_ok=True)
     timeout = min(rt.cfg["task.generation_timeout_sec"], rt.cfg["runtime.queue.attempt_timeout_sec"])
@@ -216,19 +218,30 @@ def generate(rt: Runtime, job: Job, cancel, lease: str) -> bool:
     except ExecutorError as exc:
         _stage_failed(rt, job, S.GENERATING, exc, "generate", started, lease, session_id=task.session_id)
         return
-    usage = result.usage or {}
+    reported = result.usage or {}
+    session_id = result.session_id or task.session_id
+    if executor.cumulative_usage:  # running totals of the session: this turn used their growth
+        usage = taskstate.turn_usage(reported, task.session_usage if resume and session_id == task.session_id
+                                     else None)
+    else:
+        usage = dict(reported)
     tokens_in, tokens_out = int(usage.get("input_tokens") or 0), int(usage.get("output_tokens") or 0)
-    cost = float(usage.get("cost_usd") or 0.0)
+    cost = taskstate.turn_cost(rt.cfg, executor.name, usage)
+    if cost:
+        usage["cost_usd"] = cost
+    reply = stored_reply(rt.output_dir, job.id, result.text, rt.cfg["task.max_reply_chars"])
     try:
         with write_tx():  # exactly one reply: only the lease holder of a job still generating stores it
-            msg = Message.create(task=task.id, role="assistant", content=result.text,
+            msg = Message.create(task=task.id, role="assistant", content=reply,
                                  user_id=rt.cfg["agent.name"], channel_id=job.channel_id)
-            taskstate.record_turn(task.id, result.session_id or task.session_id, tokens_in, tokens_out, cost)
+            taskstate.record_turn(task.id, session_id, tokens_in, tokens_out, cost,
+                                  session_usage=reported if executor.cumulative_usage else None)
             memory.append_turn(rt.cfg, task.id, msg)
             _move_on(job, S.GENERATING, S.CLOSING, lease, reply_message=msg.id, executor_pgid=None,
                      input_tokens=tokens_in, output_tokens=tokens_out, cost_usd=cost,
                      dispatched_at=now(),  # the close message is sent right after the commit
-                     events=[("stage.finished", "generate", {"chars": len(result.text), "usage": usage})])
+                     events=[("stage.finished", "generate", {"chars": len(result.text), "stored_chars": len(reply),
+                                                               "usage": usage})])
     except LeaseLost:
         log.warning("job %s: generation result dropped (lease lost or reply already stored)", job.id,
                     extra=_ctx(job, "generate"))

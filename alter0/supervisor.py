@@ -14,12 +14,15 @@ import time
 
 from . import jobstate, liveness, retention
 from .models import ACTIVE, Job, Worker, now, stage_of
+from .database import checkpoint
 from .runtime import Runtime
 from .turns import runnable_parked
 
 log = logging.getLogger(__name__)
 #: Engines that cannot list their messages: an unacknowledged message is re-sent after this long.
 DISPATCH_STALE_SEC = 30.0
+#: How often, in seconds, a worker copies the WAL into the database (SQLite checkpoints on its own too).
+CHECKPOINT_SEC = 60.0
 #: How often, in seconds, a worker looks for jobs whose message was lost.
 DISPATCH_SWEEP_SEC = 0.5
 #: A parked job whose turn came is re-sent by the sweep only if no message was sent for it this long.
@@ -45,7 +48,7 @@ class Supervisor:
         self.thread.start()
 
     def _loop(self) -> None:
-        last_sweep = last_dispatch = 0.0
+        last_sweep = last_dispatch = last_checkpoint = 0.0
         while not self.stop_event.wait(liveness.BEAT_SEC / 4):
             try:
                 self.tick()
@@ -57,6 +60,9 @@ class Supervisor:
                     self.bury_dead_workers()
                     reclaim(self.rt)
                     retention.run_due(self.rt.cfg)
+                if time.monotonic() - last_checkpoint >= CHECKPOINT_SEC:
+                    last_checkpoint = time.monotonic()
+                    checkpoint()
             except Exception:
                 log.exception("supervisor tick failed")
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from .. import liveness, service, views
 from ..commands import is_command, run_command
-from ..database import storage_error
+from ..database import sizes, storage_error
 from ..errors import Alter0Error
 from ..models import TERMINAL
 from ..queue import run_worker
@@ -162,7 +162,8 @@ def cmd_status(args) -> int:
     workers = liveness.live_workers(rt.cfg)
     data = {"output_dir": str(rt.output_dir), "backlog": views.backlog(),
             "workers": [{"id": w["id"], "pid": w["pid"], "host": w["host"], "state": w["state"],
-                         "in_flight": w["in_flight"], "last_beat_age_sec": w["beat_age_sec"]} for w in workers]}
+                         "in_flight": w["in_flight"], "last_beat_age_sec": w["beat_age_sec"]} for w in workers],
+            "storage": sizes(rt.cfg)}
     try:
         data["executor"] = rt.executor_name()
     except Alter0Error as exc:
@@ -172,6 +173,7 @@ def cmd_status(args) -> int:
         return RET_OK
     print(f"output: {data['output_dir']}\nexecutor: {data['executor']}\nbacklog: " +
           ", ".join(f"{k} {v}" for k, v in data["backlog"].items()))
+    print(f"database: {data['storage']['db_bytes']:,} bytes, WAL {data['storage']['wal_bytes']:,} bytes")
     print(f"workers alive: {len(workers)}" + "".join(
         f"\n  {w['id']} {w['state']} in-flight {w['in_flight']} beat {w['last_beat_age_sec']}s ago"
         for w in data["workers"]))

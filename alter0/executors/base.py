@@ -45,6 +45,8 @@ class Executor:
     name = "base"
     #: True when the tool keeps its own conversation, so memory need not be replayed in the prompt.
     keeps_session = False
+    #: True when the tool reports its session's running totals in usage (each turn's own use is their growth).
+    cumulative_usage = False
 
     def __init__(self, settings: dict[str, Any]):
         self.settings = settings

@@ -109,6 +109,7 @@ class CodexExecutor(CliExecutor):
     binary = "codex"
     config_env = "CODEX_HOME"
     keeps_session = True
+    cumulative_usage = True  # turn.completed on a resumed thread reports the thread's running total
 
     def argv(self, req: ExecRequest) -> list[str]:
         """The full command line for ``req`` (options first, then ``resume <id>``, then ``-``)."""
