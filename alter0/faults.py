@@ -3,12 +3,17 @@
 - ``ALTER0_FAULT_DELAY="route=2,close=1"`` stalls a stage that long (a cancel ends the stall).
 - ``ALTER0_FAULT_KILL="submit"`` SIGKILLs the process at that point: ``submit`` is right after a new job's
   commit, before its route message is sent (the web or CLI dying between the two).
+- ``ALTER0_FAULT_CLOCK_SKEW=-30`` sets this process's clock (``models.now``) 30 s behind, as a host whose
+  clock is wrong.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+
+#: Seconds added to this process's clock (``models.now``); tests only.
+CLOCK_SKEW = float(os.environ.get("ALTER0_FAULT_CLOCK_SKEW") or 0)
 
 
 def _spec(name: str) -> dict[str, str]:

@@ -9,12 +9,14 @@ from enum import Enum
 from peewee import (AutoField, BooleanField, CharField, DatabaseProxy, DoubleField, ForeignKeyField,
                     IntegerField, Model, TextField)
 
+from .faults import CLOCK_SKEW
+
 db = DatabaseProxy()
 
 
 def now() -> float:
-    """Wall-clock seconds since the epoch; every stored time uses it."""
-    return time.time()
+    """This host's wall-clock seconds since the epoch (leases and heartbeats use ``clock.db_now``)."""
+    return time.time() + CLOCK_SKEW
 
 
 class JSONField(TextField):

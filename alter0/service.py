@@ -8,10 +8,11 @@ from typing import Any
 from peewee import IntegrityError
 
 from . import faults, inputs, jobstate, taskstate
+from .clock import db_now
 from .database import write_tx
 from .taskstate import scope_of
 from .errors import Conflict, InputError, NotFound
-from .models import Job, JobStatus as S, Task, TERMINAL, now
+from .models import Job, JobStatus as S, Task, TERMINAL
 from .runtime import Runtime
 from .views import get_job, get_task
 
@@ -40,7 +41,7 @@ def submit(rt: Runtime, content: Any, user_id: Any, channel_id: Any = None, task
     try:
         with write_tx():  # one commit: the job, its first event and the record of its route message
             job = jobstate.create(content=content, user_id=user_id, channel_id=channel_id, scope=scope,
-                                  requested_task_id=tid, request_id=request_id, dispatched_at=now())
+                                  requested_task_id=tid, request_id=request_id, dispatched_at=db_now())
     except IntegrityError:
         existing = Job.get_or_none(Job.request_id == request_id)
         if existing is None:
@@ -78,7 +79,7 @@ def cancel(job_id: Any) -> Job:
         if job.state in TERMINAL:
             raise Conflict(f"job {job.id} already finished ({job.status}); nothing to cancel")
         jobstate.request_cancel(job.id)
-        free = job.lease_owner is None or (job.lease_expires or 0) < now()
+        free = job.lease_owner is None or (job.lease_expires or 0) < db_now()
         if not free or jobstate.cancel_unleased(job):
             return get_job(job.id)  # a leased run: the worker holding the lease sees the flag and kills it
         job = get_job(job.id)

@@ -18,9 +18,10 @@ from .decide import choose_task, decide_close, task_by_id
 from .errors import ExecutorError
 from .executors.base import ExecRequest
 from .jsonlog import stage_log
-from .models import STATES_OF_STAGE, Job, JobStatus as S, Message, TERMINAL, now, stage_of
+from .models import STATES_OF_STAGE, Job, JobStatus as S, Message, TERMINAL, stage_of
 from .prepared import Prepared
 from .bounded import stored_reply
+from .clock import db_now
 from .database import write_tx
 from .retry import run_with_retry
 from .runtime import Runtime
@@ -168,7 +169,7 @@ def route(rt: Runtime, job: Job, cancel, lease: str) -> bool:
             _move_on(job, S.ROUTING, S.GENERATING, lease, task=task.id, user_message=msg.id,
                      decision="new" if choice.task is None else "existing", decision_source=choice.source,
                      route_confidence=d.confidence, route_reason=d.reason, route_version=d.version,
-                     dispatched_at=now(),  # the generate message is sent right after the commit
+                     dispatched_at=db_now(),  # the generate message is sent right after the commit
                      events=[("stage.finished", "route", {
                          "task_id": task.id, "decision": "new" if choice.task is None else "existing",
                          "source": choice.source, "confidence": d.confidence, "reason": d.reason})])
@@ -239,7 +240,7 @@ def generate(rt: Runtime, job: Job, cancel, lease: str) -> bool:
             memory.append_turn(rt.cfg, task.id, msg)
             _move_on(job, S.GENERATING, S.CLOSING, lease, reply_message=msg.id, executor_pgid=None,
                      input_tokens=tokens_in, output_tokens=tokens_out, cost_usd=cost,
-                     dispatched_at=now(),  # the close message is sent right after the commit
+                     dispatched_at=db_now(),  # the close message is sent right after the commit
                      events=[("stage.finished", "generate", {"chars": len(result.text), "stored_chars": len(reply),
                                                                "usage": usage})])
     except LeaseLost:

@@ -14,6 +14,7 @@ import time
 
 from . import jobstate, liveness, retention
 from .models import ACTIVE, Job, Worker, now, stage_of
+from .clock import db_now
 from .database import checkpoint
 from .runtime import Runtime
 from .turns import runnable_parked
@@ -39,7 +40,7 @@ class Supervisor:
         self._last_beat = 0.0
 
     def start(self) -> None:
-        Worker.insert(id=self.rt.owner, host=liveness.HOST, pid=os.getpid(), started_at=now(), last_beat=now(),
+        Worker.insert(id=self.rt.owner, host=liveness.HOST, pid=os.getpid(), started_at=now(), last_beat=db_now(),
                       state="running").on_conflict(conflict_target=[Worker.id], preserve=[
             Worker.host, Worker.pid, Worker.started_at, Worker.last_beat, Worker.state]).execute()
         self.bury_dead_workers()
@@ -77,7 +78,7 @@ class Supervisor:
             self._last_beat = t
             jobstate.renew(self.rt.owner, list(running), self.rt.cfg["runtime.queue.lease_sec"])
             state = "draining" if self.rt.work.draining.is_set() else "running"
-            Worker.update(last_beat=now(), in_flight=len(running), state=state).where(
+            Worker.update(last_beat=db_now(), in_flight=len(running), state=state).where(
                 Worker.id == self.rt.owner).execute()
 
     def bury_dead_workers(self) -> None:
@@ -105,7 +106,7 @@ class Supervisor:
         self._wait_in_flight(5)
         self.stop_event.set()
         jobstate.expire_leases(self.rt.owner)
-        Worker.update(state="stopped", in_flight=0, last_beat=now()).where(Worker.id == self.rt.owner).execute()
+        Worker.update(state="stopped", in_flight=0, last_beat=db_now()).where(Worker.id == self.rt.owner).execute()
         return not left
 
     def _wait_in_flight(self, timeout: float) -> None:
@@ -131,7 +132,7 @@ def kill_orphaned_executors(worker_id: str) -> None:
 def reclaim(rt: Runtime) -> int:
     """Re-queue non-terminal jobs that nobody runs: expired leases and parked jobs whose turn came
     (lost messages: ``redispatch``)."""
-    t = now()
+    t = db_now()
     unleased = Job.lease_owner.is_null() | (Job.lease_expires < t)
     expired = Job.lease_owner.is_null(False) & (Job.lease_expires < t)
     quiet = Job.dispatched_at.is_null() | (Job.dispatched_at < t - PARKED_RESEND_SEC)  # no message sent lately
@@ -153,11 +154,11 @@ def redispatch(rt: Runtime) -> int:
     was restored). A duplicate is harmless: a stage runs only under its lease, from the state it expects."""
     overdue = (Job.status.in_(ACTIVE) & Job.lease_owner.is_null() & ~Job.parked &
                (Job.dispatched_at.is_null() |
-                (Job.dispatched_at < now() - rt.cfg["runtime.queue.dispatch_deadline_sec"])))
+                (Job.dispatched_at < db_now() - rt.cfg["runtime.queue.dispatch_deadline_sec"])))
     if not Job.select(Job.id).where(overdue).exists():
         return 0
     waiting = rt.queue.pending()  # read before the jobs: a message taken meanwhile is listed, not re-sent
-    t = now()
+    t = db_now()
     n = 0
     for job in list(Job.select(Job.id, Job.status, Job.dispatched_at).where(overdue).order_by(Job.id).limit(500)):
         stage = stage_of(job.status)

@@ -17,8 +17,9 @@ import requests
 from support.helpers import BIN, FINISHED, wait_until
 from support.web import start_gunicorn
 
-#: Seconds a lost message may cost at most: the dispatch deadline (2 s), a sweep (0.5 s), and the stages.
-RECOVERY_SEC = 6.0
+#: Seconds a lost message may cost at most: the dispatch deadline (2 s), a sweep (0.5 s), the stages, and the
+#: CLI polls of a loaded 2-core test machine (the old recovery took 120 s).
+RECOVERY_SEC = 10.0
 
 
 def _replies_per_job(env) -> dict[int, int]:
@@ -88,7 +89,7 @@ def test_locked_queue_store_costs_the_lock_and_seconds_not_minutes(a0):
     second = a0.send("after the lock", "--async")["job_id"]  # the same user's next job, cleanly submitted
     for job_id in (first, second):
         assert a0.reach(job_id, ("done",), timeout=RECOVERY_SEC + 10)["status"] == "done"
-    assert time.monotonic() - unlocked < RECOVERY_SEC + 1, "recovery after the lock took too long"
+    assert time.monotonic() - unlocked < RECOVERY_SEC, "recovery after the lock took too long"
     assert set(_replies_per_job(a0).values()) == {1}
 
 

@@ -17,7 +17,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("storage", ("alter0.database", "alter0.migrations", "alter0.archive", "alter0.jobstate", "alter0.taskstate",
                  "alter0.turns", "alter0.liveness", "alter0.retention", "alter0.memory", "alter0.jsonlog",
                  "alter0.logging_setup", "alter0.bind", "alter0.inflight", "alter0.bounded",
-                 "alter0.tokens")),
+                 "alter0.tokens", "alter0.clock")),
     ("adapters", ("alter0.executors", "alter0.routing")),
     ("pipeline", ("alter0.candidates", "alter0.decide", "alter0.retry", "alter0.queue", "alter0.runtime",
                   "alter0.stages")),
