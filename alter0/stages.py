@@ -207,9 +207,14 @@ def generate(rt: Runtime, job: Job, cancel, lease: str) -> bool:
         counter["attempts"] += 1
         if counter["attempts"] > 1:  # the stage's start counted the first
             jobstate.count_attempt(job.id, "generate")
-        return executor.run(ExecRequest(prompt=prompt, session_id=task.session_id if resume else None,
-                                        workdir=workdir, timeout=timeout, cancel=cancel, on_event=on_event,
-                                        on_process=on_process))
+        mark = executor.checkpoint(task.session_id) if resume else None
+        try:
+            return executor.run(ExecRequest(prompt=prompt, session_id=task.session_id if resume else None,
+                                            workdir=workdir, timeout=timeout, cancel=cancel, on_event=on_event,
+                                            on_process=on_process))
+        except BaseException:  # failed, timed out or cancelled: the agent's session forgets this attempt
+            executor.rollback(mark)
+            raise
 
     def on_process(pgid: int) -> None:
         jobstate.set_executor_pgid(job.id, pgid)

@@ -54,6 +54,13 @@ class Executor:
     def run(self, req: ExecRequest) -> ExecResult:
         raise NotImplementedError
 
+    def checkpoint(self, session_id: str | None) -> dict | None:
+        """What the tool's own session holds before an attempt (None: nothing alter0 can roll back)."""
+        return None
+
+    def rollback(self, mark: dict | None) -> None:
+        """Put the tool's session back as ``checkpoint`` found it (a failed attempt's message is forgotten)."""
+
     def available(self) -> tuple[bool, str]:
         """(usable, detail): whether the binary or server can be found, and where or why not."""
         return True, ""

@@ -91,6 +91,7 @@ class ClaudeExecutor(CliExecutor):
     binary = "claude"
     config_env = "CLAUDE_CONFIG_DIR"
     keeps_session = True
+    default_config_dir, session_globs = ".claude", ("projects/*/{id}.jsonl",)
 
     def argv(self, req: ExecRequest) -> list[str]:
         """The full command line for ``req``."""
