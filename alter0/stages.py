@@ -192,7 +192,6 @@ def generate(rt: Runtime, job: Job, cancel, lease: str) -> bool:
     executor = rt.executor(task.executor or rt.executor_name())
     resume = bool(executor.keeps_session and task.session_id)
     prompt, prompt_use = memory.build_prompt(rt.cfg, task, _MESSAGE_BY_ID.first(job.user_message_id), resume)
-    jobstate.add_event(job.id, "prompt", "generate", prompt_use)
     workdir = Path(rt.cfg["executor.workdir_root"] or rt.paths["work"]) / f"task-{task.id}"
     workdir.mkdir(parents=True, exist_ok=True)
     timeout = min(rt.cfg["task.generation_timeout_sec"], rt.cfg["runtime.queue.attempt_timeout_sec"])
@@ -247,7 +246,7 @@ def generate(rt: Runtime, job: Job, cancel, lease: str) -> bool:
                      input_tokens=tokens_in, output_tokens=tokens_out, cost_usd=cost,
                      dispatched_at=db_now(),  # the close message is sent right after the commit
                      events=[("stage.finished", "generate", {"chars": len(result.text), "stored_chars": len(reply),
-                                                               "usage": usage})])
+                                                               "usage": usage, "prompt": prompt_use})])
     except LeaseLost:
         log.warning("job %s: generation result dropped (lease lost or reply already stored)", job.id,
                     extra=_ctx(job, "generate"))

@@ -6,6 +6,7 @@ import os
 import sqlite3
 import sys
 import threading
+from pathlib import Path
 
 from huey import SqliteHuey
 
@@ -26,8 +27,7 @@ def huey_options(cfg: Config) -> dict:
     """The SqliteHuey keyword arguments for this config (WAL, no result store: the Job table is the truth)."""
     path = ensure_dirs(cfg.output_dir)["queue"]
     return {"filename": str(path), "results": False, "utc": True, "journal_mode": "wal",
-            "timeout": cfg["runtime.queue.enqueue_timeout_sec"], "fsync": cfg["runtime.db.synchronous"] == "full",
-            "create_tables": not _has_tables(path)}
+            "timeout": cfg["runtime.queue.enqueue_timeout_sec"], "fsync": cfg["runtime.db.synchronous"] == "full"}
 
 
 def _has_tables(path) -> bool:
@@ -57,7 +57,8 @@ class HueyBinding:
     """One SqliteHuey with the stage tasks registered and the worker's supervisor started/stopped by its hooks."""
 
     def __init__(self, cfg: Config):
-        self.huey = SqliteHuey("alter0", **huey_options(cfg))
+        options = huey_options(cfg)
+        self.huey = SqliteHuey("alter0", **options, create_tables=not _has_tables(Path(options["filename"])))
         self.tasks = {stage: _stage_task(self.huey, stage) for stage in PRIORITY}
         self.supervisor: Supervisor | None = None
         self._lock = threading.Lock()
