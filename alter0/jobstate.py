@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from .clock import db_now
 from .errors import IllegalTransition
 from .models import ACTIVE, STAGE_OF_STATE, Job, JobEvent, JobStatus as S, now
 from .prepared import Prepared
@@ -91,7 +92,7 @@ def claim(job_id: int, status: S, owner: str, lease_sec: float, *, to: S | None 
 
     The same statement moves the job on to ``to`` (if given; the state change is recorded) and writes
     ``fields``; ``events`` follow on the timeline."""
-    t = now()
+    t = db_now()
     values = {"lease_owner": owner, "lease_expires": t + lease_sec, "parked": False, "stage_started_at": t, **fields}
     if to is not None:
         moved, event = _state_change(status, to, t)
@@ -113,7 +114,7 @@ def release(job_id: int, owner: str) -> None:
 def renew(owner: str, job_ids: list[int], lease_sec: float) -> None:
     """Extend the leases a worker (``owner``, the prefix of its lease tokens) holds on these jobs."""
     if job_ids:
-        Job.update(lease_expires=now() + lease_sec).where(
+        Job.update(lease_expires=db_now() + lease_sec).where(
             (Job.id.in_(job_ids)) & Job.lease_owner.startswith(owner + "#")).execute()
 
 
@@ -143,7 +144,16 @@ def task_of(job_id: int) -> int | None:
 
 def mark_dispatched(job_id: int) -> None:
     """A stage message for this job is on its way now (it is no longer parked)."""
-    Job.update(dispatched_at=now(), parked=False).where(Job.id == job_id).execute()
+    Job.update(dispatched_at=db_now(), parked=False).where(Job.id == job_id).execute()
+
+
+def redispatch(job_id: int, status: str, seen: float | None) -> bool:
+    """Record a re-send of a job's lost message if nobody sent, took or parked it since ``seen`` (its
+    ``dispatched_at`` as read): of several sweeping workers only one re-sends."""
+    last = Job.dispatched_at.is_null() if seen is None else (Job.dispatched_at == seen)
+    return Job.update(dispatched_at=db_now()).where(
+        (Job.id == job_id) & (Job.status == status) & last & Job.lease_owner.is_null() & ~Job.parked
+    ).execute() == 1
 
 
 def mark_undispatched(job_id: int) -> None:
@@ -197,7 +207,7 @@ def request_cancel(job_id: int) -> None:
 
 def cancel_unleased(job: Job) -> bool:
     """Cancel a job nobody runs (no lease, or an expired one) at once; False if it moved or got leased."""
-    t = now()
+    t = db_now()
     values, event = _state_change(job.state, S.CANCELLED, t)
     values.update(error_kind="cancelled", error="cancelled by request", parked=False)
     moved = Job.update(**values).where(

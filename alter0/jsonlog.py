@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
+import threading
 from pathlib import Path
 
 from .models import now
 from .paths import dated_dir
+
+log = logging.getLogger(__name__)
 
 
 def append_jsonl(path: Path, record: dict) -> None:
@@ -20,11 +24,32 @@ def append_jsonl(path: Path, record: dict) -> None:
         os.close(fd)
 
 
+class _Failures:
+    """Stage-log lines that could not be written in this process (counted; the first one is logged)."""
+
+    def __init__(self):
+        self.count = 0
+        self.lock = threading.Lock()
+
+
+STAGE_LOG_FAILURES = _Failures()
+
+
 def stage_log(output_dir: Path, stage: str, /, **fields) -> None:
-    """One line per stage run in orchestrator/<date>/executor_<stage>.jsonl."""
+    """One line per stage run in orchestrator/<date>/executor_<stage>.jsonl. A line that cannot be written
+    (read-only or full disk) never fails the stage: it is counted (``STAGE_LOG_FAILURES``) and the first
+    failure of the process is logged."""
     t = now()
-    append_jsonl(dated_dir(output_dir / "orchestrator", t) / f"executor_{stage}.jsonl",
-                 {"ts": t, **fields, "stage": stage})
+    try:
+        append_jsonl(dated_dir(output_dir / "orchestrator", t) / f"executor_{stage}.jsonl",
+                     {"ts": t, **fields, "stage": stage})
+    except OSError as exc:
+        with STAGE_LOG_FAILURES.lock:
+            STAGE_LOG_FAILURES.count += 1
+            first = STAGE_LOG_FAILURES.count == 1
+        if first:
+            log.error("stage log not written (%s: %s); stages go on, later failures of this process are only "
+                      "counted", exc.filename or output_dir, exc.strerror or exc)
 
 
 def audit(output_dir: Path, **fields) -> None:

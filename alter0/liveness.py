@@ -6,9 +6,9 @@ from __future__ import annotations
 import os
 import socket
 import sqlite3
-import time
 from pathlib import Path
 
+from .clock import db_now
 from .config import Config
 from .models import Worker
 
@@ -38,7 +38,7 @@ def stale_after(cfg: Config) -> float:
 
 def health(row: dict, limit: float, at: float | None = None) -> str:
     """One of stopped, alive, stale (no recent beat) or dead (its pid is gone on this host)."""
-    at = time.time() if at is None else at
+    at = db_now() if at is None else at
     if row["state"] == "stopped":
         return "stopped"
     if row["host"] == HOST and not pid_alive(int(row["pid"])):
@@ -48,7 +48,7 @@ def health(row: dict, limit: float, at: float | None = None) -> str:
 
 def with_health(rows: list[dict], limit: float, at: float | None = None) -> list[dict]:
     """The rows with ``health``, ``alive`` and ``beat_age_sec`` added (for /api/status, the CLI, the console)."""
-    at = time.time() if at is None else at
+    at = db_now() if at is None else at
     return [dict(r, health=(h := health(r, limit, at)), alive=h == "alive",
                  beat_age_sec=round(at - float(r["last_beat"]), 1)) for r in rows]
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from . import tokens
+from .bounded import cut
 from .config import Config
 from .models import Message, Task, TaskMemory, now
 from .prepared import Prepared
@@ -24,13 +26,13 @@ def append_turn(cfg: Config, task_id: int, message: Message, new_task: bool = Fa
     """Add a message to the task's memory, folding the oldest turns into the summary past the limit.
     ``new_task``: the task was created in this transaction, so its memory starts with this message."""
     if new_task and cfg["task.memory_turns"] >= 1:
-        return TaskMemory.create(task=task_id, summary="", turns=[_turn(message)], turn_count=1,
+        return TaskMemory.create(task=task_id, summary="", turns=[_turn(cfg, message)], turn_count=1,
                                  participants=[message.user_id] if message.role == "user" else [], updated_at=now())
     mem = get_memory(task_id)
     turns = list(mem.turns or [])
     if any(t.get("message_id") == message.id for t in turns):
         return mem
-    turns.append(_turn(message))
+    turns.append(_turn(cfg, message))
     summary = mem.summary or ""
     while len(turns) > cfg["task.memory_turns"]:
         summary = _fold(summary, turns.pop(0), cfg["task.memory_summary_chars"])
@@ -44,8 +46,9 @@ def append_turn(cfg: Config, task_id: int, message: Message, new_task: bool = Fa
     return mem
 
 
-def _turn(message: Message) -> dict:
-    return {"message_id": message.id, "role": message.role, "content": message.content,
+def _turn(cfg: Config, message: Message) -> dict:
+    return {"message_id": message.id, "role": message.role,
+            "content": cut(message.content, cfg["task.memory_turn_chars"]),
             "user_id": message.user_id, "at": message.created_at}
 
 
@@ -65,20 +68,37 @@ def clear_memory(task_id: int) -> None:
     TaskMemory.delete().where(TaskMemory.task == task_id).execute()
 
 
-def build_prompt(cfg: Config, task: Task, message: Message, resume: bool) -> str:
-    """The executor prompt: the message alone when resuming the tool's own session or on a first turn,
-    otherwise the task's memory followed by the message."""
-    if resume:
-        return message.content
-    mem = _MEMORY_OF.first(task.id)
+def build_prompt(cfg: Config, task: Task, message: Message, resume: bool) -> tuple[str, dict]:
+    """The executor prompt and what it used: the message alone when resuming the tool's own session or on a
+    first turn; otherwise the message, then the newest turns and the summary of the task's memory while they
+    fit ``task.prompt_token_budget`` (tokens counted; older turns left out are counted in the result)."""
+    budget = cfg["task.prompt_token_budget"]
+    used = tokens.count(message.content)
+    info = {"tokens": used, "budget": budget, "counter": tokens.COUNTER, "turns": 0, "turns_left_out": 0,
+            "summary": False, "resume": resume}
+    mem = None if resume else _MEMORY_OF.first(task.id)
     earlier = [t for t in (mem.turns if mem else []) if t.get("message_id") != message.id]
     summary = mem.summary if mem else ""
     if not earlier and not summary:
-        return message.content
-    parts = [f"You are {cfg['agent.name']}, continuing task #{task.id}: {task.title}"]
-    if summary:
+        return message.content, info
+    head = f"You are {cfg['agent.name']}, continuing task #{task.id}: {task.title}"
+    used += tokens.count(head)
+    kept: list[str] = []
+    for t in reversed(earlier):  # the newest turns first
+        line = f"[{t['role']}] {t['content']}"
+        n = tokens.count(line)
+        if used + n > budget:
+            break
+        kept.insert(0, line)
+        used += n
+    info.update(turns=len(kept), turns_left_out=len(earlier) - len(kept))
+    parts = [head]
+    if summary and used + tokens.count(summary) <= budget:
+        used += tokens.count(summary)
+        info["summary"] = True
         parts.append("Summary of earlier turns:\n" + summary)
-    if earlier:
-        parts.append("Recent turns:\n" + "\n".join(f"[{t['role']}] {t['content']}" for t in earlier))
+    if kept:
+        parts.append("Recent turns:\n" + "\n".join(kept))
     parts.append("New message:\n" + message.content)
-    return "\n\n".join(parts)
+    info["tokens"] = used
+    return "\n\n".join(parts), info

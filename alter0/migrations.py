@@ -77,11 +77,18 @@ def _v4_workspaces(m: SchemaMigrator, database: Database) -> None:
         database.create_tables([Receipt])
 
 
+def _v5_task_session_usage(m: SchemaMigrator, database: Database) -> None:
+    """task.session_usage: the running totals an agent (codex) last reported for the task's session."""
+    from peewee import TextField
+    migrate_ops(m.add_column("task", "session_usage", TextField(null=True)))
+
+
 #: Every migration after the baseline, in version order.
 MIGRATIONS: tuple[Migration, ...] = (Migration(2, "job.executor_pgid", _v2_job_executor_pgid),
                                      Migration(3, "apitoken table", _v3_api_tokens),
                                      Migration(4, "workspaces: task repo/branch/worktree/busy_policy, receipt",
-                                               _v4_workspaces))
+                                               _v4_workspaces),
+                                     Migration(5, "task.session_usage", _v5_task_session_usage))
 
 
 def latest(migrations: Sequence[Migration] = MIGRATIONS) -> int:

@@ -9,12 +9,14 @@ from enum import Enum
 from peewee import (AutoField, BooleanField, CharField, DatabaseProxy, DoubleField, ForeignKeyField,
                     IntegerField, Model, TextField)
 
+from .faults import CLOCK_SKEW
+
 db = DatabaseProxy()
 
 
 def now() -> float:
-    """Wall-clock seconds since the epoch; every stored time uses it."""
-    return time.time()
+    """This host's wall-clock seconds since the epoch (leases and heartbeats use ``clock.db_now``)."""
+    return time.time() + CLOCK_SKEW
 
 
 class JSONField(TextField):
@@ -75,6 +77,7 @@ class Task(BaseModel):
     channel_id = CharField(max_length=200, default="")
     executor = CharField(max_length=32, default="")
     session_id = CharField(max_length=200, null=True)  # the executor's own thread/session id
+    session_usage = JSONField(null=True)  # running totals the executor last reported for session_id (codex)
     created_at = DoubleField(default=now)
     updated_at = DoubleField(default=now)
     last_active_at = DoubleField(default=now, index=True)

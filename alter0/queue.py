@@ -51,6 +51,12 @@ class Queue:
         """Messages waiting in the engine's store, if it can tell."""
         return None
 
+    def pending(self) -> set[tuple[str, int]] | None:
+        """The (stage, job id) of every message the engine's store holds and no consumer has finished with
+        (waiting, delayed or taken but not acknowledged), or None if the engine cannot list them. The
+        supervisor's dispatch sweep re-sends the message of a job that waits for one in vain."""
+        return None
+
 
 class InlineQueue(Queue):
     """Records what would be queued; used to run stages in-process (replays, tools)."""

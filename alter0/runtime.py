@@ -39,11 +39,17 @@ class Runtime:
     def output_dir(self) -> Path:
         return self.cfg.output_dir
 
+    def open_queue(self) -> Queue:
+        """Open the queue engine now (channels that submit do it at start, so a submit never meets a queue
+        store that cannot be opened after its job was committed)."""
+        with self.lock:
+            if self._queue is None:
+                self._queue = load_queue(self.cfg)
+            return self._queue
+
     @property
     def queue(self) -> Queue:
-        if self._queue is None:
-            self._queue = load_queue(self.cfg)
-        return self._queue
+        return self._queue if self._queue is not None else self.open_queue()
 
     @property
     def router(self):

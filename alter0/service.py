@@ -7,11 +7,12 @@ from typing import Any
 
 from peewee import IntegrityError
 
-from . import busy, inputs, jobstate, taskstate, workspaces
+from . import busy, faults, inputs, jobstate, taskstate, workspaces
+from .clock import db_now
 from .database import write_tx
 from .taskstate import scope_of
 from .errors import Conflict, InputError, NotFound
-from .models import Job, JobStatus as S, Task, TERMINAL, now
+from .models import Job, JobStatus as S, Task, TERMINAL
 from .runtime import Runtime, get_runtime
 from .views import get_job, get_task
 
@@ -44,13 +45,14 @@ def submit(rt: Runtime, content: Any, user_id: Any, channel_id: Any = None, task
     try:
         with write_tx():  # one commit: the job, its first event and the record of its route message
             job = jobstate.create(content=content, user_id=user_id, channel_id=channel_id, scope=scope,
-                                  requested_task_id=tid, request_id=request_id, dispatched_at=now())
+                                  requested_task_id=tid, request_id=request_id, dispatched_at=db_now())
     except IntegrityError:
         existing = Job.get_or_none(Job.request_id == request_id)
         if existing is None:
             raise
         return _same_request(existing, content, user_id), False
-    rt.queue.enqueue("route", job.id, stamped=True)
+    faults.kill_point("submit")
+    rt.queue.enqueue("route", job.id, stamped=True)  # if this is lost, the workers' dispatch sweep re-sends it
     return job, True
 
 
@@ -81,7 +83,7 @@ def cancel(job_id: Any) -> Job:
         if job.state in TERMINAL:
             raise Conflict(f"job {job.id} already finished ({job.status}); nothing to cancel")
         jobstate.request_cancel(job.id)
-        free = job.lease_owner is None or (job.lease_expires or 0) < now()
+        free = job.lease_owner is None or (job.lease_expires or 0) < db_now()
         if not free or jobstate.cancel_unleased(job):
             return get_job(job.id)  # a leased run: the worker holding the lease sees the flag and kills it
         job = get_job(job.id)

@@ -8,18 +8,19 @@ the job ahead of it hands the turn on when it finishes, and the reclaim sweep is
 from __future__ import annotations
 
 import logging
-import os
 import time
 
 from peewee import InterfaceError, OperationalError
 
-from . import jobstate, memory, taskstate, turns, workspaces
+from . import faults, jobstate, memory, taskstate, turns, workspaces
 from .decide import choose_task, decide_close, remember, task_by_id
 from .errors import ExecutorError
 from .executors.base import ExecRequest
 from .jsonlog import stage_log
-from .models import STATES_OF_STAGE, Job, JobStatus as S, Message, TERMINAL, now, stage_of
+from .models import STATES_OF_STAGE, Job, JobStatus as S, Message, TERMINAL, stage_of
 from .prepared import Prepared
+from .bounded import stored_reply
+from .clock import db_now
 from .database import write_tx
 from .retry import run_with_retry
 from .runtime import Runtime
@@ -79,7 +80,7 @@ def run_stage(rt: Runtime, stage: str, job_id: int) -> None:
         moved_on = False
         try:
             with rt.work.running(job.id) as cancel:
-                _fault_delay(stage, cancel)
+                faults.delay(stage, cancel)
                 moved_on = bool(STAGES[stage](rt, job, cancel, lease))
         except Abandon:
             jobstate.mark_undispatched(job.id)  # reclaimed at the next start
@@ -128,15 +129,6 @@ def _generate_started(rt: Runtime, job: Job) -> dict:
     return {"executor": name, "resume": bool(keeps and task and task.session_id)}
 
 
-def _fault_delay(stage: str, cancel) -> None:
-    """Fault injection for crash tests and soak runs: ALTER0_FAULT_DELAY="route=2,close=1" stalls a stage."""
-    spec = os.environ.get("ALTER0_FAULT_DELAY")
-    if spec:
-        delays = dict(part.split("=", 1) for part in spec.split(",") if "=" in part)
-        if stage in delays:
-            cancel.wait(float(delays[stage]))
-
-
 def hand_on(rt: Runtime, stage: str, job: Job) -> None:
     """Give the turn to the next parked job behind this one (same scope for route, same task for generate)."""
     nxt = turns.next_in_line(job, stage)  # for generate, task_id was set by route, before this stage was read
@@ -176,7 +168,7 @@ def route(rt: Runtime, job: Job, cancel, lease: str) -> bool:
             _move_on(job, S.ROUTING, S.GENERATING, lease, task=task.id, user_message=msg.id,
                      decision="new" if choice.task is None else "existing", decision_source=choice.source,
                      route_confidence=d.confidence, route_reason=d.reason, route_version=d.version,
-                     dispatched_at=now(),  # the generate message is sent right after the commit
+                     dispatched_at=db_now(),  # the generate message is sent right after the commit
                      events=[("stage.finished", "route", {
                          "task_id": task.id, "decision": "new" if choice.task is None else "existing",
                          "source": choice.source, "confidence": d.confidence, "reason": d.reason})])
@@ -198,7 +190,7 @@ def generate(rt: Runtime, job: Job, cancel, lease: str) -> bool:
     task = task_by_id(job.task_id)
     executor = rt.executor(task.executor or rt.executor_name())
     resume = bool(executor.keeps_session and task.session_id)
-    prompt = memory.build_prompt(rt.cfg, task, _MESSAGE_BY_ID.first(job.user_message_id), resume)
+    prompt, prompt_use = memory.build_prompt(rt.cfg, task, _MESSAGE_BY_ID.first(job.user_message_id), resume)
     timeout = min(rt.cfg["task.generation_timeout_sec"], rt.cfg["runtime.queue.attempt_timeout_sec"])
     counter = {"n": 0, "attempts": 0}
 
@@ -211,9 +203,14 @@ def generate(rt: Runtime, job: Job, cancel, lease: str) -> bool:
         counter["attempts"] += 1
         if counter["attempts"] > 1:  # the stage's start counted the first
             jobstate.count_attempt(job.id, "generate")
-        return executor.run(ExecRequest(prompt=prompt, session_id=task.session_id if resume else None,
-                                        workdir=turn.path, timeout=timeout, cancel=cancel, on_event=on_event,
-                                        on_process=on_process))
+        mark = executor.checkpoint(task.session_id) if resume else None
+        try:
+            return executor.run(ExecRequest(prompt=prompt, session_id=task.session_id if resume else None,
+                                            workdir=turn.path, timeout=timeout, cancel=cancel, on_event=on_event,
+                                            on_process=on_process))
+        except BaseException:  # failed, timed out or cancelled: the agent's session forgets this attempt
+            executor.rollback(mark)
+            raise
 
     def on_process(pgid: int) -> None:
         jobstate.set_executor_pgid(job.id, pgid)
@@ -225,22 +222,33 @@ def generate(rt: Runtime, job: Job, cancel, lease: str) -> bool:
     except ExecutorError as exc:
         _stage_failed(rt, job, S.GENERATING, exc, "generate", started, lease, session_id=task.session_id)
         return
-    usage = result.usage or {}
+    reported = result.usage or {}
+    session_id = result.session_id or task.session_id
+    if executor.cumulative_usage:  # running totals of the session: this turn used their growth
+        usage = taskstate.turn_usage(reported, task.session_usage if resume and session_id == task.session_id
+                                     else None)
+    else:
+        usage = dict(reported)
     tokens_in, tokens_out = int(usage.get("input_tokens") or 0), int(usage.get("output_tokens") or 0)
-    cost = float(usage.get("cost_usd") or 0.0)
+    cost = taskstate.turn_cost(rt.cfg, executor.name, usage)
+    if cost:
+        usage["cost_usd"] = cost
+    reply = stored_reply(rt.output_dir, job.id, result.text, rt.cfg["task.max_reply_chars"])
     try:
         with write_tx():  # exactly one reply: only the lease holder of a job still generating stores it
-            text = result.text if receipt is None else f"{result.text}\n\n{workspaces.receipt_summary(receipt)}"
+            text = reply if receipt is None else f"{reply}\n\n{workspaces.receipt_summary(receipt)}"
             msg = Message.create(task=task.id, role="assistant", content=text,
                                  user_id=rt.cfg["agent.name"], channel_id=job.channel_id)
             if receipt is not None:
                 workspaces.record_receipt(job.id, task.id, receipt)
-            taskstate.record_turn(task.id, result.session_id or task.session_id, tokens_in, tokens_out, cost)
+            taskstate.record_turn(task.id, session_id, tokens_in, tokens_out, cost,
+                                  session_usage=reported if executor.cumulative_usage else None)
             memory.append_turn(rt.cfg, task.id, msg)
             _move_on(job, S.GENERATING, S.CLOSING, lease, reply_message=msg.id, executor_pgid=None,
                      input_tokens=tokens_in, output_tokens=tokens_out, cost_usd=cost,
-                     dispatched_at=now(),  # the close message is sent right after the commit
-                     events=[("stage.finished", "generate", {"chars": len(result.text), "usage": usage})])
+                     dispatched_at=db_now(),  # the close message is sent right after the commit
+                     events=[("stage.finished", "generate", {"chars": len(result.text), "stored_chars": len(reply),
+                                                               "usage": usage, "prompt": prompt_use})])
     except LeaseLost:
         log.warning("job %s: generation result dropped (lease lost or reply already stored)", job.id,
                     extra=_ctx(job, "generate"))

@@ -14,11 +14,18 @@ import time
 
 from . import jobstate, liveness, retention
 from .models import ACTIVE, Job, Worker, now, stage_of
+from .clock import db_now
+from .database import checkpoint
 from .runtime import Runtime
 from .turns import runnable_parked
 
 log = logging.getLogger(__name__)
-DISPATCH_STALE_SEC = 120.0
+#: Engines that cannot list their messages: an unacknowledged message is re-sent after this long.
+DISPATCH_STALE_SEC = 30.0
+#: How often, in seconds, a worker copies the WAL into the database (SQLite checkpoints on its own too).
+CHECKPOINT_SEC = 60.0
+#: How often, in seconds, a worker looks for jobs whose message was lost.
+DISPATCH_SWEEP_SEC = 0.5
 #: A parked job whose turn came is re-sent by the sweep only if no message was sent for it this long.
 PARKED_RESEND_SEC = 3.0
 
@@ -33,23 +40,30 @@ class Supervisor:
         self._last_beat = 0.0
 
     def start(self) -> None:
-        Worker.insert(id=self.rt.owner, host=liveness.HOST, pid=os.getpid(), started_at=now(), last_beat=now(),
+        Worker.insert(id=self.rt.owner, host=liveness.HOST, pid=os.getpid(), started_at=now(), last_beat=db_now(),
                       state="running").on_conflict(conflict_target=[Worker.id], preserve=[
             Worker.host, Worker.pid, Worker.started_at, Worker.last_beat, Worker.state]).execute()
         self.bury_dead_workers()
         reclaim(self.rt)
+        redispatch(self.rt)
         self.thread.start()
 
     def _loop(self) -> None:
-        last_sweep = 0.0
+        last_sweep = last_dispatch = last_checkpoint = 0.0
         while not self.stop_event.wait(liveness.BEAT_SEC / 4):
             try:
                 self.tick()
+                if time.monotonic() - last_dispatch >= DISPATCH_SWEEP_SEC and not self.rt.work.draining.is_set():
+                    last_dispatch = time.monotonic()
+                    redispatch(self.rt)
                 if time.monotonic() - last_sweep >= self.rt.cfg["runtime.queue.reclaim_interval_sec"]:
                     last_sweep = time.monotonic()
                     self.bury_dead_workers()
                     reclaim(self.rt)
                     retention.run_due(self.rt.cfg)
+                if time.monotonic() - last_checkpoint >= CHECKPOINT_SEC:
+                    last_checkpoint = time.monotonic()
+                    checkpoint()
             except Exception:
                 log.exception("supervisor tick failed")
 
@@ -64,7 +78,7 @@ class Supervisor:
             self._last_beat = t
             jobstate.renew(self.rt.owner, list(running), self.rt.cfg["runtime.queue.lease_sec"])
             state = "draining" if self.rt.work.draining.is_set() else "running"
-            Worker.update(last_beat=now(), in_flight=len(running), state=state).where(
+            Worker.update(last_beat=db_now(), in_flight=len(running), state=state).where(
                 Worker.id == self.rt.owner).execute()
 
     def bury_dead_workers(self) -> None:
@@ -92,7 +106,7 @@ class Supervisor:
         self._wait_in_flight(5)
         self.stop_event.set()
         jobstate.expire_leases(self.rt.owner)
-        Worker.update(state="stopped", in_flight=0, last_beat=now()).where(Worker.id == self.rt.owner).execute()
+        Worker.update(state="stopped", in_flight=0, last_beat=db_now()).where(Worker.id == self.rt.owner).execute()
         return not left
 
     def _wait_in_flight(self, timeout: float) -> None:
@@ -116,13 +130,13 @@ def kill_orphaned_executors(worker_id: str) -> None:
 
 
 def reclaim(rt: Runtime) -> int:
-    """Re-queue non-terminal jobs that nobody runs: expired leases, parked jobs whose turn came, lost messages."""
-    t = now()
+    """Re-queue non-terminal jobs that nobody runs: expired leases and parked jobs whose turn came
+    (lost messages: ``redispatch``)."""
+    t = db_now()
     unleased = Job.lease_owner.is_null() | (Job.lease_expires < t)
-    lost = Job.dispatched_at.is_null() | (Job.dispatched_at < t - DISPATCH_STALE_SEC)
     expired = Job.lease_owner.is_null(False) & (Job.lease_expires < t)
     quiet = Job.dispatched_at.is_null() | (Job.dispatched_at < t - PARKED_RESEND_SEC)  # no message sent lately
-    cond = Job.status.in_(ACTIVE) & unleased & ((runnable_parked() & quiet) | lost | expired)
+    cond = Job.status.in_(ACTIVE) & unleased & ((runnable_parked() & quiet) | expired)
     n = 0
     for job in list(Job.select(Job.id, Job.status, Job.lease_owner).where(cond).order_by(Job.id).limit(500)):
         if job.lease_owner:
@@ -130,4 +144,33 @@ def reclaim(rt: Runtime) -> int:
             log.warning("reclaiming job %s stuck in %s", job.id, job.status, extra={"job_id": job.id})
         rt.queue.enqueue(stage_of(job.status), job.id)
         n += 1
+    return n
+
+
+def redispatch(rt: Runtime) -> int:
+    """Re-send the stage message of every job that waits for one in vain: active, nobody's lease, not parked,
+    its last message sent over ``runtime.queue.dispatch_deadline_sec`` ago and no longer in the queue store
+    (the web or CLI died between commit and send, the store was locked, a worker died holding it, a backup
+    was restored). A duplicate is harmless: a stage runs only under its lease, from the state it expects."""
+    overdue = (Job.status.in_(ACTIVE) & Job.lease_owner.is_null() & ~Job.parked &
+               (Job.dispatched_at.is_null() |
+                (Job.dispatched_at < db_now() - rt.cfg["runtime.queue.dispatch_deadline_sec"])))
+    if not Job.select(Job.id).where(overdue).exists():
+        return 0
+    waiting = rt.queue.pending()  # read before the jobs: a message taken meanwhile is listed, not re-sent
+    t = db_now()
+    n = 0
+    for job in list(Job.select(Job.id, Job.status, Job.dispatched_at).where(overdue).order_by(Job.id).limit(500)):
+        stage = stage_of(job.status)
+        if waiting is None:
+            if job.dispatched_at is not None and job.dispatched_at > t - DISPATCH_STALE_SEC:
+                continue
+        elif (stage, job.id) in waiting:
+            continue
+        if jobstate.redispatch(job.id, job.status, job.dispatched_at):
+            log.warning("job %s: its %s message is not in the queue (sent %s); sent again", job.id, stage,
+                        "never" if job.dispatched_at is None else f"{t - job.dispatched_at:.1f} s ago",
+                        extra={"job_id": job.id, "stage": stage})
+            rt.queue.enqueue(stage, job.id, stamped=True)
+            n += 1
     return n

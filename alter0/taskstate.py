@@ -3,6 +3,7 @@ reopening a task writes)."""
 
 from __future__ import annotations
 
+from .config import Config
 from .models import Task, now
 
 
@@ -27,11 +28,44 @@ def touch(task_id: int) -> None:
     Task.update(last_active_at=now(), updated_at=now()).where(Task.id == task_id).execute()
 
 
-def record_turn(task_id: int, session_id: str | None, tokens_in: int, tokens_out: int, cost: float) -> None:
-    """An executor turn ended: keep its session id and add its usage to the task's totals."""
-    Task.update(session_id=session_id, last_active_at=now(), updated_at=now(),
+def record_turn(task_id: int, session_id: str | None, tokens_in: int, tokens_out: int, cost: float,
+                session_usage: dict | None = None) -> None:
+    """An executor turn ended: keep its session id (and the running totals it reported for that session) and
+    add the turn's own usage to the task's totals."""
+    Task.update(session_id=session_id, session_usage=session_usage, last_active_at=now(), updated_at=now(),
                 input_tokens=Task.input_tokens + tokens_in, output_tokens=Task.output_tokens + tokens_out,
                 cost_usd=Task.cost_usd + cost).where(Task.id == task_id).execute()
+
+
+#: Usage counters that an agent reporting running totals (codex) accumulates over a session.
+COUNTERS = ("input_tokens", "cached_input_tokens", "output_tokens", "reasoning_output_tokens")
+
+
+def turn_usage(reported: dict, session_total: dict | None) -> dict:
+    """What one turn used, from an agent that reports its session's running totals: the growth of each counter
+    since ``session_total`` (the totals after the session's previous recorded turn; None for a new session).
+    A counter that went down means a new session: its value is the turn's own."""
+    out = dict(reported)
+    for key in COUNTERS:
+        if key in reported and session_total:
+            grown = int(reported[key]) - int(session_total.get(key, 0))
+            out[key] = grown if grown >= 0 else int(reported[key])
+    return out
+
+
+def turn_cost(cfg: Config, executor: str, usage: dict) -> float:
+    """The turn's cost in USD: what the agent reported, else ``usage.prices`` of the model (executor.model)
+    or of the executor applied to its tokens, else 0."""
+    if isinstance(usage.get("cost_usd"), (int, float)):
+        return float(usage["cost_usd"])
+    prices = cfg["usage.prices"]
+    price = prices.get(cfg["executor.model"]) or prices.get(executor)
+    if not price:
+        return 0.0
+    tokens_in, cached = int(usage.get("input_tokens") or 0), int(usage.get("cached_input_tokens") or 0)
+    cached = min(cached, tokens_in)
+    return ((tokens_in - cached) * price.get("input", 0) + cached * price.get("cached_input", price.get("input", 0))
+            + int(usage.get("output_tokens") or 0) * price.get("output", 0)) / 1e6
 
 
 def close(task_id: int, closed_by: str, reason: str, confidence: float) -> bool:

@@ -206,6 +206,7 @@ def check(db_path: Path, accepted: dict[int, int]) -> dict:
             "failed": sum(rows[j][1] != "done" for j in ids if j in rows and rows[j][1] in TERMINAL),
             "lost": len(lost), "stuck": len(stuck), "unanswered": len(unanswered), "unrecorded": len(unrecorded),
             "duplicates": duplicates, "p50": percentile(latencies, 50), "p99": percentile(latencies, 99),
+            "max": max(latencies, default=None),
             "jobs_in_db": len(rows), "examples": {"lost": lost[:5], "stuck": stuck[:5], "unanswered": unanswered[:5]}}
 
 
@@ -236,7 +237,8 @@ def report(args, result: dict, kills: list, died: list, refused: list, bad_integ
         f"| lost | {result['lost']} |", f"| duplicates | {result['duplicates']} |",
         f"| stuck (non-terminal) | {result['stuck']} |",
         f"| done without reply / failure without error | {result['unanswered']} / {result['unrecorded']} |",
-        f"| latency p50 / p99 (created -> finished) | {fmt(result['p50'])} / {fmt(result['p99'])} |",
+        f"| latency p50 / p99 / max (submit -> done) | {fmt(result['p50'])} / {fmt(result['p99'])} / "
+        f"{fmt(result['max'])} |",
         f"| integrity_check + foreign keys + queue store | {'ok' if not bad_integrity else '; '.join(bad_integrity)} |",
         f"| unexpected process exits | {len(died)} {died or ''} |",
         f"| final stop exit codes | {codes} |",

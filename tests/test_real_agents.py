@@ -338,3 +338,46 @@ def test_worker_cancel_kills_the_cli_and_its_children(agent, real_env, stub):
     wait_until(lambda: not agent_pids(env.agent_home) and not pids_running(sleep_argv), timeout=10,
                what="the agent processes to end")
     assert not any(pid_alive(pid) for pid in seen)
+
+
+# --- honest sessions -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("agent", AGENTS)
+def test_adapter_failed_attempts_are_rolled_back_from_the_session(agent, agents_bin, stub, tmp_path):
+    # Given a session with one good turn
+    ex = build_executor(agent, settings_for(agent, tmp_path, stub.url, agents_bin))
+    first = timed_run(agent, ex, make_request(tmp_path, "first prompt: what is 2+2?"))
+    # When the next message fails twice (overload, then a bad key), each attempt rolled back as the stage does
+    for mode in (OVERLOAD[agent], "401"):
+        stub.set_mode(mode, times=1)
+        mark = ex.checkpoint(first.session_id)
+        assert mark, f"{agent}: no session file found for {first.session_id}"
+        with pytest.raises(ExecutorError):
+            ex.run(make_request(tmp_path, "the retried message", first.session_id))
+        ex.rollback(mark)
+    # Then the successful attempt sends the model that message once, after the one good turn
+    second = timed_run(agent, ex, make_request(tmp_path, "the retried message", first.session_id))
+    assert second.session_id == first.session_id and "FAKE-REPLY" in second.text
+    texts = stub.model_requests()[-1]["user_texts"]
+    assert sum("the retried message" in t for t in texts) == 1, texts
+    assert any("first prompt: what is 2+2?" in t for t in texts)
+
+
+@pytest.mark.parametrize("agent", AGENTS)
+def test_worker_retries_and_failures_leave_each_message_once_in_the_session(agent, real_env, stub):
+    env = real_env(agent, retry={"generate": {"attempts": 3, "delay_sec": 0.2}})
+    first = env.send("first prompt: what is 2+2?")
+    task = str(first["task_id"])
+    stub.set_mode(OVERLOAD[agent], times=2)  # two failed attempts, then the third answers
+    second = env.send("the overloaded message", "--task", task)
+    assert second["status"] == "done" and "FAKE-REPLY" in second["response"], second
+    stub.set_mode("401")  # a job that fails for good
+    refused = env.send("a refused message", "--task", task, check=False)
+    assert refused["status"] == "failed", refused
+    stub.set_mode("ok")
+    third = env.send("third message", "--task", task)
+    assert third["status"] == "done", third
+    texts = stub.model_requests()[-1]["user_texts"]
+    assert sum("the overloaded message" in t for t in texts) == 1, texts
+    assert not any("a refused message" in t for t in texts), texts
+    assert sum("first prompt: what is 2+2?" in t for t in texts) == 1

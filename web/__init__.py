@@ -17,6 +17,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         app.config.update(test_config)
     rt: Runtime = app.config["ALTER0_RUNTIME"] or get_runtime()
     set_runtime(rt)
+    rt.open_queue()  # at start, not on the first submit (after its job is committed)
     app.extensions["alter0"] = rt
     # A JSON-escaped body may be up to 6x its text; the content limit itself is checked by service.submit.
     if app.config.get("MAX_CONTENT_LENGTH") is None:

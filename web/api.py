@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request, stream_with_context, url_for
@@ -29,14 +30,26 @@ STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 # --- input helpers ----------------------------------------------------------------------------------
 
 def json_body(required: bool = True) -> dict[str, Any]:
-    """The request body as a JSON object, or InputError."""
+    """The request body as a JSON object, or InputError (too_large over MAX_CONTENT_LENGTH, chunked or not)."""
     limit = current_app.config.get("MAX_CONTENT_LENGTH")
+    too_large = InputError(f"the body is over {limit} bytes (task.max_content_bytes)", code="too_large")
     if limit and (request.content_length or 0) > limit:
-        raise InputError(f"the body is {request.content_length} bytes; at most {limit} are read", code="too_large")
+        raise too_large
     if has_body() and not request.is_json:
         raise UnsupportedMediaType("the body must be application/json")
-    data = request.get_json(silent=True)
-    if data is None and not required and not request.get_data():
+    if request.content_length is None and "chunked" in request.headers.get("Transfer-Encoding", "").lower():
+        raw = request.environ["wsgi.input"].read(limit + 1 if limit else -1)  # de-chunked by the server
+    else:
+        raw = request.get_data(cache=True)
+    if limit and len(raw) > limit:
+        raise too_large
+    try:
+        data = json.loads(raw) if raw else None
+    except ValueError:
+        data = None
+    except RecursionError:
+        raise InputError("the body's JSON is nested too deeply", code="bad_json") from None
+    if data is None and not required and not raw:
         return {}
     if not isinstance(data, dict):
         raise InputError('the body must be a JSON object, e.g. {"content": "...", "user_id": "..."}',

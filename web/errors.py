@@ -7,6 +7,7 @@ import logging
 from flask import Flask, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
+from alter0.database import storage_error
 from alter0.errors import Alter0Error
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,10 @@ def handle_http(exc: HTTPException):
 
 
 def handle_unexpected(exc: Exception):
+    known = storage_error(exc)
+    if known is not None:  # the database or the output directory: 503 with the cause, one log line
+        log.error("storage_unavailable on %s %s: %s", request.method, request.path, known.message)
+        return error_response(known.status, known.code, known.message)
     log.exception("unhandled error on %s %s", request.method, request.path)
     return error_response(500, "internal", f"internal error ({type(exc).__name__}); see the web log")
 

@@ -6,6 +6,7 @@ import time
 
 from flask import Blueprint, Response, jsonify
 
+from alter0.database import unwritable_reason
 from alter0.models import db
 
 from . import metrics
@@ -17,13 +18,18 @@ bp = Blueprint("health", __name__)
 
 @bp.get("/health")
 def health():
-    """The process is up and the database answers."""
+    """The process is up, the database answers and can take a write (503 otherwise, with the cause)."""
     started = time.monotonic()
     try:
         db.execute_sql("SELECT 1").fetchone()
     except Exception as exc:
         return jsonify(ok=False, db=False, error={"code": "db_unreachable", "message": str(exc)}), 503
-    return jsonify(ok=True, db=True, db_ms=round((time.monotonic() - started) * 1000, 2))
+    db_ms = round((time.monotonic() - started) * 1000, 2)
+    reason = unwritable_reason(get_rt().cfg)
+    if reason:
+        return jsonify(ok=False, db=True, writable=False, db_ms=db_ms,
+                       error={"code": "storage_unavailable", "message": reason}), 503
+    return jsonify(ok=True, db=True, writable=True, db_ms=db_ms)
 
 
 @bp.get("/metrics")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from peewee import Case, fn
 
 from alter0 import liveness, views
+from alter0.database import sizes
 from alter0.models import Job, JobEvent, JobStatus
 from alter0.ops import stats
 
@@ -79,5 +80,8 @@ def render(cfg) -> str:
                   [_sample("alter0_queue_backlog", n, stage=s) for s, n in views.backlog_by_stage().items()])
         + _family("alter0_workers", "gauge", "Live workers (heartbeat within runtime.queue.worker_stale_sec).",
                   [_sample("alter0_workers", live)])
+        + _family("alter0_database_bytes", "gauge", "Bytes of the database (file=db: the SQLite file or the "
+                  "PostgreSQL database; file=wal: SQLite's write-ahead log).",
+                  [_sample("alter0_database_bytes", n, file=k.split("_")[0]) for k, n in sizes(cfg).items()])
     )
     return "\n".join(lines) + "\n"

@@ -29,9 +29,10 @@ def errors(*codes: int) -> dict:
             403: "Not allowed: a foreign Host or Origin, a user token naming another user, or an admin command "
                  "without an admin token", 404: "Unknown id", 409: "Conflicts with the job's state",
             413: "Content over task.max_content_bytes", 415: "The body is not application/json",
-            502: "The job failed", 504: "Still running after web.sync_timeout_sec (the job goes on)"}
+            502: "The job failed", 504: "Still running after web.sync_timeout_sec (the job goes on)",
+            503: "storage_unavailable: the database or output directory is corrupt, read-only, full or locked"}
     return {str(c): {"description": text[c], "content": {"application/json": {"schema": ref("Error")}}}
-            for c in sorted({401, 403, *codes})}
+            for c in sorted({401, 403, *codes, 503})}
 
 
 def query(name: str, schema: dict, description: str) -> dict:
@@ -103,8 +104,9 @@ TASK_ID = [path_id("tid")]
 NDJSON = "application/x-ndjson"
 
 PATHS: dict[str, dict] = {
-    "/health": {"get": {"summary": "Liveness: process up, database reachable", "security": [],
-                        "responses": {"200": ok({"type": "object"}), "503": ok(ref("Error"), "Database down")}}},
+    "/health": {"get": {"summary": "Liveness: process up, database reachable and writable", "security": [],
+                        "responses": {"200": ok({"type": "object"}),
+                                      "503": ok(ref("Error"), "Database down, or not writable (read-only, disk full)")}}},
     "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {
         "200": ok({"type": "string"}, media="text/plain"), **errors()}}},
     "/api/message": {"post": {

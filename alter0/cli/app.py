@@ -8,6 +8,7 @@ import sys
 from .. import liveness, service, views
 from ..commands import is_command, run_command
 from ..config import BUSY_POLICIES
+from ..database import sizes, storage_error
 from ..errors import Alter0Error
 from ..models import TERMINAL
 from ..principals import cli_principal
@@ -19,7 +20,7 @@ from .workspace import cmd_task_workspace, receipt_text
 
 
 def cmd_send(args) -> int:
-    rt = _runtime(args)
+    rt = _runtime(args, queue=True)
     user = args.user or rt.cfg["task.cli_user_id"]
     if is_command(args.text):
         result = run_command(rt, args.text, user, args.channel or "", cli_principal(rt.cfg, user), "cli")
@@ -54,7 +55,7 @@ def _report_job(job, as_json: bool) -> int:
 
 
 def cmd_job(args) -> int:
-    _runtime(args)
+    _runtime(args, queue=args.action == "retry")
     if args.action == "show":
         job = service.wait(args.id, args.wait) if args.wait else views.get_job(args.id)
         view = views.job_view(job, events=args.events)
@@ -113,7 +114,7 @@ def cmd_task(args) -> int:
 
 
 def cmd_chat(args) -> int:
-    rt = _runtime(args)
+    rt = _runtime(args, queue=True)
     user = args.user or rt.cfg["task.cli_user_id"]
     print("alter0 chat — type a message or /help; Ctrl-D to quit", file=sys.stderr)
     while True:
@@ -148,7 +149,8 @@ def cmd_status(args) -> int:
     workers = liveness.live_workers(rt.cfg)
     data = {"output_dir": str(rt.output_dir), "backlog": views.backlog(),
             "workers": [{"id": w["id"], "pid": w["pid"], "host": w["host"], "state": w["state"],
-                         "in_flight": w["in_flight"], "last_beat_age_sec": w["beat_age_sec"]} for w in workers]}
+                         "in_flight": w["in_flight"], "last_beat_age_sec": w["beat_age_sec"]} for w in workers],
+            "storage": sizes(rt.cfg)}
     try:
         data["executor"] = rt.executor_name()
     except Alter0Error as exc:
@@ -158,6 +160,7 @@ def cmd_status(args) -> int:
         return RET_OK
     print(f"output: {data['output_dir']}\nexecutor: {data['executor']}\nbacklog: " +
           ", ".join(f"{k} {v}" for k, v in data["backlog"].items()))
+    print(f"database: {data['storage']['db_bytes']:,} bytes, WAL {data['storage']['wal_bytes']:,} bytes")
     print(f"workers alive: {len(workers)}" + "".join(
         f"\n  {w['id']} {w['state']} in-flight {w['in_flight']} beat {w['last_beat_age_sec']}s ago"
         for w in data["workers"]))
@@ -254,10 +257,15 @@ def main(argv: list[str] | None = None) -> int:
         return args.fn(args)
     except Alter0Error as exc:
         return _fail(exc.message, exc.exit_code)
-    except KeyboardInterrupt:
-        return _fail("interrupted", 130)
     except BrokenPipeError:
         return RET_OK
+    except Exception as exc:  # a storage failure is one line (path and fix); anything else is a bug: traceback
+        known = storage_error(exc)
+        if known is None:
+            raise
+        return _fail(known.message, known.exit_code)
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130)
 
 
 if __name__ == "__main__":

@@ -9,11 +9,14 @@ from typing import Any
 from .codes import RET_ERROR
 
 
-def runtime(args):
-    """The process's Runtime, opened from the command's --config (or the environment's config)."""
+def runtime(args, queue: bool = False):
+    """The process's Runtime, opened from the command's --config (or the environment's config); ``queue``: open
+    the queue engine now, before anything is committed."""
     from ..runtime import Runtime, set_runtime
     rt = Runtime.open(args.config)
     set_runtime(rt)
+    if queue:
+        rt.open_queue()
     return rt
 
 

@@ -45,12 +45,21 @@ class Executor:
     name = "base"
     #: True when the tool keeps its own conversation, so memory need not be replayed in the prompt.
     keeps_session = False
+    #: True when the tool reports its session's running totals in usage (each turn's own use is their growth).
+    cumulative_usage = False
 
     def __init__(self, settings: dict[str, Any]):
         self.settings = settings
 
     def run(self, req: ExecRequest) -> ExecResult:
         raise NotImplementedError
+
+    def checkpoint(self, session_id: str | None) -> dict | None:
+        """What the tool's own session holds before an attempt (None: nothing alter0 can roll back)."""
+        return None
+
+    def rollback(self, mark: dict | None) -> None:
+        """Put the tool's session back as ``checkpoint`` found it (a failed attempt's message is forgotten)."""
 
     def available(self) -> tuple[bool, str]:
         """(usable, detail): whether the binary or server can be found, and where or why not."""

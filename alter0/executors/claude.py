@@ -89,6 +89,7 @@ class ClaudeExecutor(AgentCliExecutor):
 
     name = "claude"
     config_env = "CLAUDE_CONFIG_DIR"
+    default_config_dir, session_globs = ".claude", ("projects/*/{id}.jsonl",)
 
     def argv(self, req: ExecRequest) -> list[str]:
         """The full command line for ``req``."""

@@ -37,6 +37,10 @@ class CliExecutor(Executor):
     binary = ""
     #: Environment variable holding the tool's config dir when the home is isolated.
     config_env: str | None = None
+    #: The config dir under HOME when ``config_env`` is not set (".codex").
+    default_config_dir = ""
+    #: Globs, under the config dir, of a session's append-only JSONL files ({id}: the session id).
+    session_globs: tuple[str, ...] = ()
 
     def setting(self, key: str) -> Any:
         """A setting's value, or its default when the settings given do not hold it."""
@@ -67,6 +71,27 @@ class CliExecutor(Executor):
                 env[self.config_env] = str(home)
         env.update(self.setting("executor.env") or {})
         return env
+
+    def checkpoint(self, session_id: str | None) -> dict | None:
+        """The sizes of the session's files now: they are append-only, so cutting them back to these sizes
+        forgets whatever a failed attempt wrote (the user's message the CLI saved before calling the model)."""
+        if not session_id or not self.session_globs:
+            return None
+        env = self.build_env()
+        root = Path(env.get(self.config_env or "", "") or Path(env.get("HOME", "~")).expanduser() /
+                    self.default_config_dir)
+        files = [p for g in self.session_globs for p in root.glob(g.format(id=session_id))]
+        return {str(p): p.stat().st_size for p in files}
+
+    def rollback(self, mark: dict | None) -> None:
+        for path, size in (mark or {}).items():
+            try:
+                if os.path.getsize(path) > size:
+                    os.truncate(path, size)
+                    logger.info("%s session file %s cut back to %d bytes after a failed attempt", self.name,
+                                path, size)
+            except OSError as exc:
+                logger.warning("%s session file %s could not be rolled back: %s", self.name, path, exc)
 
     def which(self) -> str | None:
         """Full path of the binary on the executor's PATH, or None."""

@@ -107,6 +107,8 @@ class CodexExecutor(AgentCliExecutor):
 
     name = "codex"
     config_env = "CODEX_HOME"
+    cumulative_usage = True  # turn.completed on a resumed thread reports the thread's running total
+    default_config_dir, session_globs = ".codex", ("sessions/**/rollout-*-{id}.jsonl",)
 
     def argv(self, req: ExecRequest) -> list[str]:
         """The full command line for ``req`` (options first, then ``resume <id>``, then ``-``)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import sqlite3
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Callable
@@ -68,11 +69,16 @@ def check_database(cfg: Config) -> list[Problem]:
             tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
             version = conn.execute("SELECT MAX(version) FROM schemaversion").fetchone()[0] \
                 if "schemaversion" in tables else None
+            damage = quick_check(conn)
         finally:
             conn.close()
     except sqlite3.DatabaseError as exc:
         return [Problem("database", f"database {path} cannot be read ({exc})",
                         "check its permissions, or restore the latest backup: alter0 restore ARCHIVE")]
+    if damage:
+        return [Problem("database", f"database {path} is corrupt (quick_check: {damage})",
+                        "stop alter0 and restore the latest backup: alter0 restore ARCHIVE "
+                        "(alter0 verify shows the damage)")]
     if tables and "task" not in tables:
         return [Problem("database", f"{path} is not an alter0 database (no task table)",
                         "move it away or set runtime.output_dir to alter0's own output directory")]
@@ -81,6 +87,29 @@ def check_database(cfg: Config) -> list[Problem]:
                                     f"({EXPECTED_VERSION})",
                         "upgrade alter0, or restore a backup taken with this version (alter0 restore ARCHIVE)")]
     return []
+
+
+#: Longest time, in seconds, the start-up integrity check may take (a huge database is checked partly).
+QUICK_CHECK_SEC = 10.0
+
+
+def quick_check(conn: sqlite3.Connection, limit_sec: float = QUICK_CHECK_SEC) -> str:
+    """``PRAGMA quick_check`` within ``limit_sec``: '' when the database is sound (or the time ran out), else
+    the first problems it names."""
+    deadline = time.monotonic() + limit_sec
+    conn.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
+    try:
+        rows = [r[0] for r in conn.execute("PRAGMA quick_check(5)")]
+    except sqlite3.OperationalError as exc:
+        if "interrupt" in str(exc).lower():
+            return ""
+        raise
+    finally:
+        conn.set_progress_handler(None, 0)
+    if rows == ["ok"]:
+        return ""
+    text = " ".join(" ".join(rows).replace("*** in database main ***", "").split())
+    return text if len(text) <= 300 else text[:297] + "..."
 
 
 def _check_db_url(url: str) -> list[Problem]:

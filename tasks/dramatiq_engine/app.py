@@ -37,6 +37,8 @@ HEARTBEAT_TIMEOUT_MS = 15_000
 MAINTENANCE_CHANCE = 20_000
 #: Times a message is re-delivered while alter0's database is unreachable (backoff 0.25 s .. 5 s).
 STORE_RETRIES = 40
+#: Most messages ``pending`` lists (a bigger backlog answers None: "cannot tell").
+PENDING_LIMIT = 20_000
 #: Longest wait, in seconds, between two tries at a busy task lock.
 LOCK_WAIT_MAX_SEC = 2.0
 
@@ -161,6 +163,20 @@ class Binding:
         """Messages waiting in Redis (ready plus delayed)."""
         client = self.broker.client
         return int(client.llen(f"{NAMESPACE}:{QUEUE_NAME}")) + int(client.llen(f"{NAMESPACE}:{QUEUE_NAME}.DQ"))
+
+    def pending(self) -> set[tuple[str, int]] | None:
+        """Every message Redis holds until it is acknowledged: ready, delayed, and taken by a worker (a dead
+        worker's are given back by Dramatiq after HEARTBEAT_TIMEOUT_MS)."""
+        client = self.broker.client
+        found: set[tuple[str, int]] = set()
+        for key in (f"{NAMESPACE}:{QUEUE_NAME}.msgs", f"{NAMESPACE}:{QUEUE_NAME}.DQ.msgs"):
+            if client.hlen(key) > PENDING_LIMIT:
+                return None
+            for raw in client.hvals(key):
+                message = dramatiq.Message.decode(raw)
+                if message.args:
+                    found.add((message.actor_name.rpartition(".")[2], int(message.args[0])))
+        return found
 
 
 _bindings: dict[str, Binding] = {}

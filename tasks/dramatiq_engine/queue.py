@@ -16,6 +16,9 @@ class DramatiqQueue(Queue):
     def backlog(self):
         return self.binding.backlog()
 
+    def pending(self):
+        return self.binding.pending()
+
 
 def make_queue(cfg):
     from .app import binding_for

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import os
+import sqlite3
+import sys
 import threading
+from pathlib import Path
 
 from huey import SqliteHuey
 
 from alter0 import stages
 from alter0.config import Config
+from alter0.database import storage_error
 from alter0.paths import ensure_dirs
 from alter0.runtime import get_runtime
 from alter0.supervisor import Supervisor
 
+#: Exit status of a consumer whose supervisor could not start.
+SUPERVISOR_FAILED = 1
 #: Huey priority of each stage task (higher runs first): route and close are short.
 PRIORITY = {"route": 10, "generate": 0, "close": 10}
 
@@ -21,6 +28,22 @@ def huey_options(cfg: Config) -> dict:
     path = ensure_dirs(cfg.output_dir)["queue"]
     return {"filename": str(path), "results": False, "utc": True, "journal_mode": "wal",
             "timeout": cfg["runtime.queue.enqueue_timeout_sec"], "fsync": cfg["runtime.db.synchronous"] == "full"}
+
+
+def _has_tables(path) -> bool:
+    """Whether the queue file has Huey's tables already (then opening it takes no write lock: a locked queue
+    store does not stop a process from starting)."""
+    if not path.exists():
+        return False
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1)
+        try:
+            names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return False
+    return {"task", "schedule", "kv"} <= names
 
 
 def _stage_task(huey: SqliteHuey, stage: str):
@@ -34,19 +57,33 @@ class HueyBinding:
     """One SqliteHuey with the stage tasks registered and the worker's supervisor started/stopped by its hooks."""
 
     def __init__(self, cfg: Config):
-        self.huey = SqliteHuey("alter0", **huey_options(cfg))
+        options = huey_options(cfg)
+        self.huey = SqliteHuey("alter0", **options, create_tables=not _has_tables(Path(options["filename"])))
         self.tasks = {stage: _stage_task(self.huey, stage) for stage in PRIORITY}
         self.supervisor: Supervisor | None = None
         self._lock = threading.Lock()
-        self.huey.on_startup(name="start_supervisor")(self.start_supervisor)
+        self.huey.on_startup(name="start_supervisor")(self._start_hook)
         self.huey.on_shutdown(name="stop_supervisor")(self.stop_supervisor)
 
     def start_supervisor(self) -> None:
-        """Once per consumer process: heartbeats, cancels, reclaim, maintenance."""
+        """Once per consumer process: heartbeats, cancels, reclaim, maintenance. ``alter0 worker`` calls it
+        before its threads start; a failure (raised) stops the worker: it never runs without a supervisor."""
         with self._lock:
             if self.supervisor is None:
-                self.supervisor = Supervisor(get_runtime())
-                self.supervisor.start()
+                supervisor = Supervisor(get_runtime())
+                supervisor.start()
+                self.supervisor = supervisor
+
+    def _start_hook(self) -> None:
+        """Huey's start hook (``huey_consumer tasks.huey``): Huey only logs a failing hook, so a supervisor that
+        cannot start ends the process here, non-zero, with one line."""
+        try:
+            self.start_supervisor()
+        except Exception as exc:
+            known = storage_error(exc)
+            print(f"alter0 worker: the supervisor could not start: {known.message if known else exc!r}; "
+                  "stopping (a worker never runs without one)", file=sys.stderr, flush=True)
+            os._exit(SUPERVISOR_FAILED)
 
     def stop_supervisor(self) -> None:
         with self._lock:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from huey.consumer import Consumer, Worker
 
 from alter0.config import Config
+from alter0.database import storage_error
+from alter0.errors import Alter0Error, StorageUnavailable
 
 from .app import HueyBinding, binding_for
 from .doorbell import Doorbell, doorbell_for
@@ -62,5 +64,11 @@ def consumer_options(cfg: Config, workers: int | None = None) -> dict:
 def run_worker(cfg: Config, workers: int | None = None) -> None:
     """Run the consumer of this config's queue in the foreground until a signal stops it."""
     binding = binding_for(cfg)
+    try:  # before any thread takes a message: a worker never runs without its supervisor
+        binding.start_supervisor()
+    except Exception as exc:
+        known = storage_error(exc)
+        raise StorageUnavailable(f"the supervisor could not start: {known.message}") if known else \
+            Alter0Error(f"the supervisor could not start: {exc!r}; the worker does not run without it") from exc
     consumer = DrainingConsumer.for_binding(binding)(binding.huey, **consumer_options(cfg, workers))
     consumer.run()

@@ -4,6 +4,9 @@ from alter0.queue import Queue
 
 from .doorbell import doorbell_for
 
+#: Most messages ``pending`` lists (a bigger backlog answers None: "cannot tell").
+PENDING_LIMIT = 20_000
+
 
 class HueyQueue(Queue):
     name = "huey"
@@ -28,6 +31,13 @@ class HueyQueue(Queue):
 
     def backlog(self):
         return self.huey.pending_count()
+
+    def pending(self):
+        """Waiting and scheduled messages (Huey removes a message before running it: none is unacknowledged)."""
+        tasks = self.huey.pending(PENDING_LIMIT + 1) + self.huey.scheduled(PENDING_LIMIT + 1)
+        if len(tasks) > PENDING_LIMIT:
+            return None  # too many to list every second: the sweep falls back to its stale rule
+        return {(t.name.rpartition(".")[2], t.args[0]) for t in tasks if t.args}
 
 
 def make_queue(cfg):

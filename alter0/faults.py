@@ -1,0 +1,34 @@
+"""Fault injection for crash tests and soak runs, off unless its environment variables are set.
+
+- ``ALTER0_FAULT_DELAY="route=2,close=1"`` stalls a stage that long (a cancel ends the stall).
+- ``ALTER0_FAULT_KILL="submit"`` SIGKILLs the process at that point: ``submit`` is right after a new job's
+  commit, before its route message is sent (the web or CLI dying between the two).
+- ``ALTER0_FAULT_CLOCK_SKEW=-30`` sets this process's clock (``models.now``) 30 s behind, as a host whose
+  clock is wrong.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+#: Seconds added to this process's clock (``models.now``); tests only.
+CLOCK_SKEW = float(os.environ.get("ALTER0_FAULT_CLOCK_SKEW") or 0)
+
+
+def _spec(name: str) -> dict[str, str]:
+    return dict(part.split("=", 1) if "=" in part else (part, "") for part in os.environ.get(name, "").split(",")
+                if part)
+
+
+def delay(stage: str, cancel) -> None:
+    """Stall ``stage`` if ALTER0_FAULT_DELAY names it."""
+    delays = _spec("ALTER0_FAULT_DELAY")
+    if stage in delays:
+        cancel.wait(float(delays[stage]))
+
+
+def kill_point(point: str) -> None:
+    """Die here, as a crash would, if ALTER0_FAULT_KILL names this point."""
+    if point in _spec("ALTER0_FAULT_KILL"):
+        os.kill(os.getpid(), signal.SIGKILL)
