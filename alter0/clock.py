@@ -30,7 +30,7 @@ _offset = _Offset()
 def db_now() -> float:
     """Seconds since the epoch by the database's clock (PostgreSQL: the server's, re-measured every
     OFFSET_TTL_SEC; SQLite: this host's)."""
-    if is_sqlite():
+    if db.obj is None or is_sqlite():  # no database opened yet (file-level tools) or SQLite: this host's clock
         return now()
     with _offset.lock:
         if time.monotonic() - _offset.measured_at >= OFFSET_TTL_SEC:

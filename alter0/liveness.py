@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import socket
 import sqlite3
+import time
 from pathlib import Path
 
 from .clock import db_now
@@ -78,4 +79,4 @@ def live_workers_in_file(db_path: Path, limit: float) -> list[dict]:
         return []
     finally:
         conn.close()
-    return [r for r in with_health(rows, limit) if r["alive"]]
+    return [r for r in with_health(rows, limit, at=time.time()) if r["alive"]]  # a SQLite file: this host's clock

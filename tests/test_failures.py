@@ -185,8 +185,10 @@ def test_json_nested_100k_deep_is_a_400(client):
 
 
 def test_config_set_with_a_bad_value_is_a_400(client):
+    from alter0.principals import create_token
+    _, token = create_token("root", admin=True)  # /config set is an admin command: over HTTP it needs an admin token
     response = client.post("/api/command", json={"command": "/config set runtime.queue.workers lots",
-                                                 "user_id": "admin"})
+                                                 "user_id": "admin"}, headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 400, response.get_json()
     assert response.get_json()["error"]["code"] == "bad_input"
     assert "runtime.queue.workers" in response.get_json()["error"]["message"]

@@ -66,10 +66,11 @@ def check_database(cfg: Config) -> list[Problem]:
     try:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
         try:
-            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            damage = _damage(conn)  # first: a damaged schema page must read as damage, not as "cannot be read"
+            tables = set() if damage else {r[0] for r in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type='table'")}
             version = conn.execute("SELECT MAX(version) FROM schemaversion").fetchone()[0] \
                 if "schemaversion" in tables else None
-            damage = quick_check(conn)
         finally:
             conn.close()
     except sqlite3.DatabaseError as exc:
@@ -91,6 +92,18 @@ def check_database(cfg: Config) -> list[Problem]:
 
 #: Longest time, in seconds, the start-up integrity check may take (a huge database is checked partly).
 QUICK_CHECK_SEC = 10.0
+
+
+def _damage(conn: sqlite3.Connection) -> str:
+    """What quick_check finds ('' when sound); a damaged page SQLite cannot parse is damage too (its message)."""
+    try:
+        return quick_check(conn)
+    except sqlite3.OperationalError:
+        raise  # cannot open or read the file at all: not a verdict on its contents
+    except sqlite3.DatabaseError as exc:  # "database disk image is malformed": damage; anything else is unreadable
+        if "malformed" in str(exc):
+            return str(exc)
+        raise
 
 
 def quick_check(conn: sqlite3.Connection, limit_sec: float = QUICK_CHECK_SEC) -> str:
