@@ -116,7 +116,7 @@ SETTINGS: tuple[Setting, ...] = (
     S("router.onnx_int8", True, "Multiply in int8 (the model's int8 weights as they are, activations quantized per "
       "call; about twice as fast, same dev scores); false = float32 as the shipped graph does.", bool),
     S("closer.backend", "embedded", "Closer backend.", choices=CLOSERS),
-    S("executor.name", "auto", "Executor: auto picks the first of codex, claude, llm on PATH.", choices=EXECUTORS),
+    S("executor.name", "auto", "Executor: auto picks the first of codex, claude, llm on PATH or in alter0's own bin directory (the venv's).", choices=EXECUTORS),
     S("executor.command", None, "argv of the command executor (prompt on stdin, reply on stdout).",
       (list, type(None)), check=_argv_list),
     S("executor.workdir_root", "", "Root of per-task working directories (default output_dir/work)."),

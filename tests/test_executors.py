@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.server
 import json
 import os
+import shutil
 import sys
 import threading
 import time
@@ -18,7 +19,7 @@ from alter0.executors import claude as claude_mod
 from alter0.executors import codex as codex_mod
 from alter0.executors.openai import parse_sse
 from alter0.executors.process import group_alive, run_process
-from support.helpers import FIXTURES, default_settings as settings, exec_request as request, pid_alive
+from support.helpers import FIXTURES, default_settings as settings, exec_request as request, pid_alive, skip_or_fail
 
 TRANSCRIPTS = FIXTURES / "transcripts"
 
@@ -374,6 +375,14 @@ def test_registry_auto_and_available(fake_bin, tmp_path, monkeypatch):
     assert status["claude"][0] and not status["codex"][0]
     assert status["command"] == (False, "executor.command is not set")
     monkeypatch.setenv("PATH", str(tmp_path))
+    install = tmp_path / "venv-bin"  # the install's own bin dir (where sys.executable is) is looked in too
+    install.mkdir()
+    (install / "llm").write_text("#!/bin/sh\n")
+    (install / "llm").chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(install / "python"))
+    assert resolve_name(settings()) == "llm"
+    assert build_executor("llm", settings()).build_env()["PATH"].endswith(str(install))
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "python"))
     with pytest.raises(ExecutorError) as info:
         resolve_name(settings())
     assert info.value.kind == "not_found" and "codex, claude, llm" in info.value.message
@@ -456,3 +465,19 @@ def test_openai_refused_timeout_cancel(chat_server, tmp_path, monkeypatch):
     with pytest.raises(ExecutorError) as info:
         _openai(chat_server, "hang", monkeypatch).run(req)
     assert info.value.kind == "cancelled"
+
+
+def test_auto_resolves_in_the_install_bin_whatever_the_path(make_env):
+    """The README runs `.venv/bin/alter0` without activating the venv: status, doctor and /task new must
+    still find the venv's `llm` (as the worker does), not report the executor unavailable."""
+    if not (Path(sys.executable).parent / "llm").exists():
+        skip_or_fail("the llm CLI is not installed in this venv (scripts/setup --local-model)")
+    env = make_env(executor={"name": "auto"}, router={"backend": "lexical"})
+    env.env["PATH"] = "/usr/bin:/bin"  # no venv bin, no fake agents: the CLI is run by absolute path
+    assert not any(shutil.which(a, path=env.env["PATH"]) for a in ("codex", "claude", "llm"))
+    assert "executor: llm" in env.cli("status").stdout
+    assert env.cli("doctor", "--skip", "router").returncode == 0
+    created = env.cli("send", "/task new fibonacci")
+    assert "task #1 created" in created.stdout, created
+    task = json.loads(env.cli("task", "show", "1", "--json").stdout)
+    assert task["executor"] == "llm"

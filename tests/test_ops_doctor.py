@@ -127,6 +127,7 @@ def test_command_executor_missing(tmp_path):
 
 def test_auto_executor_finds_nothing_on_path(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "empty-bin" / "python"))  # nor in the install's bin
     cfg = healthy_cfg(tmp_path, executor={"name": "auto"})
     problem = only(preflight(cfg), "executor")
     assert "none of codex, claude, llm is on PATH" in problem.what and "executor.name" in problem.fix

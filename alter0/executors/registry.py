@@ -9,6 +9,7 @@ from typing import Any
 from ..errors import ExecutorError
 from .base import Executor
 from .claude import ClaudeExecutor
+from .cli_base import install_bin
 from .codex import CodexExecutor
 from .command import CommandExecutor
 from .llm import LlmExecutor
@@ -31,14 +32,18 @@ def _settings(cfg: Any) -> dict[str, Any]:
 
 
 def resolve_name(cfg: Any) -> str:
-    """executor.name, with ``auto`` replaced by the first of codex, claude, llm found on PATH."""
+    """executor.name, with ``auto`` replaced by the first of codex, claude, llm found on PATH or in the install's bin.
+
+    The same answer in the CLI, the web front end and the worker whatever PATH each was started with
+    (``CliExecutor.search_path``)."""
     name = _settings(cfg).get("executor.name", "auto")
     if name != "auto":
         return name
     for candidate in AUTO_ORDER:
         if EXECUTORS[candidate](_settings(cfg)).available()[0]:
             return candidate
-    raise ExecutorError("not_found", f"executor.name is auto but none of {', '.join(AUTO_ORDER)} is on PATH; "
+    raise ExecutorError("not_found", f"executor.name is auto but none of {', '.join(AUTO_ORDER)} is on PATH "
+                        f"nor in alter0's own {install_bin()}; "
                         "install one of them or set executor.name (command, openai)")
 
 
