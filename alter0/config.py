@@ -133,8 +133,17 @@ SETTINGS: tuple[Setting, ...] = (
       choices=("default", "acceptEdits", "plan", "bypassPermissions")),
     S("executor.claude.max_turns", 0, "claude --max-turns (0 = not passed).", int, min=0),
     S("executor.llm.model", "SmolLM2", "Model id for the llm CLI."),
-    S("executor.openai.base_url", "http://127.0.0.1:11434", "Base URL of an OpenAI-compatible server."),
-    S("executor.openai.api_key_env", "OPENAI_API_KEY", "Environment variable holding the API key."),
+    S("executor.base_url", "", "Root URL of your own model server (vLLM, Ollama, llama.cpp server, a proxy; with "
+      "or without /v1) for any executor: codex gets it as a Responses-API model provider, claude as "
+      "ANTHROPIC_BASE_URL, llm as OPENAI_BASE_URL, openai as its server; empty = each tool's own default "
+      "(openai: executor.openai.base_url)."),
+    S("executor.api_key", "", "Key for executor.base_url (codex: the provider's key, claude: ANTHROPIC_API_KEY, "
+      "llm and openai: the OpenAI key); empty = none given (openai: the variable named by "
+      "executor.openai.api_key_env).", secret=True),
+    S("executor.openai.base_url", "http://127.0.0.1:11434", "Base URL of the openai executor's server when "
+      "executor.base_url is empty (the older name of the same setting)."),
+    S("executor.openai.api_key_env", "OPENAI_API_KEY", "Environment variable holding the openai executor's key "
+      "when executor.api_key is empty."),
     S("security.admin_user_ids", [], "Users whose own token (or the local CLI) may run admin commands; a claimed "
       "user id never makes anyone admin.", list, check=_str_list, admin_only=True),
     S("security.api_token", "", "Shared admin bearer token on /api/* and the console; with it (or any "

@@ -481,3 +481,34 @@ def test_auto_resolves_in_the_install_bin_whatever_the_path(make_env):
     assert "task #1 created" in created.stdout, created
     task = json.loads(env.cli("task", "show", "1", "--json").stdout)
     assert task["executor"] == "llm"
+
+
+def test_base_url_and_api_key_reach_every_executor(tmp_path):
+    cfg = settings(executor__base_url="http://127.0.0.1:8000/v1/", executor__api_key="sk-local")
+    codex = build_executor("codex", cfg)
+    argv = codex.argv(request(tmp_path))
+    overrides = dict(a.split("=", 1) for a in argv[argv.index("-c"):] if "=" in a)
+    assert overrides["model_provider"] == '"alter0"'
+    assert overrides["model_providers.alter0.base_url"] == '"http://127.0.0.1:8000/v1"'
+    assert overrides["model_providers.alter0.wire_api"] == '"responses"'
+    assert overrides["model_providers.alter0.env_key"] == '"ALTER0_EXECUTOR_API_KEY"'
+    assert "sk-local" not in " ".join(argv) and codex.build_env()["ALTER0_EXECUTOR_API_KEY"] == "sk-local"
+    claude_env = build_executor("claude", cfg).build_env()
+    assert claude_env["ANTHROPIC_BASE_URL"] == "http://127.0.0.1:8000" and claude_env["ANTHROPIC_API_KEY"] == "sk-local"
+    llm_env = build_executor("llm", cfg).build_env()
+    assert llm_env["OPENAI_BASE_URL"] == "http://127.0.0.1:8000/v1" and llm_env["OPENAI_API_KEY"] == "sk-local"
+    openai = build_executor("openai", cfg)
+    assert openai.base_url() == "http://127.0.0.1:8000" and openai.api_key() == "sk-local"
+    alias = build_executor("openai", settings(executor__openai__base_url="http://127.0.0.1:11434/v1"))
+    assert alias.base_url() == "http://127.0.0.1:11434"  # the older name still works
+    plain = settings()
+    assert "-c" not in build_executor("codex", plain).argv(request(tmp_path))
+    assert "ANTHROPIC_BASE_URL" not in build_executor("claude", plain).server_env()
+    # executor.env still wins over what base_url sets
+    over = settings(executor__base_url="http://h:1", executor__env={"ANTHROPIC_BASE_URL": "http://other:2"})
+    assert build_executor("claude", over).build_env()["ANTHROPIC_BASE_URL"] == "http://other:2"
+
+
+def test_api_key_is_secret():
+    from alter0.config import SETTINGS_BY_KEY
+    assert SETTINGS_BY_KEY["executor.api_key"].secret

@@ -172,3 +172,18 @@ def test_the_real_embedded_router_loads(tmp_path):
 def test_skip_leaves_checks_out(tmp_path):
     cfg = healthy_cfg(tmp_path, executor={"command": ["/nonexistent/agent-cli"]})
     assert preflight(cfg, skip=("executor",)) == []
+
+
+def test_model_server_answers_or_not(tmp_path):
+    from support.model_stub import ModelStub
+    with ModelStub() as stub:
+        for url in (stub.url, stub.url + "/v1/"):
+            cfg = healthy_cfg(tmp_path, executor={"name": "openai", "base_url": url, "api_key": "k-123"})
+            assert not [p for p in preflight(cfg) if p.check in ("executor", "model_server")]
+    cfg = healthy_cfg(tmp_path, executor={"name": "command", "command": [sys.executable, "-V"],
+                                          "base_url": "http://127.0.0.1:9"})
+    assert not [p for p in preflight(cfg) if p.check == "model_server"]  # the command executor has no server
+    cfg = healthy_cfg(tmp_path, executor={"name": "llm", "base_url": "http://127.0.0.1:9", "api_key": "k-123"})
+    problem = only(preflight(cfg, skip=("executor",)), "model_server")
+    assert "model server http://127.0.0.1:9 does not answer" in problem.what and "executor.base_url" in problem.fix
+    assert "k-123" not in str(problem)

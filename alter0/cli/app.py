@@ -166,8 +166,8 @@ def setup_process_logging(rt, name: str) -> None:
 
 def preflight_or_fail(config_path: str | None, process: str) -> int:
     """Run the start-up checks; print each problem as one line and return non-zero if any."""
-    from ..ops.doctor import run_preflight
-    _, problems = run_preflight(config_path)
+    from ..ops.doctor import STARTUP_SKIP, run_preflight
+    _, problems = run_preflight(config_path, skip=STARTUP_SKIP)
     for problem in problems:
         print(f"alter0 {process}: {problem}", file=sys.stderr)
     return RET_USAGE if problems else RET_OK

@@ -26,7 +26,7 @@ from typing import Any, Mapping
 
 from ..config import SETTINGS_BY_KEY
 from ..errors import ExecutorError
-from . import session_ids
+from . import model_server, session_ids
 from .base import ExecRequest, Executor
 from .process import ProcessResult, run_process
 
@@ -63,7 +63,7 @@ class CliExecutor(Executor):
         return Path(root).expanduser().resolve() / self.name
 
     def build_env(self) -> dict[str, str]:
-        """os.environ, then the isolated home (if any), then executor.env."""
+        """os.environ, then the isolated home (if any), then the model server's variables, then executor.env."""
         env = dict(os.environ)
         home = self.home_dir()
         if home is not None:
@@ -71,9 +71,18 @@ class CliExecutor(Executor):
             env["HOME"] = str(home)
             if self.config_env:
                 env[self.config_env] = str(home)
+        env.update(self.server_env())
         env.update(self.setting("executor.env") or {})
         env["PATH"] = self.search_path()  # an agent started from the install finds its siblings too
         return env
+
+    def server_root(self) -> str:
+        """executor.base_url as a server root (no trailing /v1), or "" for the tool's own default."""
+        return model_server.server_root(self.settings, self.name)
+
+    def server_env(self) -> dict[str, str]:
+        """Environment that points the tool at executor.base_url (none by default)."""
+        return {}
 
     def search_path(self) -> str:
         """The executor's PATH, then the install's own bin directory (where ``sys.executable`` is).

@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 from ..errors import ExecutorError
-from . import session_ids
+from . import model_server, session_ids
 from .base import ExecRequest, ExecResult
 from .cli_base import AgentCliExecutor, classify_failure
 
@@ -36,6 +36,16 @@ class LlmExecutor(AgentCliExecutor):
     def model(self) -> str:
         """executor.model when set, else executor.llm.model."""
         return self.setting("executor.model") or self.setting("executor.llm.model")
+
+    def server_env(self) -> dict[str, str]:
+        """With executor.base_url: the OpenAI client's OPENAI_BASE_URL (and key) for llm's OpenAI-compatible models."""
+        root = self.server_root()
+        if not root:
+            return {}
+        env = {"OPENAI_BASE_URL": f"{root}/v1"}
+        if model_server.api_key(self.settings):
+            env["OPENAI_API_KEY"] = model_server.api_key(self.settings)
+        return env
 
     def argv(self, req: ExecRequest) -> list[str]:
         """The command line of one prompt (the prompt itself goes on stdin)."""

@@ -10,6 +10,7 @@ from typing import Callable
 
 from ..config import Config, load_config
 from ..errors import Alter0Error, ConfigError
+from ..executors.model_server import api_key, probe, server_root
 from ..executors.registry import available_executors, resolve_name
 from ..migrations import EXPECTED_VERSION
 from ..paths import output_paths
@@ -131,10 +132,27 @@ def check_executor(cfg: Config) -> list[Problem]:
         return [Problem("executor", exc.message.split("; ")[0],
                         "put codex, claude or llm on PATH, or set executor.name (command + executor.command, openai)")]
     ok, detail = available_executors(cfg).get(name, (False, f"unknown executor {name!r}"))
-    if ok:
+    if not ok:
+        return [Problem("executor", f"executor {name} is not usable: {detail}",
+                        _EXECUTOR_FIX.get(name, "install it or choose another executor.name"))]
+    return []
+
+
+def check_model_server(cfg: Config) -> list[Problem]:
+    """The executor's model server (executor.base_url; openai: its server) answers ``GET /v1/models``.
+
+    Not a start-up check (``STARTUP_SKIP``): a worker starts while its model server restarts, and a job
+    meanwhile fails as transient and is retried."""
+    try:
+        name = resolve_name(cfg)
+    except Alter0Error:
+        return []  # check_executor says why
+    root = server_root(cfg.as_dict(), name) if name != "command" else ""
+    answers, detail = probe(root, api_key(cfg.as_dict())) if root else (True, "")
+    if answers:
         return []
-    return [Problem("executor", f"executor {name} is not usable: {detail}",
-                    _EXECUTOR_FIX.get(name, "install it or choose another executor.name"))]
+    return [Problem("model_server", f"executor {name}: {detail}",
+                    "start the model server at executor.base_url, or fix executor.base_url / executor.api_key")]
 
 
 _EXECUTOR_FIX = {
@@ -142,7 +160,7 @@ _EXECUTOR_FIX = {
     "claude": "npm install -g @anthropic-ai/claude-code (or put claude on PATH), or set executor.name",
     "llm": "pip install llm (or put llm on PATH), or set executor.name",
     "command": "set executor.command to the argv of an executable that exists",
-    "openai": "start the server at executor.openai.base_url or fix that URL",
+    "openai": "start the server at executor.base_url (or executor.openai.base_url) or fix that URL",
 }
 
 
@@ -174,8 +192,10 @@ def _no_executor(prompt: str, timeout: float) -> str:
 
 CHECKS: dict[str, Callable[[Config], list[Problem]]] = {
     "output_dirs": check_output_dirs, "database": check_database, "queue": check_queue_store,
-    "executor": check_executor, "router": check_router,
+    "executor": check_executor, "model_server": check_model_server, "router": check_router,
 }
+#: Checks ``alter0 doctor`` runs but a starting worker or web server does not.
+STARTUP_SKIP = ("model_server",)
 
 
 def preflight(cfg: Config, skip: tuple[str, ...] = ()) -> list[Problem]:
