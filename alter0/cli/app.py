@@ -8,10 +8,10 @@ import sys
 from .. import liveness, service, views
 from ..commands import is_command, run_command
 from ..errors import Alter0Error
-from ..models import TERMINAL
+from ..models import TERMINAL, JobEvent
 from ..principals import cli_principal
 from ..queue import run_worker
-from . import bench, ops, security, web
+from . import bench, ops, progress, security, web
 from .codes import RET_JOB_FAILED, RET_OK, RET_PENDING, RET_USAGE
 from .common import fail as _fail, print_json as _print_json, runtime as _runtime
 
@@ -31,7 +31,10 @@ def cmd_send(args) -> int:
         print(f"alter0: no worker is running; job {job.id} is queued and will be answered when one starts "
               f"(run `alter0 worker`, or `alter0 job show {job.id}` later)", file=sys.stderr)
     timeout = args.timeout or (rt.cfg["task.generation_timeout_sec"] + 60)
-    job = service.wait(job.id, timeout)
+    if args.json or args.quiet or not sys.stderr.isatty():
+        job = service.wait(job.id, timeout)
+    else:  # a terminal: the stage, the routing decision and the executor's progress as they happen
+        job = progress.follow(job.id, timeout)
     return _report_job(job, args.json)
 
 
@@ -51,16 +54,31 @@ def _report_job(job, as_json: bool) -> int:
     return _fail(f"job {job.id} {job.status} ({err.get('kind')}): {err.get('message')}", RET_JOB_FAILED)
 
 
+#: Longest ``job show --follow`` follows a job without --wait (the job goes on after).
+FOLLOW_LIMIT_SEC = 24 * 3600.0
+
+
 def cmd_job(args) -> int:
     _runtime(args)
     if args.action == "show":
-        job = service.wait(args.id, args.wait) if args.wait else views.get_job(args.id)
+        if args.follow and not args.json:  # every timeline entry as it happens, until the job ends
+            job = progress.follow(views.get_job(args.id).id, args.wait or FOLLOW_LIMIT_SEC, out=sys.stdout,
+                                  live=sys.stdout.isatty(), every_event=True)
+        elif args.follow:
+            job = service.wait(args.id, args.wait or FOLLOW_LIMIT_SEC)
+        else:
+            job = service.wait(args.id, args.wait) if args.wait else views.get_job(args.id)
         view = views.job_view(job, events=args.events)
         if args.json:
             _print_json(view)
-        else:
-            for key in ("job_id", "status", "stage", "task_id", "decision", "response", "error"):
-                print(f"{key}: {view[key]}")
+            return RET_OK
+        for key in ("job_id", "status", "stage", "task_id", "decision", "response"):
+            print(f"{key}: {view[key]}")
+        print(f"error: {views.error_text(view['error']) or None}")
+        if args.events:
+            print("events:")
+            for e in JobEvent.select().where(JobEvent.job == job.id).order_by(JobEvent.id):
+                print("  " + progress.timeline_line(e))
         return RET_OK
     if args.action == "cancel":
         job = service.cancel(args.id)
@@ -194,7 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--task", help="send to this task id")
     s.add_argument("--request-id", help="idempotency key: a repeated send returns the first job")
     s.add_argument("--async", dest="async_", action="store_true", help="print the job id and return at once")
-    s.add_argument("--json", action="store_true")
+    s.add_argument("--json", action="store_true", help="one JSON object on stdout, no progress")
+    s.add_argument("--quiet", "-q", action="store_true", help="no progress on a terminal, only the answer")
     s.add_argument("--timeout", type=float, help="seconds to wait for the answer")
     s.set_defaults(fn=cmd_send)
 
@@ -208,7 +227,10 @@ def build_parser() -> argparse.ArgumentParser:
     j.add_argument("id")
     j.add_argument("--json", action="store_true")
     j.add_argument("--events", action="store_true", help="include the job's timeline")
-    j.add_argument("--wait", type=float, default=0, help="with show: wait up to N seconds for the job to end")
+    j.add_argument("--follow", "-f", action="store_true", help="with show: print the timeline as it happens "
+                   "until the job ends")
+    j.add_argument("--wait", type=float, default=0, help="with show: wait (or --follow) up to N seconds for the "
+                   "job to end")
     j.set_defaults(fn=cmd_job)
 
     t = sub.add_parser("task", help="list, show, close or reopen tasks")
