@@ -97,6 +97,10 @@ SETTINGS: tuple[Setting, ...] = (
       int, min=0),
     S("runtime.maintenance.log_retention_days", 14, "Delete stage and audit logs after N days.", int, min=0),
     S("runtime.maintenance.log_max_bytes", 10_000_000, "Rotate a log file past this size.", int, min=1000),
+    S("runtime.log.console_level", "info", "Lowest level the worker and the web server print on the terminal "
+      "(the files under output/logs keep INFO): warning keeps Huey INFO lines and gunicorn's access log "
+      "(then in output/logs/web-access.log) off the terminal; scripts/run uses warning unless -v.",
+      choices=("debug", "info", "warning", "error")),
     S("task.routing_timeout_sec", 10.0, "Max seconds for the router.", (int, float), min=0.1),
     S("task.close_timeout_sec", 10.0, "Max seconds for the closer.", (int, float), min=0.1),
     S("task.generation_timeout_sec", 600.0, "Max seconds of one executor run.", (int, float), min=1),

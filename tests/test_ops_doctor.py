@@ -187,3 +187,19 @@ def test_model_server_answers_or_not(tmp_path):
     problem = only(preflight(cfg, skip=("executor",)), "model_server")
     assert "model server http://127.0.0.1:9 does not answer" in problem.what and "executor.base_url" in problem.fix
     assert "k-123" not in str(problem)
+
+
+def test_local_model_still_installing_is_no_startup_problem(tmp_path, monkeypatch):
+    from alter0.executors.registry import INSTALLING_MARKER
+    from alter0.ops.doctor import STARTUP_SKIP
+    install = tmp_path / "venv"
+    (install / "bin").mkdir(parents=True)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
+    monkeypatch.setattr(sys, "executable", str(install / "bin" / "python"))
+    (install / INSTALLING_MARKER).write_text("/x/output/logs/local-model-install.log\n")
+    cfg = healthy_cfg(tmp_path, executor={"name": "auto"})
+    problem = only(preflight(cfg), "local_model")
+    assert "still installing (log: /x/output/logs/local-model-install.log)" in problem.what
+    assert not [p for p in preflight(cfg, skip=STARTUP_SKIP) if p.check in ("executor", "local_model")]
+    (install / INSTALLING_MARKER).unlink()  # install finished (or failed): a real problem again
+    assert "none of codex, claude, llm" in only(preflight(cfg, skip=STARTUP_SKIP), "executor").what

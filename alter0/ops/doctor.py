@@ -11,7 +11,7 @@ from typing import Callable
 from ..config import Config, load_config
 from ..errors import Alter0Error, ConfigError
 from ..executors.model_server import api_key, probe, server_root
-from ..executors.registry import available_executors, resolve_name
+from ..executors.registry import available_executors, local_model_installing, resolve_name
 from ..migrations import EXPECTED_VERSION
 from ..paths import output_paths
 from ..routing.registry import build_router, warm
@@ -129,6 +129,9 @@ def check_executor(cfg: Config) -> list[Problem]:
     try:
         name = resolve_name(cfg)
     except Alter0Error as exc:
+        if local_model_installing():  # scripts/run installs it in the background: web and worker start meanwhile
+            return [Problem("local_model", exc.message.split("; ")[0], "wait for the install to finish "
+                            "(scripts/run prints when), or set executor.name")]
         return [Problem("executor", exc.message.split("; ")[0],
                         "put codex, claude or llm on PATH, or set executor.name (command + executor.command, openai)")]
     ok, detail = available_executors(cfg).get(name, (False, f"unknown executor {name!r}"))
@@ -195,7 +198,7 @@ CHECKS: dict[str, Callable[[Config], list[Problem]]] = {
     "executor": check_executor, "model_server": check_model_server, "router": check_router,
 }
 #: Checks ``alter0 doctor`` runs but a starting worker or web server does not.
-STARTUP_SKIP = ("model_server",)
+STARTUP_SKIP = ("model_server", "local_model")
 
 
 def preflight(cfg: Config, skip: tuple[str, ...] = ()) -> list[Problem]:
@@ -203,7 +206,7 @@ def preflight(cfg: Config, skip: tuple[str, ...] = ()) -> list[Problem]:
     problems: list[Problem] = []
     for name, check in CHECKS.items():
         if name not in skip:
-            problems.extend(check(cfg))
+            problems.extend(p for p in check(cfg) if p.check not in skip)
     return problems
 
 
