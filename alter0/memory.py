@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from . import repetition
 from .config import Config
 from .models import Message, Task, TaskMemory, now
 from .prepared import Prepared
@@ -45,7 +46,9 @@ def append_turn(cfg: Config, task_id: int, message: Message, new_task: bool = Fa
 
 
 def _turn(message: Message) -> dict:
-    return {"message_id": message.id, "role": message.role, "content": message.content,
+    """A memory turn; a looping reply is kept with its repeats dropped, so it is never fed back verbatim."""
+    content = repetition.collapse(message.content) if message.role != "user" else message.content
+    return {"message_id": message.id, "role": message.role, "content": content,
             "user_id": message.user_id, "at": message.created_at}
 
 

@@ -302,6 +302,14 @@ if argv[:1] == ["logs"]:
     print(json.dumps(entries[::-1][:5]))
     sys.exit(0)
 prompt = sys.stdin.read()
+if "loop" in prompt:  # a small model's loop, streamed token by token
+    import time
+    for _ in range(100):
+        for word in "The boundaries of reality are ever-changing. ".split(" "):
+            sys.stdout.write(word + " ")
+            sys.stdout.flush()
+            time.sleep(0.01)
+    sys.exit(0)
 if "fail" in prompt:
     sys.stderr.write("Error: No key found - add one using 'llm keys set openai'")
     sys.exit(1)
@@ -329,6 +337,16 @@ def test_llm_executor_keeps_conversation(tmp_path, monkeypatch):
     with pytest.raises(ExecutorError) as info:
         ex.run(req)
     assert info.value.kind == "auth" and "No key found" in info.value.message
+    events: list[tuple[str, dict]] = []
+    looping = request(tmp_path, prompt="write a loop", on_event=lambda kind, data: events.append((kind, data)))
+    started = time.monotonic()
+    result = ex.run(looping)
+    assert time.monotonic() - started < 5  # stopped at the third repeat, not after 100
+    assert result.text == "The boundaries of reality are ever-changing."
+    assert [d["reason"] for k, d in events if k == "executor.stopped"] == ["repetition"]
+    streamed = "".join(d["text"] for k, d in events if k == "executor.delta")
+    assert streamed.count("ever-changing") >= 3  # the tokens reached the job as they came
+    assert result.usage["estimated"] and result.usage["output_tokens"] > 0 and result.usage["input_tokens"] > 0
 
 
 # --- environment and home ---------------------------------------------------------------------------

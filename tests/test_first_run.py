@@ -52,7 +52,7 @@ def test_scripts_run_from_a_clean_clone_reaches_health_with_visible_steps(tmp_pa
         to_ready = next(t for t, line in lines if "alter0 console:" in line)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=10) as resp:
             assert resp.status == 200
-        print(f"\nscripts/run from a clean clone to /health: {to_ready:.1f} s")
+        print(f"\nscripts/run from a clean clone to /health: {to_ready:.1f} s\n{text}")
         steps = [line for _, line in lines if re.match(r"alter0 \[\d+:\d\d\] ", line)]
         for expected in ("creating the virtual environment", "installing alter0", "local model: installing in "
                          "the background", "starting the web front end", "ready"):
