@@ -61,6 +61,8 @@ class LlmExecutor(AgentCliExecutor):
     def argv(self, req: ExecRequest) -> list[str]:
         """The command line of one prompt (the prompt itself goes on stdin)."""
         argv = [self.binary, "-m", self.model()]
+        if self.setting("executor.llm.system"):
+            argv += ["-s", self.setting("executor.llm.system")]
         session = self.resume_id(req)
         if session:
             argv += ["--cid", session]

