@@ -60,3 +60,9 @@ def collapse(text: str) -> str:
         seen.add(key)
         kept.append(s)
     return " ".join(kept)
+
+
+def trim_partial(text: str) -> str:
+    """The text up to its last sentence end (a run stopped mid-sentence leaves a fragment); whole if it has none."""
+    ends = [m.end() for m in re.finditer(r"[.!?。！？\n]", text or "")]
+    return text[:ends[-1]] if ends else text

@@ -16,6 +16,7 @@ def test_loops_are_found_and_collapsed():
     assert not repetition.degenerate(short)
     twice = "Use ls -la to list files. Use ls -la to list files."
     assert not repetition.degenerate(twice) and repetition.collapse(twice) == "Use ls -la to list files."
+    assert repetition.trim_partial("One. Two! Thr") == "One. Two!" and repetition.trim_partial("no end") == "no end"
 
 
 def test_memory_never_refeeds_a_loop(make_env):

@@ -77,7 +77,7 @@ class LlmExecutor(AgentCliExecutor):
             raise self.failure(classify_failure(tail), f"llm exited with status {proc.returncode}"
                                + (f": {tail}" if tail else ""))
         stream.flush()
-        text = repetition.collapse(proc.stdout).strip()
+        text = repetition.collapse(repetition.trim_partial(proc.stdout) if proc.stopped else proc.stdout).strip()
         if not text:
             raise ExecutorError("bad_output", "llm printed nothing on stdout")
         if proc.stopped:
