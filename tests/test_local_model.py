@@ -15,12 +15,19 @@ from support.helpers import ROOT, skip_or_fail
 PROMPTS = {p["id"]: p for p in json.loads((ROOT / "bench" / "local_model" / "prompts.json").read_text())}
 
 
-def check_answer(result: dict, prompt_id: str) -> None:
+def check_answer(result: dict, prompt_id: str, off_topic: list[str]) -> None:
+    """Done and no loop, always; off topic is collected (a sampled 135M model: see MIN_ON_TOPIC)."""
     reply = result["response"] or ""
     assert result["status"] == "done", result
     assert not repetition.degenerate(reply), f"{prompt_id} loops: {reply!r}"
     topic = PROMPTS[prompt_id]["topic"]
-    assert any(w.lower() in reply.lower() for w in topic), f"{prompt_id} off topic (wanted one of {topic}): {reply!r}"
+    if not any(w.lower() in reply.lower() for w in topic):
+        off_topic.append(f"{prompt_id}: {reply!r}")
+
+
+#: SmolLM2-135M samples (the plugin's temperature) and is on topic for 18-19 of the 24 prompts of
+#: bench/local_model (75-80 %); of the 4 answers here at least 3 must be on topic.
+MIN_ON_TOPIC = 3
 
 
 @pytest.mark.timeout(900)
@@ -32,21 +39,23 @@ def test_unrelated_prompts_and_follow_ups_from_the_local_model(make_env, tmp_pat
     env.env["PATH"] = "/usr/bin:/bin"  # as the README runs it: .venv/bin/alter0 without activating the venv
     env.start_worker()
 
+    off_topic: list[str] = []
     haiku = env.send(PROMPTS["haiku-queues"]["prompt"])
-    check_answer(haiku, "haiku-queues")
+    check_answer(haiku, "haiku-queues", off_topic)
     assert haiku["decision"] == "new"
     task = json.loads(env.cli("task", "show", str(haiku["task_id"]), "--json").stdout)
     assert task["executor"] == "llm"
 
     shell = env.send(PROMPTS["shell-list"]["prompt"])  # unrelated (where it goes is the router's call)
-    check_answer(shell, "shell-list")
+    check_answer(shell, "shell-list", off_topic)
 
     follow = env.send("Now write another haiku about queues, this time about the workers.")  # no /task use
     assert follow["task_id"] == haiku["task_id"], "the follow-up did not join the haiku task"
-    check_answer(follow, "haiku-queues-follow")
+    check_answer(follow, "haiku-queues-follow", off_topic)
 
     capital = env.send(PROMPTS["capital"]["prompt"])
-    check_answer(capital, "capital")
+    check_answer(capital, "capital", off_topic)
+    assert 4 - len(off_topic) >= MIN_ON_TOPIC, f"off topic: {off_topic}"
 
     job = env.job(haiku["job_id"], "--events")
     assert job["usage"]["output_tokens"] > 0 and job["usage"]["input_tokens"] > 0  # counted, not 0 / 0
