@@ -114,6 +114,10 @@ SETTINGS: tuple[Setting, ...] = (
       int, min=0),
     S("runtime.maintenance.log_retention_days", 14, "Delete stage and audit logs after N days.", int, min=0),
     S("runtime.maintenance.log_max_bytes", 10_000_000, "Rotate a log file past this size.", int, min=1000),
+    S("runtime.log.console_level", "info", "Lowest level the worker and the web server print on the terminal "
+      "(the files under output/logs keep INFO): warning keeps Huey INFO lines and gunicorn's access log "
+      "(then in output/logs/web-access.log) off the terminal; scripts/run uses warning unless -v.",
+      choices=("debug", "info", "warning", "error")),
     S("task.routing_timeout_sec", 10.0, "Max seconds for the router.", (int, float), min=0.1),
     S("task.close_timeout_sec", 10.0, "Max seconds for the closer.", (int, float), min=0.1),
     S("task.generation_timeout_sec", 600.0, "Max seconds of one executor run.", (int, float), min=1),
@@ -143,7 +147,7 @@ SETTINGS: tuple[Setting, ...] = (
       "starts a new task and its route reason (job view, `alter0 job`) says 'ask:' with the candidate tasks, to move it with "
       "/task use ID. 0 = off.", (int, float), min=0, max=1),
     S("closer.backend", "embedded", "Closer backend.", choices=CLOSERS),
-    S("executor.name", "auto", "Executor: auto picks the first of codex, claude, llm on PATH.", choices=EXECUTORS),
+    S("executor.name", "auto", "Executor: auto picks the first of codex, claude, llm on PATH or in alter0's own bin directory (the venv's).", choices=EXECUTORS),
     S("executor.command", None, "argv of the command executor (prompt on stdin, reply on stdout).",
       (list, type(None)), check=_argv_list),
     S("executor.workdir_root", "", "Root of per-task working directories (default output_dir/work)."),
@@ -181,8 +185,22 @@ SETTINGS: tuple[Setting, ...] = (
       choices=("default", "acceptEdits", "plan", "bypassPermissions")),
     S("executor.claude.max_turns", 0, "claude --max-turns (0 = not passed).", int, min=0),
     S("executor.llm.model", "SmolLM2", "Model id for the llm CLI."),
-    S("executor.openai.base_url", "http://127.0.0.1:11434", "Base URL of an OpenAI-compatible server."),
-    S("executor.openai.api_key_env", "OPENAI_API_KEY", "Environment variable holding the API key."),
+    S("executor.llm.system", "You are a helpful assistant. Answer briefly and directly, in the language of the question.",
+      "System prompt the llm executor passes (-s) on every turn (the default halved SmolLM2's p50 answer time on "
+      "bench/local_model with the same repetition and topic scores); empty = the model's own."),
+    S("executor.llm.max_chars", 1200, "Longest reply of the llm executor: the run is stopped there (0 = no limit); a "
+      "run that repeats one sentence a third time is stopped too.", int, min=0),
+    S("executor.base_url", "", "Root URL of your own model server (vLLM, Ollama, llama.cpp server, a proxy; with "
+      "or without /v1) for any executor: codex gets it as a Responses-API model provider, claude as "
+      "ANTHROPIC_BASE_URL, llm as OPENAI_BASE_URL, openai as its server; empty = each tool's own default "
+      "(openai: executor.openai.base_url)."),
+    S("executor.api_key", "", "Key for executor.base_url (codex: the provider's key, claude: ANTHROPIC_API_KEY, "
+      "llm and openai: the OpenAI key); empty = none given (openai: the variable named by "
+      "executor.openai.api_key_env).", secret=True),
+    S("executor.openai.base_url", "http://127.0.0.1:11434", "Base URL of the openai executor's server when "
+      "executor.base_url is empty (the older name of the same setting)."),
+    S("executor.openai.api_key_env", "OPENAI_API_KEY", "Environment variable holding the openai executor's key "
+      "when executor.api_key is empty."),
     S("security.admin_user_ids", [], "Users whose own token (or the local CLI) may run admin commands; a claimed "
       "user id never makes anyone admin.", list, check=_str_list, admin_only=True),
     S("security.api_token", "", "Shared admin bearer token on /api/* and the console; with it (or any "

@@ -112,7 +112,8 @@ class DailySizeFileHandler(logging.Handler):
 
 
 def setup_logging(cfg: Config, process_name: str, level: str = "INFO", console: bool = True) -> Path:
-    """Send the root logger to JSON files under output/logs (and plain text to stderr); return the folder."""
+    """Send the root logger to JSON files under output/logs (and plain text to stderr from
+    runtime.log.console_level up); return the folder."""
     folder = output_paths(cfg.output_dir)["logs"]
     root = logging.getLogger()
     for handler in [h for h in root.handlers if getattr(h, "_alter0", False)]:
@@ -123,6 +124,7 @@ def setup_logging(cfg: Config, process_name: str, level: str = "INFO", console: 
     handlers: list[logging.Handler] = [handler]
     if console:
         stream = logging.StreamHandler(sys.stderr)
+        stream.setLevel(cfg["runtime.log.console_level"].upper())  # the files keep everything at ``level``
         stream.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         handlers.append(stream)
     for h in handlers:

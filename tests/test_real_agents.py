@@ -20,11 +20,11 @@ import pytest
 from alter0.executors import ExecRequest, ExecutorError, build_executor
 from alter0.executors.process import group_alive
 from support.helpers import ROOT, default_settings, exec_request, group_pids, pid_alive, skip_or_fail, wait_until
-from support.model_stub import ModelStub, claude_env, codex_config_toml
+from support.model_stub import ModelStub
 
 AGENTS = ("codex", "claude")
 OVERLOAD = {"codex": "429", "claude": "529"}
-STUB_KEY_ENV = "MODEL_STUB_KEY"
+STUB_KEY = "stub-key-1234"
 TIMINGS: dict[str, list[float]] = {}
 #: An ExecRequest in ``tmp_path/work``: make_request(tmp_path, prompt, session_id=None, timeout=60, **kw).
 make_request = functools.partial(exec_request, timeout=60)
@@ -48,15 +48,12 @@ def stub():
 
 
 def agent_config(agent: str, home: Path, base_url: str, bin_dir: Path) -> dict:
-    """executor.* settings (nested) that run ``agent`` against the stub at ``base_url``, isolated in ``home``."""
-    env = {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
-    if agent == "codex":
-        (home / "codex").mkdir(parents=True, exist_ok=True)
-        (home / "codex" / "config.toml").write_text(codex_config_toml(base_url, STUB_KEY_ENV))
-        env[STUB_KEY_ENV] = "stub-key"
-    else:
-        env.update(claude_env(base_url))
-    return {"name": agent, "home": str(home), "env": env}
+    """executor.* settings (nested) that run ``agent`` against the stub at ``base_url``, isolated in ``home``.
+
+    The model server is given only through executor.base_url and executor.api_key (no extra_args, no
+    config file, no ANTHROPIC_* variables): the adapters turn them into what each CLI understands."""
+    return {"name": agent, "home": str(home), "base_url": base_url, "api_key": STUB_KEY,
+            "env": {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}}
 
 
 def settings_for(agent: str, tmp_path: Path, base_url: str, bin_dir: Path) -> dict:
@@ -98,6 +95,8 @@ def test_adapter_two_turns_resume_and_usage(agent, agents_bin, stub, tmp_path):
     assert "second prompt, a bit longer" in second.text and "user_turns=2" in second.text
     turn2 = stub.model_requests()[-1]
     assert any("first prompt: what is 2+2?" in t for t in turn2["user_texts"])  # the earlier turn was resent
+    assert all(r["auth"] for r in stub.model_requests())  # executor.api_key reached the server
+    assert STUB_KEY not in " ".join(ex.argv(make_request(tmp_path, "x")))  # never on a command line
     for usage in (first.usage, second.usage):
         assert usage["input_tokens"] > 0 and usage["output_tokens"] > 0
         if agent == "claude":

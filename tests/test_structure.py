@@ -13,7 +13,7 @@ PACKAGES = ("alter0", "tasks", "web")
 #: Lowest layer first; a module may import its own layer or lower ones only. Prefixes match whole names.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("base", ("alter0", "alter0.config", "alter0.errors", "alter0.paths", "alter0.inputs", "alter0.models",
-              "alter0.prepared", "alter0.secrets", "alter0.faults")),
+              "alter0.prepared", "alter0.secrets", "alter0.faults", "alter0.repetition")),
     ("storage", ("alter0.database", "alter0.migrations", "alter0.archive", "alter0.jobstate", "alter0.taskstate",
                  "alter0.turns", "alter0.liveness", "alter0.retention", "alter0.memory", "alter0.jsonlog",
                  "alter0.logging_setup", "alter0.bind", "alter0.inflight", "alter0.principals", "alter0.audit",

@@ -7,6 +7,7 @@ without security.api_token is refused at start.
 """
 
 import sys
+from pathlib import Path
 
 from alter0.bind import check_bind
 from alter0.config import load_config
@@ -22,9 +23,14 @@ threads = _cfg["web.threads"]
 timeout = 60  # worker heartbeat, not request length (gthread)
 keepalive = 5
 graceful_timeout = int(_cfg["runtime.shutdown.drain_timeout_sec"] + 0.999)
-accesslog = "-"
+# runtime.log.console_level: info prints the access log on the terminal; warning (scripts/run) writes it to
+# output/logs/web-access.log and prints only gunicorn's warnings and errors.
+_quiet = _cfg["runtime.log.console_level"] in ("warning", "error")
+if _quiet:
+    (Path(_cfg.output_dir) / "logs").mkdir(parents=True, exist_ok=True)
+accesslog = str(Path(_cfg.output_dir) / "logs" / "web-access.log") if _quiet else "-"
 errorlog = "-"
-loglevel = "info"
+loglevel = _cfg["runtime.log.console_level"]
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms'
 proc_name = "alter0-web"
 

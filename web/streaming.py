@@ -25,11 +25,6 @@ def sse(event: str, obj: dict, seq: int | None = None) -> str:
     return f"{head}event: {event}\ndata: {json.dumps(obj, ensure_ascii=False, default=str)}\n\n"
 
 
-def new_events(job_id: int, after: int) -> list[JobEvent]:
-    return list(JobEvent.select().where((JobEvent.job == job_id) & (JobEvent.id > after))
-                .order_by(JobEvent.id).limit(500))
-
-
 def follow(job_id: int, after: int, limit: float) -> Iterator[tuple[str, Any]]:
     """Yield ("event", JobEvent) as they appear, ("heartbeat", None) when quiet, then ("end"|"timeout", Job)."""
     deadline = time.monotonic() + limit
@@ -37,7 +32,7 @@ def follow(job_id: int, after: int, limit: float) -> Iterator[tuple[str, Any]]:
     delay = 0.02
     while True:
         job = views.get_job(job_id)  # read the state first: events written before it ended are all seen below
-        events = new_events(job_id, after)
+        events = views.new_events(job_id, after)
         for e in events:
             after = e.id
             yield "event", e

@@ -10,10 +10,10 @@ from ..commands import is_command, run_command
 from ..config import BUSY_POLICIES
 from ..database import sizes, storage_error
 from ..errors import Alter0Error
-from ..models import TERMINAL
+from ..models import TERMINAL, JobEvent
 from ..principals import cli_principal
 from ..queue import run_worker
-from . import bench, ops, security, web, workspace
+from . import bench, ops, progress, security, web, workspace
 from .codes import RET_JOB_FAILED, RET_OK, RET_PENDING, RET_USAGE
 from .common import fail as _fail, print_json as _print_json, runtime as _runtime
 from .workspace import cmd_task_workspace, receipt_text
@@ -34,7 +34,10 @@ def cmd_send(args) -> int:
         print(f"alter0: no worker is running; job {job.id} is queued and will be answered when one starts "
               f"(run `alter0 worker`, or `alter0 job show {job.id}` later)", file=sys.stderr)
     timeout = args.timeout or (rt.cfg["task.generation_timeout_sec"] + 60)
-    job = service.wait(job.id, timeout)
+    if args.json or args.quiet or not sys.stderr.isatty():
+        job = service.wait(job.id, timeout)
+    else:  # a terminal: the stage, the routing decision and the executor's progress as they happen
+        job = progress.follow(job.id, timeout)
     return _report_job(job, args.json)
 
 
@@ -54,18 +57,33 @@ def _report_job(job, as_json: bool) -> int:
     return _fail(f"job {job.id} {job.status} ({err.get('kind')}): {err.get('message')}", RET_JOB_FAILED)
 
 
+#: Longest ``job show --follow`` follows a job without --wait (the job goes on after).
+FOLLOW_LIMIT_SEC = 24 * 3600.0
+
+
 def cmd_job(args) -> int:
     _runtime(args, queue=args.action == "retry")
     if args.action == "show":
-        job = service.wait(args.id, args.wait) if args.wait else views.get_job(args.id)
+        if args.follow and not args.json:  # every timeline entry as it happens, until the job ends
+            job = progress.follow(views.get_job(args.id).id, args.wait or FOLLOW_LIMIT_SEC, out=sys.stdout,
+                                  live=sys.stdout.isatty(), every_event=True)
+        elif args.follow:
+            job = service.wait(args.id, args.wait or FOLLOW_LIMIT_SEC)
+        else:
+            job = service.wait(args.id, args.wait) if args.wait else views.get_job(args.id)
         view = views.job_view(job, events=args.events)
         if args.json:
             _print_json(view)
-        else:
-            for key in ("job_id", "status", "stage", "task_id", "decision", "response", "error"):
-                print(f"{key}: {view[key]}")
-            if view["receipt"]:
-                print(receipt_text(view["receipt"]))
+            return RET_OK
+        for key in ("job_id", "status", "stage", "task_id", "decision", "response"):
+            print(f"{key}: {view[key]}")
+        print(f"error: {views.error_text(view['error']) or None}")
+        if view["receipt"]:
+            print(receipt_text(view["receipt"]))
+        if args.events:
+            print("events:")
+            for e in JobEvent.select().where(JobEvent.job == job.id).order_by(JobEvent.id):
+                print("  " + progress.timeline_line(e))
         return RET_OK
     if args.action == "cancel":
         job = service.cancel(args.id)
@@ -175,8 +193,8 @@ def setup_process_logging(rt, name: str) -> None:
 
 def preflight_or_fail(config_path: str | None, process: str) -> int:
     """Run the start-up checks; print each problem as one line and return non-zero if any."""
-    from ..ops.doctor import run_preflight
-    _, problems = run_preflight(config_path)
+    from ..ops.doctor import STARTUP_SKIP, run_preflight
+    _, problems = run_preflight(config_path, skip=STARTUP_SKIP)
     for problem in problems:
         print(f"alter0 {process}: {problem}", file=sys.stderr)
     return RET_USAGE if problems else RET_OK
@@ -205,7 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--busy-policy", choices=BUSY_POLICIES, help="with --task, when that task is generating: "
                    "enqueue, reject, interrupt or collect (default the task's, else task.busy_policy)")
     s.add_argument("--async", dest="async_", action="store_true", help="print the job id and return at once")
-    s.add_argument("--json", action="store_true")
+    s.add_argument("--json", action="store_true", help="one JSON object on stdout, no progress")
+    s.add_argument("--quiet", "-q", action="store_true", help="no progress on a terminal, only the answer")
     s.add_argument("--timeout", type=float, help="seconds to wait for the answer")
     s.set_defaults(fn=cmd_send)
 
@@ -219,7 +238,10 @@ def build_parser() -> argparse.ArgumentParser:
     j.add_argument("id")
     j.add_argument("--json", action="store_true")
     j.add_argument("--events", action="store_true", help="include the job's timeline")
-    j.add_argument("--wait", type=float, default=0, help="with show: wait up to N seconds for the job to end")
+    j.add_argument("--follow", "-f", action="store_true", help="with show: print the timeline as it happens "
+                   "until the job ends")
+    j.add_argument("--wait", type=float, default=0, help="with show: wait (or --follow) up to N seconds for the "
+                   "job to end")
     j.set_defaults(fn=cmd_job)
 
     t = sub.add_parser("task", help="list, show, close or reopen tasks")

@@ -12,6 +12,7 @@ import json
 from typing import Any
 
 from ..errors import ExecutorError
+from . import model_server
 from .base import ExecRequest, ExecResult
 from .codex import EVENT_TEXT_CHARS, parse_event
 from .cli_base import AgentCliExecutor, classify_failure
@@ -90,6 +91,17 @@ class ClaudeExecutor(AgentCliExecutor):
     name = "claude"
     config_env = "CLAUDE_CONFIG_DIR"
     default_config_dir, session_globs = ".claude", ("projects/*/{id}.jsonl",)
+
+    def server_env(self) -> dict[str, str]:
+        """With executor.base_url: ANTHROPIC_BASE_URL (and key), no outside traffic, no retries of its own."""
+        root = self.server_root()
+        if not root:
+            return {}
+        env = {"ANTHROPIC_BASE_URL": root, "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+               "CLAUDE_CODE_MAX_RETRIES": "0"}  # alter0's retry policy decides
+        if model_server.api_key(self.settings):
+            env["ANTHROPIC_API_KEY"] = model_server.api_key(self.settings)
+        return env
 
     def argv(self, req: ExecRequest) -> list[str]:
         """The full command line for ``req``."""

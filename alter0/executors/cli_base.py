@@ -20,16 +20,22 @@ import logging
 import os
 import re
 import shutil
+import sys
 from pathlib import Path
 from typing import Any, Mapping
 
 from ..config import SETTINGS_BY_KEY
 from ..errors import ExecutorError
-from . import session_ids
+from . import model_server, session_ids
 from .base import ExecRequest, Executor
 from .process import ProcessResult, run_process
 
 logger = logging.getLogger(__name__)
+
+def install_bin() -> str:
+    """The directory of the running interpreter: the venv's bin for an installed alter0 (not resolved)."""
+    return os.path.dirname(os.path.abspath(sys.executable))
+
 
 class CliExecutor(Executor):
     """Base of the executors that spawn a binary: settings lookup, environment, home dir, spawning."""
@@ -61,7 +67,7 @@ class CliExecutor(Executor):
         return Path(root).expanduser().resolve() / self.name
 
     def build_env(self) -> dict[str, str]:
-        """os.environ, then the isolated home (if any), then executor.env."""
+        """os.environ, then the isolated home (if any), then the model server's variables, then executor.env."""
         env = dict(os.environ)
         home = self.home_dir()
         if home is not None:
@@ -69,8 +75,30 @@ class CliExecutor(Executor):
             env["HOME"] = str(home)
             if self.config_env:
                 env[self.config_env] = str(home)
+        env.update(self.server_env())
         env.update(self.setting("executor.env") or {})
+        env["PATH"] = self.search_path()  # an agent started from the install finds its siblings too
         return env
+
+    def server_root(self) -> str:
+        """executor.base_url as a server root (no trailing /v1), or "" for the tool's own default."""
+        return model_server.server_root(self.settings, self.name)
+
+    def server_env(self) -> dict[str, str]:
+        """Environment that points the tool at executor.base_url (none by default)."""
+        return {}
+
+    def search_path(self) -> str:
+        """The executor's PATH, then the install's own bin directory (where ``sys.executable`` is).
+
+        The CLI, the web front end and the worker may be started with different PATHs (the README's
+        ``.venv/bin/alter0`` is run without activating the venv); looking in the install's own
+        environment last makes ``executor.name = auto`` resolve the same in all of them.
+        """
+        env_path = (self.setting("executor.env") or {}).get("PATH", os.environ.get("PATH", os.defpath))
+        own_bin = install_bin()
+        parts = env_path.split(os.pathsep) if env_path else []
+        return os.pathsep.join(parts + ([own_bin] if own_bin not in parts else []))
 
     def checkpoint(self, session_id: str | None) -> dict | None:
         """The sizes of the session's files now: they are append-only, so cutting them back to these sizes
@@ -94,14 +122,13 @@ class CliExecutor(Executor):
                 logger.warning("%s session file %s could not be rolled back: %s", self.name, path, exc)
 
     def which(self) -> str | None:
-        """Full path of the binary on the executor's PATH, or None."""
-        env_path = (self.setting("executor.env") or {}).get("PATH", os.environ.get("PATH"))
-        return shutil.which(self.argv0(), path=env_path)
+        """Full path of the binary on the executor's PATH or in the install's bin directory, or None."""
+        return shutil.which(self.argv0(), path=self.search_path())
 
     def available(self) -> tuple[bool, str]:
-        """Whether the binary is on PATH, and where."""
+        """Whether the binary is on PATH (or in the install's bin directory), and where."""
         found = self.which()
-        return (True, found) if found else (False, f"'{self.argv0()}' not found on PATH")
+        return (True, found) if found else (False, f"'{self.argv0()}' not found on PATH nor in {install_bin()}")
 
     def spawn(self, req: ExecRequest, argv: list[str], stdin_text: str | None, on_line=None) -> ProcessResult:
         """Run argv for ``req`` with this executor's environment, in the request's workdir."""

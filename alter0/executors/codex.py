@@ -12,9 +12,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ExecutorError
+from . import model_server
 from .base import ExecRequest, ExecResult
 from .cli_base import AgentCliExecutor, classify_failure
 
+#: The model provider executor.base_url becomes, and the variable holding its key.
+PROVIDER_ID = "alter0"
+PROVIDER_KEY_ENV = "ALTER0_EXECUTOR_API_KEY"
 #: Characters of an item's text or command kept in a progress event.
 EVENT_TEXT_CHARS = 200
 
@@ -110,12 +114,35 @@ class CodexExecutor(AgentCliExecutor):
     cumulative_usage = True  # turn.completed on a resumed thread reports the thread's running total
     default_config_dir, session_globs = ".codex", ("sessions/**/rollout-*-{id}.jsonl",)
 
+    def provider_args(self) -> list[str]:
+        """With executor.base_url: ``-c`` overrides making it codex's model provider (Responses wire API).
+
+        Also off: analytics (each run would wait ~5 s at exit), the plugin sync (github.com) and the update
+        check -- a self-hosted model server means no outside traffic; retries are alter0's to decide."""
+        root = self.server_root()
+        if not root:
+            return []
+        provider = {"name": "alter0 executor.base_url", "base_url": f"{root}/v1", "wire_api": "responses",
+                    "supports_websockets": False, "request_max_retries": 0, "stream_max_retries": 0}
+        if model_server.api_key(self.settings):
+            provider["env_key"] = PROVIDER_KEY_ENV
+        overrides = {"model_provider": PROVIDER_ID, "analytics.enabled": False, "features.plugins": False,
+                     "check_for_update_on_startup": False,
+                     **{f"model_providers.{PROVIDER_ID}.{k}": v for k, v in provider.items()}}
+        return [arg for key, value in overrides.items() for arg in ("-c", f"{key}={json.dumps(value)}")]
+
+    def server_env(self) -> dict[str, str]:
+        """The provider's key, in the variable the provider names (never on the command line)."""
+        key = model_server.api_key(self.settings)
+        return {PROVIDER_KEY_ENV: key} if self.server_root() and key else {}
+
     def argv(self, req: ExecRequest) -> list[str]:
         """The full command line for ``req`` (options first, then ``resume <id>``, then ``-``)."""
         argv = [self.binary, "exec", "--json", "--color", "never", "--skip-git-repo-check",
                 "--sandbox", self.setting("executor.codex.sandbox"), "-C", str(req.workdir)]
         if self.setting("executor.model"):
             argv += ["-m", self.setting("executor.model")]
+        argv += self.provider_args()
         argv += list(self.setting("executor.extra_args") or [])
         session = self.resume_id(req)
         if session:

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 from ..config import SETTINGS_BY_KEY
 from ..errors import ExecutorError
+from . import model_server
 from .base import ExecRequest, ExecResult, Executor
 from .process import POLL_SEC
 
@@ -75,7 +76,7 @@ def http_error(status: int, body: bytes) -> ExecutorError:
 
 
 class OpenAIExecutor(Executor):
-    """Chat completions against executor.openai.base_url with executor.model."""
+    """Chat completions against executor.base_url (or executor.openai.base_url) with executor.model."""
 
     name = "openai"
     keeps_session = False
@@ -85,22 +86,27 @@ class OpenAIExecutor(Executor):
         return self.settings.get(key, SETTINGS_BY_KEY[key].default)
 
     def api_key(self) -> str | None:
-        """The key from executor.env or the environment variable named by executor.openai.api_key_env."""
+        """executor.api_key, else the variable named by executor.openai.api_key_env (executor.env, then os.environ)."""
         name = self.setting("executor.openai.api_key_env")
-        return (self.setting("executor.env") or {}).get(name) or os.environ.get(name)
+        return (model_server.api_key(self.settings) or (self.setting("executor.env") or {}).get(name)
+                or os.environ.get(name))
+
+    def base_url(self) -> str:
+        """executor.base_url, else executor.openai.base_url, as a server root."""
+        return model_server.server_root(self.settings, self.name)
 
     def available(self) -> tuple[bool, str]:
         """Whether a TCP connection to the server opens within half a second."""
-        url = urlsplit(self.setting("executor.openai.base_url"))
+        url = urlsplit(self.base_url())
         try:
             socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)), 0.5).close()
-            return True, self.setting("executor.openai.base_url")
-        except OSError as exc:
-            return False, f"{self.setting('executor.openai.base_url')} unreachable: {exc}"
+            return True, self.base_url()
+        except (OSError, TypeError) as exc:
+            return False, f"{self.base_url()} unreachable: {exc}"
 
     def run(self, req: ExecRequest) -> ExecResult:
         """Send the prompt as one user message and stream the reply."""
-        url = urlsplit(self.setting("executor.openai.base_url").rstrip("/"))
+        url = urlsplit(self.base_url())
         cls = http.client.HTTPSConnection if url.scheme == "https" else http.client.HTTPConnection
         conn = cls(url.hostname, url.port, timeout=req.timeout + 1.0)  # the loop below decides first
         outcome: dict[str, Any] = {}
@@ -127,7 +133,6 @@ class OpenAIExecutor(Executor):
         if self.api_key():
             headers["Authorization"] = f"Bearer {self.api_key()}"
         try:
-            path = path[:-3] if path.endswith("/v1") else path  # base_url given with or without /v1
             conn.request("POST", f"{path}/v1/chat/completions", json.dumps(body).encode(), headers)
             resp = conn.getresponse()
             if resp.status != 200:

@@ -8,6 +8,7 @@ leader are killed as well, because an agent's helper outliving its run is an orp
 
 from __future__ import annotations
 
+import codecs
 import functools
 import logging
 import os
@@ -50,23 +51,29 @@ class ProcessResult:
     stdout: str
     stderr_tail: str
     duration: float
+    #: True when the caller's ``stop`` event ended the run early (its output so far is kept).
+    stopped: bool = False
 
 
 def run_process(argv: Sequence[str], *, stdin_text: str | None = None, env: Mapping[str, str] | None = None,
                 cwd: str | os.PathLike | None = None, timeout: float, cancel: threading.Event,
                 on_stdout_line: Callable[[str], None] | None = None,
-                on_spawn: Callable[[int], None] | None = None) -> ProcessResult:
+                on_spawn: Callable[[int], None] | None = None,
+                on_stdout_chunk: Callable[[str], None] | None = None,
+                stop: threading.Event | None = None) -> ProcessResult:
     """Run ``argv`` (never through a shell) in a new process group; raise ExecutorError on timeout/cancel.
 
     ``on_spawn(pgid)`` is called once the process has run for SPAWN_REPORT_SEC (a run that ends sooner has
-    nothing left to kill after a crash, and saves the caller a database write)."""
+    nothing left to kill after a crash, and saves the caller a database write). ``on_stdout_chunk`` gets the
+    output as it arrives (a streaming reply without newlines); setting ``stop`` ends the run early as done,
+    the group killed and ``stopped`` true."""
     started = time.monotonic()
     proc = _spawn(argv, stdin_text, env, cwd)
     pgid = proc.pid  # start_new_session=True: the leader's pid is the group id
     lines: list[str] = []
     tail: deque[bytes] = deque()
     threads = [
-        _thread(_read_stdout, proc.stdout, lines, on_stdout_line),
+        _thread(_read_stdout, proc.stdout, lines, on_stdout_line, on_stdout_chunk),
         _thread(_read_stderr, proc.stderr, tail),
     ]
     if stdin_text is not None:
@@ -78,7 +85,7 @@ def run_process(argv: Sequence[str], *, stdin_text: str | None = None, env: Mapp
     tree = ProcessTree(pgid)
     try:
         outcome = _wait(proc, threads[0], tree, cancel, started + timeout,
-                        on_spawn and (lambda: on_spawn(pgid)))
+                        on_spawn and (lambda: on_spawn(pgid)), stop)
     except BaseException:
         tree.kill()
         proc.wait()
@@ -94,7 +101,8 @@ def run_process(argv: Sequence[str], *, stdin_text: str | None = None, env: Mapp
                             f"(process group {pgid} killed)")
     if outcome == "cancelled":
         raise ExecutorError("cancelled", f"{name} was cancelled; process group {pgid} killed")
-    return ProcessResult(proc.returncode, "".join(lines), stderr_tail, time.monotonic() - started)
+    return ProcessResult(proc.returncode, "".join(lines), stderr_tail, time.monotonic() - started,
+                         stopped=outcome == "stopped")
 
 
 def _die_with_parent() -> None:
@@ -173,8 +181,8 @@ def _spawn(argv: Sequence[str], stdin_text: str | None, env: Mapping[str, str] |
 
 
 def _wait(proc: subprocess.Popen, reader: threading.Thread, tree: ProcessTree, cancel: threading.Event,
-          deadline: float, on_running: Callable[[], None] | None) -> str:
-    """Wait for the leader to exit and stdout to drain; return 'done', 'timeout' or 'cancelled'.
+          deadline: float, on_running: Callable[[], None] | None, stop: threading.Event | None = None) -> str:
+    """Wait for the leader to exit and stdout to drain; return 'done', 'timeout', 'cancelled' or 'stopped'.
 
     The leader's exit is noticed within a millisecond or so (``Popen.wait`` backs off from 0.5 ms), cancel and
     the deadline within POLL_SEC."""
@@ -191,6 +199,8 @@ def _wait(proc: subprocess.Popen, reader: threading.Thread, tree: ProcessTree, c
             on_running = None
         if cancel.is_set():
             return "cancelled"
+        if stop is not None and stop.is_set():
+            return "stopped"
         if now >= deadline:
             return "timeout"
         if proc.poll() is not None:
@@ -214,7 +224,19 @@ def _thread(target: Callable, *args: object) -> threading.Thread:
     return t
 
 
-def _read_stdout(stream, lines: list[str], on_line: Callable[[str], None] | None) -> None:
+def _read_stdout(stream, lines: list[str], on_line: Callable[[str], None] | None,
+                 on_chunk: Callable[[str], None] | None = None) -> None:
+    if on_chunk is not None:  # as it arrives, not by line
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        for raw in iter(lambda: stream.read1(4096), b""):
+            text = decoder.decode(raw)
+            lines.append(text)
+            try:
+                on_chunk(text)
+            except Exception:
+                logger.exception("stdout chunk callback failed")
+        stream.close()
+        return
     for raw in iter(stream.readline, b""):
         line = raw.decode("utf-8", "replace")
         lines.append(line)

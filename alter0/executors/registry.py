@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import threading
+from pathlib import Path
 from typing import Any
 
 from ..errors import ExecutorError
 from .base import Executor
 from .claude import ClaudeExecutor
+from .cli_base import install_bin
 from .codex import CodexExecutor
 from .command import CommandExecutor
 from .llm import LlmExecutor
@@ -30,15 +32,37 @@ def _settings(cfg: Any) -> dict[str, Any]:
     return cfg.as_dict() if hasattr(cfg, "as_dict") else dict(cfg)
 
 
+#: Written by scripts/run beside the venv's bin while the local model installs in the background (holds the log path).
+INSTALLING_MARKER = "alter0-local-model.installing"
+
+
+def local_model_installing() -> str | None:
+    """The install log's path while scripts/run installs the local model in the background, else None."""
+    marker = Path(install_bin()).parent / INSTALLING_MARKER
+    try:
+        return marker.read_text().strip() or str(marker)
+    except OSError:
+        return None
+
+
 def resolve_name(cfg: Any) -> str:
-    """executor.name, with ``auto`` replaced by the first of codex, claude, llm found on PATH."""
+    """executor.name, with ``auto`` replaced by the first of codex, claude, llm found on PATH or in the install's bin.
+
+    The same answer in the CLI, the web front end and the worker whatever PATH each was started with
+    (``CliExecutor.search_path``)."""
     name = _settings(cfg).get("executor.name", "auto")
     if name != "auto":
         return name
     for candidate in AUTO_ORDER:
         if EXECUTORS[candidate](_settings(cfg)).available()[0]:
             return candidate
-    raise ExecutorError("not_found", f"executor.name is auto but none of {', '.join(AUTO_ORDER)} is on PATH; "
+    installing = local_model_installing()
+    if installing:
+        raise ExecutorError("not_found", f"the local model (llm + SmolLM2) is still installing (log: {installing}); "
+                            "executor.name = auto answers with it as soon as it is ready -- try again in a few "
+                            "minutes, or set executor.name (codex, claude, openai with executor.base_url)")
+    raise ExecutorError("not_found", f"executor.name is auto but none of {', '.join(AUTO_ORDER)} is on PATH "
+                        f"nor in alter0's own {install_bin()}; "
                         "install one of them or set executor.name (command, openai)")
 
 

@@ -11,6 +11,8 @@ from typing import Callable
 
 from ..config import Config, load_config
 from ..errors import Alter0Error, ConfigError
+from ..executors.model_server import api_key, probe, server_root
+from ..executors.registry import available_executors, local_model_installing, resolve_name
 from ..migrations import EXPECTED_VERSION
 from ..paths import output_paths
 
@@ -165,17 +167,37 @@ def check_queue_store(cfg: Config) -> list[Problem]:
 
 def check_executor(cfg: Config) -> list[Problem]:
     """The configured executor (``auto`` resolved) is on PATH or its server answers."""
-    from ..executors.registry import available_executors, resolve_name  # loaded when the check runs
+
     try:
         name = resolve_name(cfg)
     except Alter0Error as exc:
+        if local_model_installing():  # scripts/run installs it in the background: web and worker start meanwhile
+            return [Problem("local_model", exc.message.split("; ")[0], "wait for the install to finish "
+                            "(scripts/run prints when), or set executor.name")]
         return [Problem("executor", exc.message.split("; ")[0],
                         "put codex, claude or llm on PATH, or set executor.name (command + executor.command, openai)")]
     ok, detail = available_executors(cfg).get(name, (False, f"unknown executor {name!r}"))
-    if ok:
+    if not ok:
+        return [Problem("executor", f"executor {name} is not usable: {detail}",
+                        _EXECUTOR_FIX.get(name, "install it or choose another executor.name"))]
+    return []
+
+
+def check_model_server(cfg: Config) -> list[Problem]:
+    """The executor's model server (executor.base_url; openai: its server) answers ``GET /v1/models``.
+
+    Not a start-up check (``STARTUP_SKIP``): a worker starts while its model server restarts, and a job
+    meanwhile fails as transient and is retried."""
+    try:
+        name = resolve_name(cfg)
+    except Alter0Error:
+        return []  # check_executor says why
+    root = server_root(cfg.as_dict(), name) if name != "command" else ""
+    answers, detail = probe(root, api_key(cfg.as_dict())) if root else (True, "")
+    if answers:
         return []
-    return [Problem("executor", f"executor {name} is not usable: {detail}",
-                    _EXECUTOR_FIX.get(name, "install it or choose another executor.name"))]
+    return [Problem("model_server", f"executor {name}: {detail}",
+                    "start the model server at executor.base_url, or fix executor.base_url / executor.api_key")]
 
 
 _EXECUTOR_FIX = {
@@ -183,7 +205,7 @@ _EXECUTOR_FIX = {
     "claude": "npm install -g @anthropic-ai/claude-code (or put claude on PATH), or set executor.name",
     "llm": "pip install llm (or put llm on PATH), or set executor.name",
     "command": "set executor.command to the argv of an executable that exists",
-    "openai": "start the server at executor.openai.base_url or fix that URL",
+    "openai": "start the server at executor.base_url (or executor.openai.base_url) or fix that URL",
 }
 
 
@@ -217,8 +239,10 @@ def _no_executor(prompt: str, timeout: float) -> str:
 
 CHECKS: dict[str, Callable[[Config], list[Problem]]] = {
     "output_dirs": check_output_dirs, "database": check_database, "queue": check_queue_store,
-    "executor": check_executor, "router": check_router,
+    "executor": check_executor, "model_server": check_model_server, "router": check_router,
 }
+#: Checks ``alter0 doctor`` runs but a starting worker or web server does not.
+STARTUP_SKIP = ("model_server", "local_model")
 
 
 def preflight(cfg: Config, skip: tuple[str, ...] = ()) -> list[Problem]:
@@ -226,7 +250,7 @@ def preflight(cfg: Config, skip: tuple[str, ...] = ()) -> list[Problem]:
     problems: list[Problem] = []
     for name, check in CHECKS.items():
         if name not in skip:
-            problems.extend(check(cfg))
+            problems.extend(p for p in check(cfg) if p.check not in skip)
     return problems
 
 

@@ -18,6 +18,8 @@ a resumed turn can be seen carrying the earlier turn. Modes (``set_mode(mode, ti
 Use it in-process (``with ModelStub() as stub: stub.url``) or run it:
 ``python -m tests.support.model_stub --port 18080 [--mode ok] [--log requests.jsonl]``; a running stub
 also takes ``POST /_stub/mode {"mode": "429", "times": 1}`` and answers ``GET /_stub/requests``.
+Point an alter0 executor at it with ``executor.base_url = stub.url`` (and any ``executor.api_key``): the
+adapters configure codex and claude from those two settings alone.
 """
 
 from __future__ import annotations
@@ -284,35 +286,6 @@ def _handler_for(stub: ModelStub) -> type[BaseHTTPRequestHandler]:
                 self.wfile.write(payload)
 
     return Handler
-
-
-def codex_config_toml(base_url: str, env_key: str = "MODEL_STUB_KEY") -> str:
-    """A ``$CODEX_HOME/config.toml`` pointing codex at ``base_url`` (no login, no outside traffic)."""
-    return f"""model = "gpt-5.5"  # a slug codex knows: no "model metadata not found" item
-model_provider = "stub"
-check_for_update_on_startup = false
-
-[model_providers.stub]
-name = "alter0 model stub"
-base_url = "{base_url}/v1"  # codex POSTs {{base_url}}/responses
-env_key = "{env_key}"  # sent as Authorization: Bearer $env_key
-wire_api = "responses"
-supports_websockets = false
-request_max_retries = 0  # alter0's retry policy decides, not codex
-stream_max_retries = 0
-
-[analytics]
-enabled = false  # else each run waits ~5 s at exit
-
-[features]
-plugins = false  # else it contacts github.com
-"""
-
-
-def claude_env(base_url: str) -> dict[str, str]:
-    """Environment pointing claude at ``base_url``: fake key, no outside traffic, no internal retries."""
-    return {"ANTHROPIC_BASE_URL": base_url, "ANTHROPIC_API_KEY": "stub-key",
-            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", "CLAUDE_CODE_MAX_RETRIES": "0"}
 
 
 def _whole_message(text: str, model: str, usage_in: int) -> dict:

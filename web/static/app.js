@@ -68,7 +68,7 @@
       if (!r.ok) { const d = await r.json().catch(() => ({})); meta.textContent = "error"; bubble.textContent = d.error ? d.error.message : r.statusText; bubble.classList.add("err"); return; }
       const jobId = r.headers.get("X-Job-Id");
       meta.textContent = ""; meta.append("job ", link(form.dataset.jobUrl, jobId, jobId), " queued");
-      let reply = "";
+      let reply = "", draft = "";
       for await (const ev of ndjson(r)) {
         if (ev.type === "routed") {
           meta.textContent = "";
@@ -77,6 +77,10 @@
           msg.dataset.task = ev.task_id;
         } else if (ev.type === "state") { prog.textContent = ev.to + "…";
         } else if (ev.type === "retry") { prog.textContent = `retrying ${ev.stage || ""} (${ev.kind || ""})…`;
+        } else if (ev.type === "progress" && ev.kind === "executor.delta") {  // the model writing, token by token
+          draft += (ev.data && ev.data.text) || ""; if (!reply) { bubble.textContent = draft; scroll(); } prog.textContent = "writing…";
+        } else if (ev.type === "progress" && ev.kind === "executor.item") {
+          prog.textContent = `${(ev.data && ev.data.type) || "working"}: ${(ev.data && ev.data.text) || ""}`.slice(0, 160);
         } else if (ev.type === "progress") { prog.textContent = (ev.kind || "working") + "…";
         } else if (ev.type === "error") { prog.textContent = `${ev.kind}: ${ev.message}`;
         } else if (ev.type === "chunk") { reply += ev.chunk; bubble.textContent = reply; scroll();
