@@ -77,8 +77,9 @@ def test_job_show_follow_tails_a_running_job(make_env):
     timeline = [line for line in out.splitlines() if re.match(r"\d\d:\d\d:\d\d\.\d{3}  ", line)]
     texts = " | ".join(timeline)
     for expected in ("submitted", "queued -> routing", "routed to new task #1", "generating -> closing",
-                     "command_execution completed: bash -lc ls", "task stays open", "closing -> done"):
+                     "command_execution completed: bash -lc ls", "closing -> done"):
         assert expected in texts, texts
+    assert re.search(r"close +task (closed|stays open) \(", texts), texts  # the closer's decision and its reason
     assert json.loads(env.cli("job", "show", job_id, "--follow", "--json").stdout)["status"] == "done"
 
 

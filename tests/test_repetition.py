@@ -30,7 +30,7 @@ def test_memory_never_refeeds_a_loop(make_env):
     reply = Message.create(task=task.id, role="assistant", content=LOOP, user_id="alter0", channel_id="")
     append_turn(_cfg(env), task.id, reply)
     nxt = Message.create(task=task.id, role="user", content="and now?", user_id="local", channel_id="")
-    prompt = build_prompt(_cfg(env), task, nxt, resume=False)
+    prompt, _ = build_prompt(_cfg(env), task, nxt, resume=False)
     assert prompt.count("The boundaries of reality are ever-changing") == 1, prompt
 
 

@@ -167,7 +167,6 @@ def check_queue_store(cfg: Config) -> list[Problem]:
 
 def check_executor(cfg: Config) -> list[Problem]:
     """The configured executor (``auto`` resolved) is on PATH or its server answers."""
-
     try:
         name = resolve_name(cfg)
     except Alter0Error as exc:
