@@ -27,7 +27,8 @@ class BotApiStub:
         self.calls: list[tuple[float, str, dict]] = []
         self.storm = 0  # the next N send/edit calls answer 429
         self.retry_after = 1
-        self.down_until = 0.0  # every call answers 502 until then
+        self.down_until = 0.0  # calls answer 502 until then (every method, or only those in ``down_methods``)
+        self.down_methods: set[str] | None = None
         self.hold = None  # (method, params) -> True: that request hangs until ``released`` is set
         self.released = threading.Event()
         self.delivered_log: list[dict] = []
@@ -94,7 +95,7 @@ class BotApiStub:
     # --- the API ------------------------------------------------------------------------------------
     def call(self, method: str, p: dict) -> tuple[int, dict]:
         self.calls.append((time.time(), method, p))
-        if time.time() < self.down_until:
+        if time.time() < self.down_until and (self.down_methods is None or method in self.down_methods):
             return 502, {"ok": False, "error_code": 502, "description": "Bad Gateway"}
         if self.hold is not None and self.hold(method, p):
             self.released.wait(120)
@@ -119,7 +120,7 @@ class BotApiStub:
         with self.lock:
             if "offset" in p:
                 self.updates = [u for u in self.updates if u["update_id"] >= int(p["offset"])]
-            while not self.updates and time.time() < deadline and time.time() >= self.down_until:
+            while not self.updates and time.time() < deadline:
                 self.lock.wait(max(0.0, deadline - time.time()))
             return self._ok(self.updates[:int(p.get("limit", 100))])
 
