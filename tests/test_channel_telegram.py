@@ -64,16 +64,16 @@ def test_message_gets_working_message_edited_into_the_reply(tg, stub):
 def test_cold_start_runs_only_recent_updates_and_records_the_rest(tg, stub):
     for i in range(30):
         stub.user_message(f"old {i}", USER, date=time.time() - 7200)
-    for i in range(8):
+    for i in range(110):  # more than one getUpdates batch (100)
         stub.user_message(f"recent {i}", USER)
     env = tg(telegram={"stale_max_count": 3})
     start_channel(env, stub)
     wait_replies(env, stub, USER, 3)
     time.sleep(1.5)
-    assert sorted(j.content for j in jobs()) == ["recent 5", "recent 6", "recent 7"]
+    assert sorted(j.content for j in jobs()) == ["recent 107", "recent 108", "recent 109"]
     from alter0.models import ChannelEvent
     states = [e.state for e in ChannelEvent.select()]
-    assert states.count("stale") == 35 and len(states) == 38  # recorded, not lost
+    assert states.count("stale") == 137 and len(states) == 140  # recorded, not lost
 
 
 def test_restart_with_pending_updates_drops_nothing(tg, stub):

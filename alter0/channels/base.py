@@ -57,6 +57,8 @@ class Channel:
     (poll → inbox → handle → submit; watch jobs → outbox → deliver)."""
 
     platform: str = ""
+    #: Most events one poll returns; a full batch on a cold start means older ones are still coming.
+    batch_limit: int = 100
 
     def __init__(self, rt: Runtime):
         self.rt = rt
@@ -72,7 +74,8 @@ class Channel:
         raise NotImplementedError
 
     def stale(self, events: list[Incoming], cold: bool) -> set[str]:
-        """Event ids not to act on (recorded only): a cold start's flood of old updates. Never on a restart."""
+        """Event ids not to act on (recorded only): a cold start's flood of old updates (every poll until a batch
+        is not full). Never on a restart."""
         return set()
 
     def allowed(self, event: ChannelEvent) -> bool:

@@ -30,15 +30,17 @@ class Runner:
         self.deliverer = outbox.Deliverer(channel, channel.cfg["channels.delivery.max_delay_sec"],
                                           on_error=lambda e: state.failed(self.platform, e, disconnected=False))
         self.wake = threading.Event()
+        self.draining = False  # a cold start's backlog is still coming in full batches: still cold
 
     # --- poll ---------------------------------------------------------------------------------------
     def poll_once(self) -> int:
         """One poll: record new events (stale ones flagged on a cold start only), then save the cursor."""
         saved = state.get(self.platform)
         cursor = saved.cursor if saved else None
-        cold = cursor is None
+        cold = cursor is None or self.draining
         events, new_cursor = self.channel.poll(cursor, cold)
         stale = self.channel.stale(events, cold) if cold and events else set()
+        self.draining = cold and len(events) >= self.channel.batch_limit
         fresh = inbox.record(self.platform, events, stale)
         state.polled(self.platform, new_cursor if new_cursor != cursor else None, got_events=bool(events))
         if fresh:
@@ -91,7 +93,10 @@ class Runner:
 
     def follow(self, event: ChannelEvent) -> None:
         """Turn a submitted job's progress and outcome into deliveries (the outcome once, with the event done)."""
-        job = Job.get_by_id(event.job_id)
+        job = Job.get_or_none(Job.id == event.job_id)
+        if job is None:  # deleted meanwhile: nothing left to report
+            inbox.mark(event, "done", detail="job no longer exists")
+            return
         working = outbox.by_key(self.channel.working_key(event))
         if job.state in TERMINAL:
             with write_tx():
@@ -105,7 +110,13 @@ class Runner:
     def step(self) -> int:
         """Handle new events, follow jobs, send due deliveries; how many deliveries went out."""
         for event in inbox.pending(self.platform):
-            self.handle(event)
+            try:
+                self.handle(event)
+            except Exception as exc:  # one bad event must not block the ones after it; it stays recorded
+                log.exception("%s event %s failed", self.platform, event.event_id)
+                why = f"{type(exc).__name__}: {exc}"[:500]
+                inbox.mark(event, "error", detail=why)
+                state.failed(self.platform, f"event {event.event_id}: {why}", disconnected=False)
         for event in inbox.following(self.platform):
             if event.job_id is None:
                 inbox.mark(event, "done")

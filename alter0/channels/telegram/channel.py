@@ -56,7 +56,8 @@ class TelegramChannel(Channel):
     # --- in -----------------------------------------------------------------------------------------
     def poll(self, cursor: str | None, cold: bool):
         wait = self.cfg["channels.telegram.poll_timeout_sec"]
-        params: dict[str, Any] = {"timeout": wait, "allowed_updates": ["message", "edited_message", "callback_query"]}
+        params: dict[str, Any] = {"timeout": wait, "limit": self.batch_limit,
+                                  "allowed_updates": ["message", "edited_message", "callback_query"]}
         if cursor and int(cursor) > 0:
             params["offset"] = int(cursor)
         updates = self.api.call("getUpdates", params, timeout=wait + self.cfg["channels.delivery.request_timeout_sec"])
@@ -65,11 +66,12 @@ class TelegramChannel(Channel):
         return [parse(u) for u in updates], str(max(u["update_id"] for u in updates) + 1)
 
     def stale(self, events, cold: bool) -> set[str]:
-        """Cold start only: updates older than the window, and all but the newest ``stale_max_count``."""
+        """Cold start only: updates older than the window, and all but the newest ``stale_max_count`` (none of a
+        full batch: newer ones follow it)."""
         oldest = time.time() - self.cfg["channels.telegram.stale_window_sec"]
         stale = {e.event_id for e in events if e.at is not None and e.at < oldest}
         live = [e for e in events if e.event_id not in stale]
-        keep = self.cfg["channels.telegram.stale_max_count"]
+        keep = 0 if len(events) >= self.batch_limit else self.cfg["channels.telegram.stale_max_count"]
         stale |= {e.event_id for e in live[:max(0, len(live) - keep)]}
         return stale
 
