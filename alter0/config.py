@@ -66,6 +66,12 @@ def _prices(value: Any) -> str | None:
 PRICE_KINDS = ("input", "cached_input", "output")
 
 
+def _int_list(value: Any) -> str | None:
+    if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        return "a list of integers"
+    return None
+
+
 def _str_dict(value: Any) -> str | None:
     if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
         return "an object of string values"
@@ -218,6 +224,27 @@ SETTINGS: tuple[Setting, ...] = (
     S("web.workers", 2, "gunicorn worker processes of the web front end.", int, min=1, max=64),
     S("web.threads", 16, "Threads per gunicorn worker (each open sync wait or stream holds one).",
       int, min=1, max=256),
+    S("channels.registry", ["alter0.channels.telegram:TelegramChannel"], "Chat channel classes by dotted path "
+      "(module:Class); the built-in ones are listed here the same way a third-party channel is added.",
+      list, check=_str_list),
+    S("channels.enabled", [], "Channels you run (`alter0 channel NAME`); `alter0 doctor` checks their settings.",
+      list, check=_str_list),
+    S("channels.delivery.max_delay_sec", 10.0, "Longest wait between two attempts of one outbox delivery.",
+      (int, float), min=0.1),
+    S("channels.delivery.request_timeout_sec", 10.0, "Timeout of one request to a chat platform.",
+      (int, float), min=0.5),
+    S("channels.telegram.token", "", "Telegram bot token from @BotFather.", env="ALTER0_TELEGRAM_TOKEN",
+      secret=True),
+    S("channels.telegram.api_url", "https://api.telegram.org", "Bot API base URL (a local Bot API server)."),
+    S("channels.telegram.allowed_users", [], "Telegram user ids allowed to use the bot; everyone else gets one "
+      "refusal line (audited).", list, check=_int_list),
+    S("channels.telegram.allowed_chats", [], "Group/supergroup chat ids the bot answers in (private chats of "
+      "allowed users always work).", list, check=_int_list),
+    S("channels.telegram.poll_timeout_sec", 20, "getUpdates long-poll timeout.", int, min=0, max=50),
+    S("channels.telegram.stale_window_sec", 600, "On a cold start (no saved offset), updates older than this are "
+      "recorded but not run.", int, min=0),
+    S("channels.telegram.stale_max_count", 20, "On a cold start, at most this many of the newest pending updates "
+      "are run; older ones are recorded as stale.", int, min=0),
 ) + tuple(
     s for stage in STAGES for s in (
         S(f"retry.{stage}.attempts", 0, f"Attempts of the {stage} stage (0 = runtime.queue.max_retries + 1).",

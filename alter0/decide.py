@@ -1,4 +1,4 @@
-"""The two decisions: task selection (forced > explicit > router > new) and closing, each with its one
+"""The two decisions: task selection (forced > explicit > thread-bound > router > new) and closing, each with its one
 threshold rule, every backend answer validated under a time limit and every failure degraded (to "new task" /
 "keep open") with its reason kept."""
 
@@ -11,6 +11,7 @@ from typing import Any, Callable
 
 from .candidates import LAST_MESSAGES, PENDING_AFTER, USER_STATE, candidates, task_by_id
 from .models import Job, Task
+from .threads import bound_task
 from .routing.base import (CloseDecision, CloseInput, InvalidOutput, RouteDecision, RouteInput, Turn,
                            validate_close, validate_route)
 
@@ -24,7 +25,7 @@ class Choice:
 
     task: Task | None
     decision: RouteDecision
-    source: str  # forced | explicit | router | new
+    source: str  # forced | explicit | thread | router | new
     reopen: bool = False
 
 
@@ -34,7 +35,8 @@ def _call(fn: Callable[[], Any], timeout: float) -> Any:
 
 
 def choose_task(rt, job: Job) -> Choice:
-    """Pick the job's task: forced task, then explicit task id, then the router, then a new task."""
+    """Pick the job's task: forced task, then explicit task id, then the task the job's chat thread is bound to,
+    then the router, then a new task."""
     state = USER_STATE.first(job.user_id)
     if state and state.forced_task_id:
         task = task_by_id(state.forced_task_id)
@@ -46,6 +48,12 @@ def choose_task(rt, job: Job) -> Choice:
         if task is not None:
             return Choice(task, RouteDecision("existing", task.id, 1.0, "explicit task_id"), "explicit",
                           reopen=task.status != "open")
+    bound = bound_task(job.channel_id, job.thread_key)
+    if bound is not None:
+        task = task_by_id(bound)
+        if task is not None:
+            return Choice(task, RouteDecision("existing", task.id, 1.0, f"thread {job.thread_key} is bound to it"),
+                          "thread", reopen=task.status != "open")
     cands = candidates(rt.cfg, job.scope)
     if not cands:
         return Choice(None, RouteDecision("new", None, 1.0, "no open task in scope"), "new")

@@ -83,12 +83,22 @@ def _v5_task_session_usage(m: SchemaMigrator, database: Database) -> None:
     migrate_ops(m.add_column("task", "session_usage", TextField(null=True)))
 
 
+def _v6_channels(m: SchemaMigrator, database: Database) -> None:
+    """job.thread_key and the chat channel tables: thread bindings, inbox, delivery outbox, channel state."""
+    from peewee import CharField
+    from .models import CHANNEL_MODELS
+    migrate_ops(m.add_column("job", "thread_key", CharField(max_length=200, null=True)))
+    with database.bind_ctx(CHANNEL_MODELS):
+        database.create_tables(CHANNEL_MODELS, safe=True)
+
+
 #: Every migration after the baseline, in version order.
 MIGRATIONS: tuple[Migration, ...] = (Migration(2, "job.executor_pgid", _v2_job_executor_pgid),
                                      Migration(3, "apitoken table", _v3_api_tokens),
                                      Migration(4, "workspaces: task repo/branch/worktree/busy_policy, receipt",
                                                _v4_workspaces),
-                                     Migration(5, "task.session_usage", _v5_task_session_usage))
+                                     Migration(5, "task.session_usage", _v5_task_session_usage),
+                                     Migration(6, "chat channels", _v6_channels))
 
 
 def latest(migrations: Sequence[Migration] = MIGRATIONS) -> int:

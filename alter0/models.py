@@ -6,7 +6,7 @@ import json
 import time
 from enum import Enum
 
-from peewee import (AutoField, BooleanField, CharField, DatabaseProxy, DoubleField, ForeignKeyField,
+from peewee import (AutoField, BooleanField, CharField, CompositeKey, DatabaseProxy, DoubleField, ForeignKeyField,
                     IntegerField, Model, TextField)
 
 from .faults import CLOCK_SKEW
@@ -149,6 +149,7 @@ class Job(BaseModel):
     dispatched_at = DoubleField(null=True)  # last time a stage message was put on the queue
     parked = BooleanField(default=False)  # waiting for an earlier job's turn (no queue message held)
     executor_pgid = IntegerField(null=True)  # process group of the running executor (killed if its worker dies)
+    thread_key = CharField(max_length=200, null=True)  # a chat thread/topic/reply the message came from
     input_tokens = IntegerField(default=0)
     output_tokens = IntegerField(default=0)
     cost_usd = DoubleField(default=0.0)
@@ -250,5 +251,71 @@ class ApiToken(BaseModel):
     revoked_at = DoubleField(null=True)
 
 
+class ThreadBinding(BaseModel):
+    """A chat thread (forum topic, reply chain, Matrix thread) bound to one task: a hard routing signal."""
+
+    channel_id = CharField(max_length=200)
+    thread_key = CharField(max_length=200)
+    task = ForeignKeyField(Task, on_delete="CASCADE")
+    created_at = DoubleField(default=now)
+
+    class Meta:
+        primary_key = CompositeKey("channel_id", "thread_key")
+
+
+class ChannelEvent(BaseModel):
+    """The inbox: one row per incoming platform event, recorded before anything acts on it."""
+
+    id = AutoField()
+    platform = CharField(max_length=32)
+    event_id = CharField(max_length=200)
+    kind = CharField(max_length=24)  # message | command | callback | edit | unsupported | refused | stale
+    user_id = CharField(max_length=200, default="")
+    channel_id = CharField(max_length=200, default="")
+    thread_key = CharField(max_length=200, null=True)
+    content = TextField(default="")
+    platform_message_id = CharField(max_length=200, null=True)
+    payload = JSONField(null=True)  # what the channel needs to answer (chat id, topic id)
+    state = CharField(max_length=16, default="received", index=True)  # received|submitted|answered|refused|done|stale|error
+    job = ForeignKeyField(Job, null=True, on_delete="SET NULL")
+    detail = TextField(null=True)
+    created_at = DoubleField(default=now)
+
+    class Meta:
+        indexes = ((("platform", "event_id"), True),)
+
+
+class ChannelDelivery(BaseModel):
+    """The outbox: one reply, notice or progress edit to send to a platform, with attempts and backoff."""
+
+    id = AutoField()
+    platform = CharField(max_length=32)
+    key = CharField(max_length=200, unique=True)  # what makes it one delivery (e.g. "reply:<job>:<part>")
+    event = ForeignKeyField(ChannelEvent, null=True, on_delete="SET NULL")
+    method = CharField(max_length=48)
+    payload = JSONField()
+    state = CharField(max_length=16, default="pending", index=True)  # pending | delivered | failed
+    attempts = IntegerField(default=0)
+    next_at = DoubleField(default=now)
+    last_error = TextField(null=True)
+    result_id = CharField(max_length=200, null=True)  # the platform's id of the message sent
+    created_at = DoubleField(default=now)
+    delivered_at = DoubleField(null=True)
+
+
+class ChannelState(BaseModel):
+    """A channel process's state: its platform cursor (update offset), connection and last error."""
+
+    platform = CharField(max_length=32, primary_key=True)
+    cursor = CharField(max_length=200, null=True)
+    connected = BooleanField(default=False)
+    started_at = DoubleField(null=True)
+    last_poll_at = DoubleField(null=True)
+    last_event_at = DoubleField(null=True)
+    last_error = TextField(null=True)
+    last_error_at = DoubleField(null=True)
+
+
+CHANNEL_MODELS = (ThreadBinding, ChannelEvent, ChannelDelivery, ChannelState)
 ALL_MODELS = (Task, Message, Job, Receipt, JobEvent, TaskMemory, UserState, Worker, SchemaVersion, MaintenanceState,
-              ApiToken)
+              ApiToken) + CHANNEL_MODELS

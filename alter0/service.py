@@ -18,9 +18,10 @@ from .views import get_job, get_task
 
 
 def submit(rt: Runtime, content: Any, user_id: Any, channel_id: Any = None, task_id: Any = None,
-           request_id: Any = None, busy_policy: Any = None) -> tuple[Job, bool]:
+           request_id: Any = None, busy_policy: Any = None, thread_key: Any = None) -> tuple[Job, bool]:
     """Accept a message as a queued job (or return the job an idempotency key already made); a message for a
-    busy task follows ``busy_policy`` (else the task's, else task.busy_policy): see alter0.busy."""
+    busy task follows ``busy_policy`` (else the task's, else task.busy_policy): see alter0.busy; ``thread_key``
+    names the chat thread it came from (a thread bound to a task sends it there without the router)."""
     content = inputs.text(content, "content", limit=10**9)
     size = len(content.encode("utf-8"))
     if size > rt.cfg["task.max_content_bytes"]:
@@ -29,6 +30,7 @@ def submit(rt: Runtime, content: Any, user_id: Any, channel_id: Any = None, task
     user_id = inputs.text(user_id, "user_id")
     channel_id = inputs.text(channel_id, "channel_id", required=False)
     request_id = inputs.text(request_id, "request_id", required=False) or None
+    thread_key = inputs.text(thread_key, "thread_key", required=False) or None
     tid = inputs.parse_id(task_id)
     scope = scope_of(rt.cfg, user_id, channel_id)
     if tid is not None:
@@ -45,7 +47,8 @@ def submit(rt: Runtime, content: Any, user_id: Any, channel_id: Any = None, task
     try:
         with write_tx():  # one commit: the job, its first event and the record of its route message
             job = jobstate.create(content=content, user_id=user_id, channel_id=channel_id, scope=scope,
-                                  requested_task_id=tid, request_id=request_id, dispatched_at=db_now())
+                                  requested_task_id=tid, request_id=request_id, dispatched_at=db_now(),
+                                  thread_key=thread_key)
     except IntegrityError:
         existing = Job.get_or_none(Job.request_id == request_id)
         if existing is None:

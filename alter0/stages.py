@@ -12,7 +12,7 @@ import time
 
 from peewee import InterfaceError, OperationalError
 
-from . import faults, jobstate, memory, taskstate, turns, workspaces
+from . import faults, jobstate, memory, taskstate, threads, turns, workspaces
 from .decide import choose_task, decide_close, remember, task_by_id
 from .errors import ExecutorError
 from .executors.base import ExecRequest
@@ -148,7 +148,7 @@ def kick_parked_generations(rt: Runtime, limit: int = 4) -> None:
 # --- route ------------------------------------------------------------------------------------------
 
 def route(rt: Runtime, job: Job, cancel, lease: str) -> bool:
-    """Pick the job's task (forced > explicit > router > new), store the user message, queue generation."""
+    """Pick the job's task (forced > explicit > thread-bound > router > new), store the user message, queue generation."""
     started = time.monotonic()
     choice = choose_task(rt, job)
     d = choice.decision
@@ -165,6 +165,7 @@ def route(rt: Runtime, job: Job, cancel, lease: str) -> bool:
             msg = _MESSAGE_BY_ID.first(job.user_message_id) if job.user_message_id else Message.create(
                 task=task.id, role="user", content=job.content, user_id=job.user_id, channel_id=job.channel_id)
             memory.append_turn(rt.cfg, task.id, msg, new_task=choice.task is None)
+            threads.bind(job.channel_id, job.thread_key, task.id)  # the thread's first task keeps it
             _move_on(job, S.ROUTING, S.GENERATING, lease, task=task.id, user_message=msg.id,
                      decision="new" if choice.task is None else "existing", decision_source=choice.source,
                      route_confidence=d.confidence, route_reason=d.reason, route_version=d.version,

@@ -26,8 +26,8 @@ def missing_tool(reason: str) -> None:
     helpers.skip_or_fail(f"{reason} (scripts/ci/install-ops.sh installs it)")
 
 
-def test_both_units_exist():
-    assert [u.name for u in UNITS] == ["alter0-web.service", "alter0-worker.service"]
+def test_every_unit_exists():
+    assert [u.name for u in UNITS] == ["alter0-telegram.service", "alter0-web.service", "alter0-worker.service"]
 
 
 @pytest.mark.parametrize("unit", UNITS, ids=lambda p: p.name)

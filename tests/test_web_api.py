@@ -261,6 +261,20 @@ def test_status_snapshot_shows_stale_workers_down(client):
     assert s["executors"]["available"]["command"]["available"] is True
 
 
+def test_status_snapshot_shows_each_chat_channel(client):
+    from alter0.channels import outbox, state
+    from alter0.channels.base import Outgoing
+    state.started("telegram")
+    state.polled("telegram", "1001", got_events=True)
+    state.failed("telegram", "delivery reply:x delayed 1.0s: sendMessage: 429 Too Many Requests", disconnected=False)
+    outbox.enqueue("telegram", [Outgoing("reply:telegram:1:0:0", "sendMessage", {"chat_id": 1, "text": "hi"})])
+    [chan] = client.get("/api/status").get_json()["channels"]
+    assert chan["platform"] == "telegram" and chan["connected"] and chan["backlog"] == 1
+    assert chan["last_event_at"] and "429" in chan["last_error"]
+    page = client.get("/status").get_data(as_text=True)
+    assert "<td>telegram</td>" in page and "connected" in page and "429 Too Many Requests" in page
+
+
 # --- bad input never gives a 500 -------------------------------------------------------------------
 
 BAD_BODIES = [

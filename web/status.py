@@ -1,4 +1,5 @@
-"""The /api/status snapshot: gateway, backlog, workers, in-flight jobs, executors, maintenance, audit tail."""
+"""The /api/status snapshot: gateway, backlog, workers, in-flight jobs, executors, maintenance, chat channels,
+audit tail."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import Any
 
 
 from alter0 import liveness, views
+from alter0.channels import state as channel_state
 from alter0.models import Job
 from alter0.principals import tokens_configured
 from alter0.retention import maintenance_status
@@ -113,6 +115,7 @@ def snapshot(rt: Runtime, admin: bool = False) -> dict[str, Any]:
         "in_flight": in_flight(),
         "executors": executors(rt),
         "maintenance": maintenance_status(),
+        "channels": channel_state.snapshot(rt.cfg),
         "audit_tail": audit_tail(rt.output_dir) if admin else None,
         "git_revision": git_revision(),
     }

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 
 from .. import liveness, service, views
+from ..channels import state as channel_state
 from ..commands import is_command, run_command
 from ..config import BUSY_POLICIES
 from ..database import sizes, storage_error
@@ -13,7 +15,7 @@ from ..errors import Alter0Error
 from ..models import TERMINAL, JobEvent
 from ..principals import cli_principal
 from ..queue import run_worker
-from . import bench, ops, progress, security, web, workspace
+from . import bench, channel, ops, progress, security, web, workspace
 from .codes import RET_JOB_FAILED, RET_OK, RET_PENDING, RET_USAGE
 from .common import fail as _fail, print_json as _print_json, runtime as _runtime
 from .workspace import cmd_task_workspace, receipt_text
@@ -173,6 +175,7 @@ def cmd_status(args) -> int:
         data["executor"] = rt.executor_name()
     except Alter0Error as exc:
         data["executor"] = f"unavailable: {exc.message}"
+    data["channels"] = channel_state.snapshot(rt.cfg)
     if args.json:
         _print_json(data)
         return RET_OK
@@ -182,7 +185,15 @@ def cmd_status(args) -> int:
     print(f"workers alive: {len(workers)}" + "".join(
         f"\n  {w['id']} {w['state']} in-flight {w['in_flight']} beat {w['last_beat_age_sec']}s ago"
         for w in data["workers"]))
+    for c in data["channels"]:
+        print(f"channel {c['platform']}: {'connected' if c['connected'] else 'not connected'}, backlog "
+              f"{c['backlog']}, last event {_ago(c['last_event_at'])}" +
+              (f", last error {_ago(c['last_error_at'])}: {c['last_error']}" if c["last_error"] else ""))
     return RET_OK
+
+
+def _ago(t: float | None) -> str:
+    return "never" if not t else f"{time.time() - t:.0f}s ago"
 
 
 def setup_process_logging(rt, name: str) -> None:
@@ -264,6 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--json", action="store_true")
     st.set_defaults(fn=cmd_status)
 
+    channel.add_commands(sub)
     ops.add_commands(sub)
     web.add_commands(sub)
     bench.add_commands(sub)

@@ -16,6 +16,7 @@ from pathlib import Path
 from ..config import load_config
 from ..ops import backup as ops_backup
 from ..ops.doctor import CHECKS, run_preflight
+from .channel import channel_problems
 from ..migrations import EXPECTED_VERSION
 from ..ops.verify import verify
 from ..ops.restore_config import approve
@@ -38,11 +39,13 @@ def _print_json(data) -> None:
 
 def cmd_doctor(args) -> int:
     cfg, problems = run_preflight(args.config, skip=tuple(args.skip))
+    if cfg is not None and "channels" not in args.skip:
+        problems = problems + channel_problems(cfg)
     for problem in problems:
         print(f"alter0 doctor: {problem}")
     if problems:
         return RET_PROBLEMS
-    checks = ", ".join(["config", *(c for c in CHECKS if c not in args.skip)])
+    checks = ", ".join(["config", *(c for c in CHECKS if c not in args.skip), "channels"])
     print(f"alter0 doctor: ok ({checks}; schema v{EXPECTED_VERSION}; output {cfg.output_dir})")
     return RET_OK
 
@@ -97,7 +100,8 @@ def cmd_stats(args) -> int:
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """Register doctor, backup, restore, verify, prune and stats on the CLI's subparsers."""
     d = sub.add_parser("doctor", help="preflight: config, output dirs, database, queue store, executor, router")
-    d.add_argument("--skip", action="append", default=[], choices=sorted(CHECKS), help="leave a check out")
+    d.add_argument("--skip", action="append", default=[], choices=sorted([*CHECKS, "channels"]),
+                   help="leave a check out")
     d.set_defaults(fn=cmd_doctor)
     b = sub.add_parser("backup", help="online backup to output/backups/alter0-backup-<UTC>.tar.gz")
     b.add_argument("--dest", help="folder for the archive (default output/backups)")

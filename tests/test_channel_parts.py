@@ -1,0 +1,81 @@
+"""The channel parts that need no platform: the Telegram text split, the outbox backoff, the registry, doctor."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from alter0.channels import outbox, registry
+from alter0.channels.base import Channel
+from alter0.channels.telegram import TelegramChannel
+from alter0.channels.telegram.text import FENCE, LIMIT, split
+from alter0.config import load_config
+from alter0.errors import ConfigError
+
+
+def _code_text(size: int) -> str:
+    out, i = [], 0
+    while sum(map(len, out)) < size:
+        body = "\n".join(f"    v{i}_{k} = {k}" for k in range(60))
+        out.append(f"Prose {i}.\n```python\ndef f{i}():\n{body}\n```\n")
+        i += 1
+    return "".join(out)
+
+
+def _fences_balanced(part: str) -> bool:
+    return sum(1 for line in part.split("\n") if line.strip().startswith(FENCE)) % 2 == 0
+
+
+@pytest.mark.parametrize("size", [10_000, 30_000])
+def test_split_keeps_code_blocks_whole_and_every_line(size):
+    text = _code_text(size)
+    parts = split(text)
+    assert len(parts) >= size // LIMIT and all(len(p) <= LIMIT for p in parts)
+    assert all(_fences_balanced(p) for p in parts)
+    kept = [line for p in parts for line in p.split("\n")]
+    assert [line for line in text.split("\n") if line and not line.startswith(FENCE)] == \
+        [line for line in kept if line and not line.startswith(FENCE)]
+
+
+def test_split_cuts_an_overlong_line_and_closes_an_unclosed_block():
+    parts = split("x" * 9000)
+    assert "".join(parts) == "x" * 9000 and all(len(p) <= LIMIT for p in parts)
+    assert split("```\nnever closed") == ["```\nnever closed\n```"]
+    assert split("short") == ["short"]
+
+
+def test_backoff_prefers_retry_after_and_doubles_to_a_cap():
+    assert outbox.backoff(1, 10, 7) == 7
+    assert [outbox.backoff(n, 10, None) for n in (1, 2, 3, 4, 5, 6)] == [0.5, 1, 2, 4, 8, 10]
+
+
+class ThirdParty(Channel):
+    platform = "thirdparty"
+
+
+def test_registry_loads_builtin_and_third_party_channels_the_same_way(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"channels": {"registry": ["alter0.channels.telegram:TelegramChannel",
+                                                          f"{__name__}:ThirdParty"]}}))
+    cfg = load_config(path, env={})
+    assert registry.channels(cfg) == {"telegram": TelegramChannel, "thirdparty": ThirdParty}
+    with pytest.raises(ConfigError, match="cannot load 'nope.module:X'"):
+        registry.load("nope.module:X")
+    with pytest.raises(ConfigError, match="is not a Channel subclass"):
+        registry.load("alter0.config:Config")
+
+
+def test_doctor_checks_enabled_channels(make_env):
+    env = make_env(channels={"enabled": ["telegram"]})
+    out = env.cli("doctor", "--skip", "executor", "--skip", "router", check=False)
+    assert out.returncode != 0
+    assert "channel telegram: channels.telegram.token is not set" in out.stdout
+    assert "channel telegram: channels.telegram.allowed_users is empty" in out.stdout
+    env.env["ALTER0_TELEGRAM_TOKEN"] = "1:secret-token-value"
+    env.config["channels"]["telegram"] = {"allowed_users": [1]}
+    env.write_config()
+    out = env.cli("doctor", "--skip", "executor", "--skip", "router", check=False)
+    assert out.returncode == 0 and "channels" in out.stdout, out.stdout
+    shown = env.cli("config", "show", check=False).stdout + env.cli("send", "/config", check=False).stdout
+    assert "secret-token-value" not in shown
