@@ -295,10 +295,10 @@ class TestQueueContract:
         assert engine.rt.queue.backlog() == 0 and calls == []
         job = Job.get_by_id(job_id)
         assert job.status == "queued" and job.dispatched_at is not None and not job.parked
-        # When the reclaim sweep runs once the message is overdue, it sends it again, and it runs
+        # When the dispatch sweep runs once the message is overdue, it sends it again (once), and it runs
         with monkeypatch.context() as m:
-            m.setattr(supervisor, "now", lambda: job.dispatched_at + supervisor.DISPATCH_STALE_SEC + 1)
-            assert supervisor.reclaim(engine.rt) == 1
+            m.setattr(supervisor, "db_now", lambda: job.dispatched_at + supervisor.DISPATCH_STALE_SEC + 1)
+            assert supervisor.redispatch(engine.rt) == 1
         engine.start()
         delivered(engine, calls, [("route", job_id)])
         assert ended(job_id)
