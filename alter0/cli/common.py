@@ -29,3 +29,12 @@ def fail(message: str, code: int = RET_ERROR) -> int:
     """Print ``alter0: message`` on stderr and return the exit code."""
     print(f"alter0: {message}", file=sys.stderr)
     return code
+
+
+def command(sub, name: str, fn, help: str, json_flag: bool = False):
+    """Add subcommand ``name`` run by ``fn`` (with ``--json`` when it can print JSON); returns its parser."""
+    parser = sub.add_parser(name, help=help)
+    if json_flag:
+        parser.add_argument("--json", action="store_true", help="print JSON for scripts")
+    parser.set_defaults(fn=fn)
+    return parser

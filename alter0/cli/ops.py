@@ -19,6 +19,7 @@ from ..ops.doctor import CHECKS, run_preflight
 from .channel import channel_problems
 from ..migrations import EXPECTED_VERSION
 from ..ops.verify import verify
+from .common import command
 from ..ops.restore_config import approve
 
 RET_OK, RET_PROBLEMS = 0, 1
@@ -99,29 +100,21 @@ def cmd_stats(args) -> int:
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """Register doctor, backup, restore, verify, prune and stats on the CLI's subparsers."""
-    d = sub.add_parser("doctor", help="preflight: config, output dirs, database, queue store, executor, router")
+    d = command(sub, "doctor", cmd_doctor, "preflight: config, output dirs, database, queue store, executor, router")
     d.add_argument("--skip", action="append", default=[], choices=sorted([*CHECKS, "channels"]),
                    help="leave a check out")
-    d.set_defaults(fn=cmd_doctor)
-    b = sub.add_parser("backup", help="online backup to output/backups/alter0-backup-<UTC>.tar.gz")
+    b = command(sub, "backup", cmd_backup, "online backup to output/backups/alter0-backup-<UTC>.tar.gz")
     b.add_argument("--dest", help="folder for the archive (default output/backups)")
     b.add_argument("--keep", type=int, help="then delete all but the newest KEEP archives")
-    b.set_defaults(fn=cmd_backup)
-    r = sub.add_parser("restore", help="restore an archive (stop the worker first)")
+    r = command(sub, "restore", cmd_restore, "restore an archive (stop the worker first)", json_flag=True)
     r.add_argument("archive")
     r.add_argument("--with-config", action="store_true", help="also restore the config file it holds (shows how "
                    "the executor settings change; asks, or needs --yes when not at a terminal)")
     r.add_argument("--yes", action="store_true", help="with --with-config: apply the config without asking")
-    r.add_argument("--json", action="store_true")
-    r.set_defaults(fn=cmd_restore)
-    v = sub.add_parser("verify", help="integrity_check, foreign keys, schema version, queue store")
+    v = command(sub, "verify", cmd_verify, "integrity_check, foreign keys, schema version, queue store", json_flag=True)
     v.add_argument("--archive", help="check this backup archive instead of the live files")
-    v.add_argument("--json", action="store_true")
-    v.set_defaults(fn=cmd_verify)
-    p = sub.add_parser("prune", help="delete all but the newest backups")
+    p = command(sub, "prune", cmd_prune, "delete all but the newest backups")
     p.add_argument("--keep", type=int, default=10, help="archives to keep (default 10)")
-    p.set_defaults(fn=cmd_prune)
-    s = sub.add_parser("stats", help="totals, failures, backlog, p50/p95 stage durations over a window")
+    s = command(sub, "stats", cmd_stats, "totals, failures, backlog, p50/p95 stage durations over a window",
+                json_flag=True)
     s.add_argument("--window", type=parse_window, default=86400.0, help="e.g. 3600, 15m, 24h (default), 7d")
-    s.add_argument("--json", action="store_true")
-    s.set_defaults(fn=cmd_stats)

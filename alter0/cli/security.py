@@ -9,6 +9,7 @@ import time
 
 from ..audit import record
 from . import common
+from .common import command
 from .codes import RET_OK, RET_USAGE
 from ..principals import create_token, list_tokens, parse_expiry, revoke_token, token_view
 
@@ -79,7 +80,8 @@ def cmd_config(args) -> int:
 
 def add_commands(sub) -> None:
     """Register ``token`` and ``config`` on the CLI's subparsers."""
-    t = sub.add_parser("token", help="create, list or revoke per-user API tokens (shown once, stored hashed)")
+    t = command(sub, "token", cmd_token, "create, list or revoke per-user API tokens (shown once, stored hashed)",
+                json_flag=True)
     t.add_argument("action", choices=("create", "list", "revoke"))
     t.add_argument("id", nargs="?", type=int, help="with revoke: the token id")
     t.add_argument("--user", help="with create: the user the token acts as")
@@ -87,9 +89,5 @@ def add_commands(sub) -> None:
     t.add_argument("--expires", help="with create: 30d, 12h, 2w, YYYY-MM-DD or never (default never)")
     t.add_argument("--note", help="with create: what the token is for")
     t.add_argument("--all", action="store_true", help="with list: revoked and expired tokens too")
-    t.add_argument("--json", action="store_true")
-    t.set_defaults(fn=cmd_token)
-    c = sub.add_parser("config", help="show the settings in effect (secrets masked)")
+    c = command(sub, "config", cmd_config, "show the settings in effect (secrets masked)", json_flag=True)
     c.add_argument("key", nargs="?")
-    c.add_argument("--json", action="store_true")
-    c.set_defaults(fn=cmd_config)
