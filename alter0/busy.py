@@ -52,8 +52,10 @@ def before_submit(cfg, user_id: str, task: Task | None, requested: Any, content:
     if task is None:
         return None
     policy = policy_of(cfg, task, requested)
+    if policy == "enqueue":  # today's behaviour: no need to look at what the task runs
+        return None
     busy = busy_view(task.id)
-    if policy == "enqueue" or not busy["busy"]:
+    if not busy["busy"]:
         return None
     running = busy["job_id"]
     if policy == "reject":
