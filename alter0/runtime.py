@@ -3,9 +3,11 @@ executors (one Runtime per process, passed down; ``get_runtime`` is only for eng
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -14,6 +16,8 @@ from .inflight import InFlight
 from .migrations import open_current
 from .paths import ensure_dirs
 from .queue import Queue, load_queue
+
+log = logging.getLogger(__name__)
 
 
 class Runtime:
@@ -26,7 +30,8 @@ class Runtime:
         self._queue = queue
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.work = InFlight(self.owner, cfg["runtime.queue.workers"])
-        self.lock = threading.Lock()  # guards the lazily built router, closer and executors
+        self.lock = threading.Lock()  # guards the lazily opened queue and built executors
+        self._backends_lock = threading.Lock()  # guards the lazily built router and closer
         self._backends: dict = {}
         self._executors: dict = {}
 
@@ -64,10 +69,31 @@ class Runtime:
         return self._built("closer", build_closer)
 
     def _built(self, name: str, build):
-        with self.lock:
+        with self._backends_lock:  # its own lock: a stage that needs an executor never waits for a model load
             if name not in self._backends:
                 self._backends[name] = build(self.cfg, run_executor=self.run_executor_text)
             return self._backends[name]
+
+    def warm_in_background(self) -> threading.Thread:
+        """Build the router and closer and load their model in a daemon thread, so a starting worker takes its
+        first message at once (a route or close stage that comes first waits for the same build)."""
+        def build() -> None:
+            from .routing.registry import warm
+            started = time.monotonic()
+            try:
+                self.router, self.closer  # noqa: B018  built once per process
+                reason = warm(self.cfg)  # the closer (and the llm backends' fallback) always embeds
+            except Exception as exc:  # a model that fails to load may raise anything; the backends degrade
+                reason = repr(exc)
+            if reason:
+                log.warning("router/closer model not loaded: %s", reason)
+            else:
+                log.info("router and closer ready %.2f s after the worker started consuming",
+                         time.monotonic() - started)
+
+        thread = threading.Thread(target=build, name="alter0-warm", daemon=True)
+        thread.start()
+        return thread
 
     def executor(self, name: str):
         """The executor adapter called ``name`` (built once per process)."""

@@ -47,6 +47,7 @@ class Supervisor:
         reclaim(self.rt)
         redispatch(self.rt)
         self.thread.start()
+        self.rt.warm_in_background()  # the model loads while the threads already take messages
 
     def _loop(self) -> None:
         last_sweep = last_dispatch = last_checkpoint = 0.0

