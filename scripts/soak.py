@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
-"""Soak with fault injection: web + worker on a temp output dir, a fake executor with random latency and
-failures, messages at a steady rate, SIGKILLs of the worker and the web at random intervals (each is
-restarted), then checks: every accepted message has exactly one reply or a recorded failure, no job is
-left unfinished, no duplicate job or reply, integrity_check ok. Writes a Markdown report; exit 0 = pass.
+"""Soak with fault injection: web + worker(s) on a temp output dir, a fake executor with random latency and
+failures, messages at a steady rate, SIGKILLs of a worker or the web at random intervals (each is restarted
+after a random delay, as a supervisor such as systemd would), then checks: every accepted message has exactly
+one reply or a recorded failure, no job is left unfinished, no duplicate job or reply, integrity_check ok.
+Writes a Markdown report (with the command line and the load average); exit 0 = pass.
 
-Usage: scripts/soak.py [--duration 120] [--rate 2] [--kill-min 8] [--kill-max 25] [--out DIR] [--report FILE]
+Usage: scripts/soak.py [--duration 120] [--rate 2] [--kill-min 8] [--kill-max 25] [--workers 2]
+                       [--restart-min 0.2] [--restart-max 2] [--out DIR] [--report FILE]
 """
 
 from __future__ import annotations
@@ -61,9 +63,7 @@ class Cluster:
         self.config = out / "config.json"
         self.config.write_text(json.dumps({
             "runtime": {"output_dir": str(out / "output"), "db": {"synchronous": "normal"},
-                        "queue": {"workers": 4, "retry_delay_sec": 0.1, "lease_sec": 6,
-                                  "reclaim_interval_sec": 0.5},
-                        "shutdown": {"drain_timeout_sec": 5}},
+                        "queue": {"workers": 4}, "shutdown": {"drain_timeout_sec": 5}},
             "executor": {"name": "command", "command": [sys.executable, str(agent)]},
             "web": {"port": self.port, "workers": 2, "threads": 8}}, indent=2))
         self.env = dict(os.environ, ALTER0_CONFIG=str(self.config), PYTHONUNBUFFERED="1",
@@ -74,6 +74,7 @@ class Cluster:
             self.env.pop(name, None)
         self.procs: dict[str, subprocess.Popen] = {}
         self.starts = {"web": 0, "worker": 0}
+        self.workers = [f"worker{i}" for i in range(args.workers)]
 
     def start(self, name: str) -> None:
         argv = ([str(BIN / "gunicorn"), "-c", "web/gunicorn.conf.py", "web:create_app()"] if name == "web"
@@ -82,7 +83,7 @@ class Cluster:
         self.procs[name] = subprocess.Popen(argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
                                             start_new_session=True)
         log.close()
-        self.starts[name] += 1
+        self.starts["web" if name == "web" else "worker"] += 1
 
     def kill(self, name: str) -> None:
         """SIGKILL the process and its process group, as a crash or the OOM killer would."""
@@ -102,7 +103,7 @@ class Cluster:
 
     def stop(self) -> dict[str, int | None]:
         codes = {}
-        for name, sig in (("web", signal.SIGTERM), ("worker", signal.SIGINT)):
+        for name, sig in (("web", signal.SIGTERM), *((w, signal.SIGINT) for w in self.workers)):
             proc = self.procs.get(name)
             if proc and proc.poll() is None:
                 proc.send_signal(sig)
@@ -156,10 +157,10 @@ def send_loop(cluster: Cluster, rate: float, until: float, accepted: dict, refus
 
 def chaos_loop(cluster: Cluster, args: argparse.Namespace, until: float, kills: list, stop: threading.Event) -> None:
     while not stop.wait(random.uniform(args.kill_min, args.kill_max)) and time.monotonic() < until:
-        name = "worker" if random.random() < 0.65 else "web"
+        name = random.choice(cluster.workers) if random.random() < 0.65 else "web"
         cluster.kill(name)
         kills.append((round(time.monotonic(), 1), name))
-        time.sleep(random.uniform(0.2, 2.0))
+        time.sleep(random.uniform(args.restart_min, args.restart_max))
         cluster.start(name)
 
 
@@ -217,8 +218,14 @@ def integrity(cfg_path: Path) -> list[str]:
     return [f"{c.name}: {c.detail}" for c in verify(load_config(cfg_path, env={})) if not c.ok]
 
 
+def load_loop(loads: list, stop: threading.Event) -> None:
+    """Sample the 1-minute load average every 10 s (the machine may be shared)."""
+    while not stop.wait(10):
+        loads.append(os.getloadavg()[0])
+
+
 def report(args, result: dict, kills: list, died: list, refused: list, bad_integrity: list, codes: dict,
-           elapsed: float) -> tuple[str, bool]:
+           elapsed: float, loads: list) -> tuple[str, bool]:
     ok = (result["lost"] == result["duplicates"] == result["stuck"] == result["unanswered"] ==
           result["unrecorded"] == 0 and not bad_integrity and result["accepted"] > 0)
     fmt = lambda v: "-" if v is None else f"{v:.3f} s"  # noqa: E731
@@ -229,8 +236,9 @@ def report(args, result: dict, kills: list, died: list, refused: list, bad_integ
         f"| rate | {args.rate:g} msg/s |",
         f"| executor | latency {args.latency_min:g}-{args.latency_max:g} s, transient {args.transient:.0%}, "
         f"permanent {args.permanent:.0%} |",
-        f"| kills (SIGKILL) | {len(kills)}: worker {sum(k[1] == 'worker' for k in kills)}, "
+        f"| kills (SIGKILL) | {len(kills)}: worker {sum(k[1] != 'web' for k in kills)}, "
         f"web {sum(k[1] == 'web' for k in kills)} |",
+        f"| worker processes / restart delay | {args.workers} / {args.restart_min:g}-{args.restart_max:g} s |",
         f"| accepted | {result['accepted']} |",
         f"| not accepted (web down > 30 s) | {len(refused)} |",
         f"| replied | {result['done']} |", f"| recorded failures | {result['failed']} |",
@@ -242,6 +250,10 @@ def report(args, result: dict, kills: list, died: list, refused: list, bad_integ
         f"| integrity_check + foreign keys + queue store | {'ok' if not bad_integrity else '; '.join(bad_integrity)} |",
         f"| unexpected process exits | {len(died)} {died or ''} |",
         f"| final stop exit codes | {codes} |",
+        f"| 1-min load average during the send phase (mean / max, {os.cpu_count()} cores) | "
+        f"{sum(loads) / max(1, len(loads)):.2f} / {max(loads, default=0):.2f} |",
+        f"| load average (1/5/15 min) at the end | {' / '.join(f'{x:.2f}' for x in os.getloadavg())} |",
+        "", "command: `" + " ".join(["scripts/soak.py", *sys.argv[1:]]) + "`",
     ]
     if not ok:
         lines += ["", f"examples: {result['examples']}"]
@@ -258,6 +270,10 @@ def main() -> int:
     p.add_argument("--latency-max", type=float, default=1.5)
     p.add_argument("--transient", type=float, default=0.10, help="share of executor runs failing transiently")
     p.add_argument("--permanent", type=float, default=0.03, help="share of executor runs failing for good")
+    p.add_argument("--workers", type=int, default=2, help="worker processes (one unit each, as in a deployment "
+                   "with two worker services); the chaos kills one at a time")
+    p.add_argument("--restart-min", type=float, default=0.2, help="shortest delay before a killed process restarts")
+    p.add_argument("--restart-max", type=float, default=2.0, help="longest delay before a killed process restarts")
     p.add_argument("--settle", type=float, default=180.0, help="max seconds to wait for the backlog to finish")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--out", type=Path, help="install dir (default: a new temp dir, kept)")
@@ -268,7 +284,8 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     cluster = Cluster(out, args)
     started = time.monotonic()
-    cluster.start("worker")
+    for name in cluster.workers:
+        cluster.start(name)
     cluster.start("web")
     cluster.wait_healthy()
     until = time.monotonic() + args.duration
@@ -278,6 +295,8 @@ def main() -> int:
     stop = threading.Event()
     chaos = threading.Thread(target=chaos_loop, args=(cluster, args, until, kills, stop), daemon=True)
     chaos.start()
+    loads: list[float] = []
+    threading.Thread(target=load_loop, args=(loads, stop), daemon=True).start()
     try:
         send_loop(cluster, args.rate, until, accepted, refused)
     finally:
@@ -288,7 +307,7 @@ def main() -> int:
     codes = cluster.stop()
     result = check(db_path, accepted)
     text, ok = report(args, result, kills, died, refused, integrity(cluster.config), codes,
-                      time.monotonic() - started)
+                      time.monotonic() - started, loads)
     path = args.report or out / "soak-report.md"
     path.write_text(text)
     print(text)
