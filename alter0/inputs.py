@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from .errors import InputError, NotFound
@@ -57,6 +58,20 @@ def existing_id(value: Any, kind: str) -> int:
     if not is_id(value):
         raise NotFound(f"{kind} {value!r} does not exist ({kind} ids are positive integers)")
     return int(value)
+
+
+_NUMBER = {int: re.compile(r"-?[0-9]+"), float: re.compile(r"-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?")}
+
+
+def number_text(raw: str, name: str, lo: float, hi: float, kind: type = int) -> Any:
+    """A decimal integer (or number, ``kind=float``) written as text, e.g. a query parameter, in [lo, hi];
+    only plain decimal digits (no blanks, ``_``, ``inf`` or ``nan``), else InputError."""
+    if not _NUMBER[kind].fullmatch(raw) or len(raw) > 40:
+        raise InputError(f"{name} must be {'an integer' if kind is int else 'a number'}, got {raw[:40]!r}")
+    value = kind(raw)
+    if not lo <= value <= hi:
+        raise InputError(f"{name} must be between {lo:g} and {hi:g}")
+    return value
 
 
 def parse_int(value: Any, name: str, lo: int, hi: int) -> int:

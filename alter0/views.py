@@ -129,16 +129,16 @@ def list_jobs(status: str | None = None, task_id: Any = None, limit: Any = 50, c
               user_id: str | None = None) -> dict:
     """Jobs newest first (of ``user_id`` only if given), ``limit`` per page; ``cursor``: the previous page's last id."""
     q = Job.select() if user_id is None else Job.select().where(Job.user_id == user_id)
-    if status:
+    if status is not None:
         allowed = [s.value for s in S]
         if status not in allowed:
             raise InputError(f"status must be one of {', '.join(allowed)}")
         q = q.where(Job.status == status)
-    if task_id is not None and task_id != "":
+    if task_id is not None:
         q = q.where(Job.task == inputs.parse_id(task_id))
     limit = inputs.parse_int(limit, "limit", 1, 500)
-    if cursor not in (None, ""):
-        q = q.where(Job.id < inputs.parse_int(cursor, "cursor", 0, 2**62))
+    if cursor is not None:
+        q = q.where(Job.id < inputs.parse_int(cursor, "cursor", 0, inputs.MAX_ID))
     jobs = list(q.order_by(Job.id.desc()).limit(limit))
     return {"jobs": [job_view(j) for j in jobs],
             "next_cursor": jobs[-1].id if len(jobs) == limit else None}

@@ -25,6 +25,8 @@ bp.before_request(require_token)
 #: Largest id the database can hold (SQLite INTEGER); larger ids name nothing.
 MAX_ID = inputs.MAX_ID
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+#: Longest command, user id or channel id of POST /api/command.
+COMMAND_MAX = openapi.COMMAND_MAX
 
 
 # --- input helpers ----------------------------------------------------------------------------------
@@ -58,27 +60,21 @@ def json_body(required: bool = True) -> dict[str, Any]:
 
 
 def arg_flag(name: str, default: bool = False) -> bool:
+    """A 0/1 query parameter, as the OpenAPI document says (absent: ``default``; anything else, even empty: 400)."""
     raw = request.args.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return default
-    if raw.lower() in ("1", "true", "yes", "on"):
-        return True
-    if raw.lower() in ("0", "false", "no", "off"):
-        return False
-    raise InputError(f"{name} must be 1 or 0")
+    if raw not in ("0", "1"):
+        raise InputError(f"{name} must be 1 or 0")
+    return raw == "1"
 
 
 def arg_number(name: str, default: float | None, lo: float, hi: float, kind: type = int) -> Any:
+    """An integer (or, with ``kind=float``, a decimal number) query parameter in [lo, hi]; absent: ``default``."""
     raw = request.args.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return default
-    try:
-        value = kind(raw)
-    except ValueError:
-        raise InputError(f"{name} must be {'an integer' if kind is int else 'a number'}") from None
-    if not lo <= value <= hi:
-        raise InputError(f"{name} must be between {lo:g} and {hi:g}")
-    return value
+    return inputs.number_text(raw, name, lo, hi, kind)
 
 
 def job_or_404(raw: str) -> Job:
@@ -147,8 +143,8 @@ def submit_job():
 
 @bp.get("/jobs")
 def jobs():
-    a = request.args
-    return jsonify(views.list_jobs(a.get("status"), a.get("task_id"), a.get("limit", 50), a.get("cursor"),
+    return jsonify(views.list_jobs(request.args.get("status"), arg_number("task_id", None, 0, MAX_ID),
+                                   arg_number("limit", 50, 1, 500), arg_number("cursor", None, 0, MAX_ID),
                                    user_id=confined_user()))
 
 
@@ -192,7 +188,7 @@ def retry_job(job_id: str):
 @bp.get("/tasks")
 def tasks():
     limit = arg_number("limit", 200, 1, 1000)
-    found = views.list_tasks(request.args.get("status") or "all", request.args.get("scope") or None, limit,
+    found = views.list_tasks(request.args.get("status", "all"), request.args.get("scope") or None, limit,
                              user_id=confined_user())
     return jsonify(tasks=[views.task_view(t) for t in found])
 
@@ -252,13 +248,9 @@ def command():
     """Run a slash command through the CLI's interpreter (same admin rules and audit)."""
     data = json_body()
     caller = principal()
-    text, user, channel = data.get("command"), acting_as(data.get("user_id")), data.get("channel_id")
-    channel = "" if channel is None else channel
-    for name, value in (("command", text), ("user_id", user), ("channel_id", channel)):
-        if not isinstance(value, str) or len(value) > 4000:
-            raise InputError(f"{name} must be a string of at most 4000 characters")
-    if not user.strip():
-        raise InputError("user_id must not be empty")
+    text = inputs.text(data.get("command"), "command", required=False, limit=COMMAND_MAX) or ""
+    user = inputs.text(acting_as(data.get("user_id")), "user_id", limit=COMMAND_MAX)
+    channel = inputs.text(data.get("channel_id"), "channel_id", required=False, limit=COMMAND_MAX)
     result = run_command(get_rt(), text, user, channel, caller, f"http {request.remote_addr}")
     return jsonify(ok=result.ok, text=result.text, data=result.data)
 

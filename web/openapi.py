@@ -4,8 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from alter0.inputs import MAX_ID
+
 ID = {"type": "string", "pattern": "^[0-9]+$"}
 NULLABLE_STR = {"type": ["string", "null"]}
+#: A required text: at least one character that is not blank.
+NOT_BLANK = {"type": "string", "minLength": 1, "pattern": "\\S"}
+#: Longest command, user id or channel id of POST /api/command.
+COMMAND_MAX = 4000
 
 
 def ref(name: str) -> dict:
@@ -46,9 +52,12 @@ def path_id(name: str) -> dict:
 SUBMIT = {
     "type": "object", "required": ["content", "user_id"],
     "properties": {
-        "content": {"type": "string", "description": "The message (at most task.max_content_bytes bytes)."},
-        "user_id": {"type": "string", "maxLength": 200},
-        "task_id": {"type": ["integer", "string", "null"], "description": "Send to this task (skips routing)."},
+        "content": {**NOT_BLANK, "description": "The message, not blank (at most task.max_content_bytes bytes, "
+                                                "else 413)."},
+        "user_id": {**NOT_BLANK, "maxLength": 200},
+        "task_id": {"anyOf": [{"type": "integer", "minimum": 0, "maximum": MAX_ID},
+                              {"type": "string", "pattern": "^[0-9]{1,18}$"}, {"type": "null"}],
+                    "description": "Send to this task (skips routing); an id, as a number or digits."},
         "channel_id": {"type": ["string", "null"], "maxLength": 200},
         "request_id": {"type": ["string", "null"], "maxLength": 200,
                        "description": "Idempotency key (same as the Idempotency-Key header)."},
@@ -91,8 +100,10 @@ SCHEMAS = {
     "TaskList": {"type": "object", "required": ["tasks"],
                  "properties": {"tasks": {"type": "array", "items": ref("Task")}}},
     "Command": {"type": "object", "required": ["command", "user_id"], "properties": {
-        "command": {"type": "string", "example": "/task list"}, "user_id": {"type": "string"},
-        "channel_id": {"type": ["string", "null"]}}},
+        "command": {"type": "string", "pattern": "^/", "maxLength": COMMAND_MAX, "example": "/task list",
+                    "description": "A slash command (/help lists them); an unknown one or bad arguments: 400."},
+        "user_id": {**NOT_BLANK, "maxLength": COMMAND_MAX},
+        "channel_id": {"type": ["string", "null"], "maxLength": COMMAND_MAX}}},
     "CommandResult": {"type": "object", "required": ["ok", "text"], "properties": {
         "ok": {"type": "boolean"}, "text": {"type": "string"}, "data": {}}},
     "Status": {"type": "object", "required": ["gateway", "backlog", "workers", "in_flight", "executors"],
@@ -102,6 +113,10 @@ SCHEMAS = {
 JOB_ID = [path_id("job_id")]
 TASK_ID = [path_id("tid")]
 NDJSON = "application/x-ndjson"
+#: One Server-Sent Event of a job's timeline (its data: the event as JSON).
+SSE_EVENT = {"type": "object", "required": ["event", "data"], "properties": {
+    "id": {"type": "string", "pattern": "^[0-9]+$"}, "event": {"type": "string"},
+    "data": {"type": "string", "contentMediaType": "application/json"}}}
 
 PATHS: dict[str, dict] = {
     "/health": {"get": {"summary": "Liveness: process up, database reachable and writable", "security": [],
@@ -126,9 +141,9 @@ PATHS: dict[str, dict] = {
         "get": {"summary": "Jobs, newest first, paginated", "parameters": [
             query("status", {"enum": ["queued", "routing", "generating", "closing", "done", "failed", "cancelled",
                                       "timed_out"]}, "Only jobs in this state"),
-            query("task_id", ID, "Only jobs of this task"),
+            query("task_id", {"type": "integer", "minimum": 0, "maximum": MAX_ID}, "Only jobs of this task"),
             query("limit", {"type": "integer", "minimum": 1, "maximum": 500}, "Page size (default 50)"),
-            query("cursor", {"type": "integer", "minimum": 0}, "next_cursor of the previous page")],
+            query("cursor", {"type": "integer", "minimum": 0, "maximum": MAX_ID}, "next_cursor of the previous page")],
             "responses": {"200": ok(ref("JobPage")), **errors(400)}}},
     "/api/jobs/{job_id}": {"get": {
         "summary": "A job: status, stage, timings, decision, reply, error", "parameters": JOB_ID + [
@@ -136,12 +151,15 @@ PATHS: dict[str, dict] = {
         "responses": {"200": ok(ref("Job")), **errors(400, 404)}}},
     "/api/jobs/{job_id}/events": {"get": {
         "summary": "Follow a job's timeline from a cursor (NDJSON or SSE) until it ends", "parameters": JOB_ID + [
-            query("after", {"type": "integer", "minimum": 0}, "Return events with seq > after (or Last-Event-ID)"),
+            query("after", {"type": "integer", "minimum": 0, "maximum": MAX_ID},
+                  "Return events with seq > after (or Last-Event-ID)"),
             query("follow", {"enum": ["0", "1"]}, "0: the events so far, then stop"),
             query("format", {"enum": ["ndjson", "sse"]}, "Default: sse if Accept is text/event-stream"),
-            query("timeout", {"type": "number", "minimum": 0}, "Stop following after this many seconds")],
-        "responses": {"200": {"description": "Event stream", "content": {
-            NDJSON: {"schema": {"type": "string"}}, "text/event-stream": {"schema": {"type": "string"}}}},
+            query("timeout", {"type": "number", "minimum": 0, "maximum": 86400},
+                  "Stop following after this many seconds (at most web.stream_timeout_sec)")],
+        "responses": {"200": {"description": "Event stream: one JSON object per line (NDJSON), or one SSE event "
+                              "each (id: the event's seq; event: its kind, or end / timeout last)", "content": {
+            NDJSON: {"schema": {"type": "string"}}, "text/event-stream": {"schema": SSE_EVENT}}},
             **errors(400, 404)}}},
     "/api/jobs/{job_id}/cancel": {"post": {
         "summary": "Cancel a queued or running job (kills the executor); idempotent", "parameters": JOB_ID,
