@@ -56,6 +56,8 @@ class Supervisor:
                 self.tick()
                 if time.monotonic() - last_dispatch >= DISPATCH_SWEEP_SEC and not self.rt.work.draining.is_set():
                     last_dispatch = time.monotonic()
+                    if self.bury_dead_workers(local_only=True):  # a worker of this host died: its jobs now
+                        reclaim(self.rt)
                     redispatch(self.rt)
                 if time.monotonic() - last_sweep >= self.rt.cfg["runtime.queue.reclaim_interval_sec"]:
                     last_sweep = time.monotonic()
@@ -82,19 +84,26 @@ class Supervisor:
             Worker.update(last_beat=db_now(), in_flight=len(running), state=state).where(
                 Worker.id == self.rt.owner).execute()
 
-    def bury_dead_workers(self) -> None:
-        """Mark workers that are no longer alive (liveness rule) as stopped; free their leases."""
+    def bury_dead_workers(self, local_only: bool = False) -> int:
+        """Mark workers that are no longer alive (liveness rule) as stopped; free their leases; how many.
+        ``local_only``: only those of this host whose process is gone (a cheap check, run every dispatch sweep,
+        so the jobs of a worker killed on this host are reclaimed within about half a second)."""
         limit = liveness.stale_after(self.rt.cfg)
         others = [r for r in liveness.worker_rows() if r["id"] != self.rt.owner]
+        if local_only:
+            others = [r for r in others if r["host"] == liveness.HOST]
+        buried = 0
         for w in liveness.with_health(others, limit):
-            if w["alive"]:
+            if w["alive"] or (local_only and w["health"] != "dead"):
                 continue
+            buried += 1
             Worker.update(state="stopped").where(Worker.id == w["id"]).execute()
             if w["host"] == liveness.HOST:
                 kill_orphaned_executors(w["id"])
             n = jobstate.expire_leases(w["id"])
             jobstate.mark_lost(sent_before=w["last_beat"])
             log.warning("worker %s is gone (last beat %.0fs ago); %d lease(s) freed", w["id"], w["beat_age_sec"], n)
+        return buried
 
     def stop(self, drain_timeout: float) -> bool:
         """Stop taking work, wait up to ``drain_timeout`` for in-flight stages, then cancel the rest for reclaim."""

@@ -136,3 +136,28 @@ def test_restored_backup_finishes_its_unfinished_jobs_within_seconds(make_env):
     assert time.monotonic() - started < 15, "restored jobs waited for a stale-message timeout"
     assert [other.job(j)["status"] for j in unfinished] == ["done"] * len(unfinished)
     assert set(_replies_per_job(other).values()) <= {0, 1} and len(ids) == 20
+
+
+def test_job_of_a_worker_killed_mid_generate_is_reclaimed_within_a_second(make_env):
+    """A worker SIGKILLed while it runs a job's generate stage: a live worker of the same host sees the dead pid at
+    its next dispatch sweep (0.5 s) and runs the stage again at once, neither after the reclaim interval nor after
+    the lease (both set long here); the job ends with one reply."""
+    env = make_env(runtime={"queue": {"reclaim_interval_sec": 30, "lease_sec": 60}})
+    victim = env.start_worker(name="victim")
+    job_id = env.send("long turn [[sleep:12]]", "--async")["job_id"]
+    wait_until(lambda: env.job(job_id)["status"] == "generating", 30, "the victim to start generating")
+    env.start_worker(name="survivor")
+    killed = time.time()
+    env.kill(victim)
+    from alter0.models import JobEvent
+    env.db()
+
+    def restarted() -> float | None:
+        starts = [e.created_at for e in JobEvent.select().where((JobEvent.job == job_id) & (
+            JobEvent.kind == "stage.started") & (JobEvent.stage == "generate")).order_by(JobEvent.id)]
+        return starts[1] - killed if len(starts) > 1 else None
+
+    wait_until(lambda: restarted() is not None, 20, "the survivor to run the generate stage again")
+    assert restarted() < 2.0, restarted()  # sweep 0.5 s + the stage's start on a loaded 2-core machine
+    assert env.wait_job(job_id, 60)["status"] == "done"
+    assert _replies_per_job(env) == {job_id: 1}
