@@ -133,6 +133,7 @@ def hand_on(rt: Runtime, stage: str, job: Job) -> None:
     """Give the turn to the next parked job behind this one (same scope for route, same task for generate)."""
     nxt = turns.next_in_line(job, stage)  # for generate, task_id was set by route, before this stage was read
     if nxt is not None and nxt.parked:
+        faults.kill_point(f"hand_on_{stage}")  # a worker dying here leaves the next job parked: the sweep sends it
         rt.queue.enqueue(stage, nxt.id, urgent=True)
     if stage == "generate" and rt.work.slot_parked:
         rt.work.slot_parked = False

@@ -161,3 +161,25 @@ def test_job_of_a_worker_killed_mid_generate_is_reclaimed_within_a_second(make_e
     assert restarted() < 2.0, restarted()  # sweep 0.5 s + the stage's start on a loaded 2-core machine
     assert env.wait_job(job_id, 60)["status"] == "done"
     assert _replies_per_job(env) == {job_id: 1}
+
+
+def test_next_job_of_a_task_runs_within_seconds_when_the_worker_dies_before_handing_on(make_env):
+    """Job A of a task finishes its generation and its worker dies before it hands the turn to job B, parked
+    behind it (ALTER0_FAULT_KILL=hand_on_generate): the other worker sees the dead pid at its next dispatch
+    sweep and re-queues B at once, not after the reclaim interval (set long here)."""
+    env = make_env(runtime={"queue": {"reclaim_interval_sec": 30, "lease_sec": 60}})
+    env.env["ALTER0_FAULT_KILL"] = "hand_on_generate"  # whichever worker runs A dies at its hand-on
+    workers = [env.start_worker(name="w1"), env.start_worker(name="w2")]
+    a = env.send("first turn [[sleep:10]]", "--async")["job_id"]
+    wait_until(lambda: env.job(a)["status"] == "generating", 30, "A to start generating")
+    task = env.job(a)["task_id"]
+    b = env.send("second turn", "--task", str(task), "--busy-policy", "enqueue", "--async")["job_id"]
+    wait_until(lambda: any(w.poll() is not None for w in workers), 30, "A's worker to die at its hand-on")
+    died = time.time()
+    assert env.wait_job(b, 30)["status"] == "done"
+    from alter0.models import Job, JobEvent
+    env.db()
+    started = JobEvent.select().where((JobEvent.job == b) & (JobEvent.kind == "stage.started") &
+                                      (JobEvent.stage == "generate")).order_by(JobEvent.id).first().created_at
+    assert started - died < 4.0, started - died  # deadline 2 s + sweep 0.5 s, on a loaded 2-core machine
+    assert Job.get_by_id(a).status in ("closing", "done") and _replies_per_job(env)[b] == 1
