@@ -80,7 +80,7 @@ def run_command(rt: Runtime, text: str, user_id: str, channel_id: str = "", prin
     if head == "/config":
         return _config(rt, args, principal.admin)
     if head == "/move":
-        return _move(rt, args, user, channel, principal, source)
+        return _move(rt, args, user_id, channel_id, principal, source)
     handler = COMMANDS.get(head)
     if handler is None:
         raise InputError(f"unknown command {head}; try /help")
@@ -298,7 +298,7 @@ def _move(rt, args, user, channel, principal: Principal | None = None, source: s
         job_id, task_id = args
     job, created = service.move(rt, job_id, task_id, as_user=user, who=user, source=source or "command")
     data = {"job_id": job.id, "moved_from": job.moved_from, "task_id": int(task_id), "created": created}
-    if not created and job.moved_from is None:
+    if not created and job.id == int(job_id):
         return Result(f"job #{job.id} is already in task #{task_id}; nothing moved", data)
     if not created:
         return Result(f"job #{job.moved_from} was already moved to task #{task_id} (job #{job.id})", data)
