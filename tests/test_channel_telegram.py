@@ -162,7 +162,7 @@ def test_long_reply_is_split_without_breaking_code_blocks(tg, stub):
     whole = "".join(parts)
     blocks = jobs()[0].reply_message.content.count("def block_")
     assert all(f"def block_{i}()" in whole for i in range(blocks))
-    assert stub.chat(USER)[-1]["reply_markup"]["inline_keyboard"][0][0]["text"] == "Close task"
+    assert [b["text"] for b in stub.chat(USER)[-1]["reply_markup"]["inline_keyboard"][0]] == ["Move…", "Close task"]
 
 
 def test_forum_topic_binds_to_one_task(tg, stub):
