@@ -137,3 +137,49 @@ def test_move_from_the_console_in_one_step(live_server):
     assert done["task_id"] == other["task_id"] and "times out on step 3" in done["response"]
     task_page = s.get(f"{url}/tasks/{other['task_id']}", timeout=10).text
     assert "times out on step 3" in task_page
+
+
+def test_a_folded_turn_leaves_the_summary_and_a_task_it_alone_started_closes(stub_runtime):
+    """In process (stub engine, real SQLite): a turn already folded into the summary is taken out of it too; the
+    task the misrouted message had started, holding nothing else, is closed; the old task's session is reset."""
+    import sys
+
+    from alter0 import service
+    from alter0.errors import Conflict
+    from alter0.memory import get_memory
+    from alter0.models import Task
+    rt = stub_runtime(task__memory_turns=1,
+                      executor__command=[sys.executable, "-c", "import sys; print('ok: ' + sys.stdin.read()[-40:])"])
+
+    def send(text, **kw):
+        job, _ = service.submit(rt, text, "u1", **kw)
+        rt.queue.join()
+        return job.__class__.get_by_id(job.id)
+
+    home = send("new task: the quarterly report")
+    wrong = send("new task: churn SQL for the monthly report")  # should have joined `home`
+    Task.update(session_id="sess-1").where(Task.id == wrong.task_id).execute()
+    follow = send("the quarterly report needs a chart", task_id=home.task_id)  # pushes older turns into the summary
+    assert "quarterly report" in get_memory(home.task_id).summary
+    moved, created = service.move(rt, wrong.id, home.task_id, as_user="u1")
+    assert created and moved.moved_from == wrong.id
+    rt.queue.join()
+    old = Task.get_by_id(wrong.task_id)
+    assert old.status == "closed" and "moved to task" in old.close_reason and old.session_id is None
+    mem = get_memory(wrong.task_id)
+    assert "churn" not in mem.summary and not any("churn" in t["content"] for t in mem.turns)
+    # the moved job's turn folds into home's memory like any other
+    assert moved.__class__.get_by_id(moved.id).task_id == home.task_id
+    # an earlier job of home moved elsewhere: its line leaves home's summary
+    other = send("new task: unrelated docs")
+    again, _ = service.move(rt, follow.id, other.task_id, as_user="u1")
+    rt.queue.join()
+    home_mem = get_memory(home.task_id)
+    assert "needs a chart" not in home_mem.summary + " ".join(t["content"] for t in home_mem.turns)
+    assert again.__class__.get_by_id(again.id).task_id == other.task_id
+    # a moved job goes nowhere else: its successor is the one to move
+    try:
+        service.move(rt, follow.id, home.task_id, as_user="u1")
+        raise AssertionError("a second move of the same job to another task must be refused")
+    except Conflict as exc:
+        assert f"move job {again.id} instead" in exc.message
