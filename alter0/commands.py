@@ -13,7 +13,7 @@ from .config import BUSY_POLICIES, SETTINGS_BY_KEY, parse_value, validate
 from .taskstate import scope_of
 from .errors import Alter0Error, ConfigError, Conflict, Forbidden, InputError
 from .memory import clear_memory
-from .models import TaskMemory, UserState, now
+from .models import Job, TaskMemory, UserState, now
 from .ops.stats import format_stats, stats
 from .principals import Principal, require_admin
 from .runtime import Runtime
@@ -34,6 +34,8 @@ HELP = """Commands:
   /task stats                   counts and stage durations
   /task busy POLICY [ID]        what a message for the busy task does: enqueue, reject, interrupt, collect
   /task repo PATH [ID]          (admin) the task's agent works in its own worktree of the git repo at PATH
+  /move N                       move your last message (and its reply) to task N, where it runs again
+  /move JOB N                   move job JOB's message to task N
 Admin only (the local CLI, or an admin token over HTTP and the console):
   /config set KEY VALUE         change a setting in the config file
   /executor [NAME]              show or set the executor"""
@@ -77,6 +79,8 @@ def run_command(rt: Runtime, text: str, user_id: str, channel_id: str = "", prin
         return (ADMIN.get(head) or _config_set)(rt, args, user_id, channel_id)
     if head == "/config":
         return _config(rt, args, principal.admin)
+    if head == "/move":
+        return _move(rt, args, user_id, channel_id, principal, source)
     handler = COMMANDS.get(head)
     if handler is None:
         raise InputError(f"unknown command {head}; try /help")
@@ -280,12 +284,34 @@ def _task_repo(rt, args, user, channel) -> Result:
                   {"task_id": task.id, "repo": str(repo)})
 
 
+def _move(rt, args, user, channel, principal: Principal | None = None, source: str = "") -> Result:
+    """/move N (the user's last message in this channel) or /move JOB N: see service.move."""
+    if len(args) not in (1, 2) or not all(inputs.is_id(a) for a in args):
+        raise InputError("usage: /move N  (your last message to task N)  or  /move JOB N")
+    if len(args) == 1:
+        last = Job.select(Job.id).where((Job.user_id == user) & (Job.channel_id == (channel or ""))).order_by(
+            Job.id.desc()).limit(1).scalar()
+        if last is None:
+            raise InputError("you have sent no message here yet; nothing to move")
+        job_id, task_id = last, args[0]
+    else:
+        job_id, task_id = args
+    job, created = service.move(rt, job_id, task_id, as_user=user, who=user, source=source or "command")
+    data = {"job_id": job.id, "moved_from": job.moved_from, "task_id": int(task_id), "created": created}
+    if not created and job.id == int(job_id):
+        return Result(f"job #{job.id} is already in task #{task_id}; nothing moved", data)
+    if not created:
+        return Result(f"job #{job.moved_from} was already moved to task #{task_id} (job #{job.id})", data)
+    return Result(f"job #{job.moved_from} moved to task #{task_id}; it runs again there as job #{job.id}", data)
+
+
 def _task_stats(rt, args, user, channel) -> Result:
     data = stats()
     return Result(format_stats(data), data)
 
 
-COMMANDS: dict[str, Callable] = {"/help": _help, "/status": _status, "/config": _config, "/task": _task}
+COMMANDS: dict[str, Callable] = {"/help": _help, "/status": _status, "/config": _config, "/task": _task,
+                                 "/move": _move}
 ADMIN: dict[str, Callable] = {"/executor": _executor}
 TASK_COMMANDS: dict[str, Callable] = {
     "list": _task_list, "current": _task_current, "use": _task_use, "new": _task_new, "close": _task_close,

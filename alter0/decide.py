@@ -1,5 +1,5 @@
-"""The two decisions: task selection (forced > explicit > thread-bound > router > new) and closing, each with its one
-threshold rule, every backend answer validated under a time limit and every failure degraded (to "new task" /
+"""The two decisions: task selection (moved > forced > explicit > thread-bound > router > new) and closing, each
+with its one threshold rule, every backend answer validated under a time limit and every failure degraded (to "new task" /
 "keep open") with its reason kept."""
 
 from __future__ import annotations
@@ -35,8 +35,13 @@ def _call(fn: Callable[[], Any], timeout: float) -> Any:
 
 
 def choose_task(rt, job: Job) -> Choice:
-    """Pick the job's task: forced task, then explicit task id, then the task the job's chat thread is bound to,
-    then the router, then a new task."""
+    """Pick the job's task: the task a misrouted message was moved to, then the forced task, then an explicit task
+    id, then the task the job's chat thread is bound to, then the router, then a new task."""
+    if job.moved_from and job.requested_task_id:  # the user corrected the router: nothing overrides that
+        task = task_by_id(job.requested_task_id)
+        if task is not None:
+            return Choice(task, RouteDecision("existing", task.id, 1.0, f"moved here from job {job.moved_from}"),
+                          "moved", reopen=task.status != "open")
     state = USER_STATE.first(job.user_id)
     if state and state.forced_task_id:
         task = task_by_id(state.forced_task_id)

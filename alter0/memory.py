@@ -66,6 +66,31 @@ def _fold(summary: str, turn: dict, limit: int) -> str:
     return "\n".join(lines)[:limit] if limit else ""
 
 
+def drop_turns(task_id: int, messages: list[Message]) -> int:
+    """Take these messages out of the task's memory (a turn that was moved to another task): their turns, and the
+    summary line each left when it was folded in; how many were found."""
+    mem = _MEMORY_OF.first(task_id)
+    if mem is None or not messages:
+        return 0
+    ids = {m.id for m in messages}
+    turns = [t for t in (mem.turns or []) if t.get("message_id") not in ids]
+    found = len(mem.turns or []) - len(turns)
+    kept_ids = {t.get("message_id") for t in mem.turns or []}
+    lines = (mem.summary or "").splitlines()
+    for m in messages:
+        if m.id in kept_ids:
+            continue
+        line = _fold("", {"role": m.role, "content": m.content}, 10**9)
+        if line in lines:
+            lines.remove(line)
+            found += 1
+    mem.turns, mem.summary = turns, "\n".join(lines)
+    mem.turn_count = max(0, (mem.turn_count or 0) - found)
+    mem.updated_at = now()
+    mem.save()
+    return found
+
+
 def clear_memory(task_id: int) -> None:
     """Forget a task's memory (its messages stay)."""
     TaskMemory.delete().where(TaskMemory.task == task_id).execute()

@@ -92,13 +92,21 @@ def _v6_channels(m: SchemaMigrator, database: Database) -> None:
         database.create_tables(CHANNEL_MODELS, safe=True)
 
 
+def _v7_job_moved_from(m: SchemaMigrator, database: Database) -> None:
+    """job.moved_from: the misrouted job a moved message re-runs (one successor per job, found by this index)."""
+    from peewee import IntegerField
+    migrate_ops(m.add_column("job", "moved_from", IntegerField(null=True)),
+                m.add_index("job", ("moved_from",), False))
+
+
 #: Every migration after the baseline, in version order.
 MIGRATIONS: tuple[Migration, ...] = (Migration(2, "job.executor_pgid", _v2_job_executor_pgid),
                                      Migration(3, "apitoken table", _v3_api_tokens),
                                      Migration(4, "workspaces: task repo/branch/worktree/busy_policy, receipt",
                                                _v4_workspaces),
                                      Migration(5, "task.session_usage", _v5_task_session_usage),
-                                     Migration(6, "chat channels", _v6_channels))
+                                     Migration(6, "chat channels", _v6_channels),
+                                     Migration(7, "job.moved_from", _v7_job_moved_from))
 
 
 def latest(migrations: Sequence[Migration] = MIGRATIONS) -> int:

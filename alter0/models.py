@@ -134,7 +134,7 @@ class Job(BaseModel):
     error_kind = CharField(max_length=32, null=True)
     error = TextField(null=True)
     decision = CharField(max_length=16, null=True)  # existing | new
-    decision_source = CharField(max_length=16, null=True)  # forced | explicit | router | new
+    decision_source = CharField(max_length=16, null=True)  # moved | forced | explicit | thread | router | new
     route_confidence = DoubleField(null=True)
     route_reason = TextField(null=True)
     route_version = CharField(max_length=64, null=True)
@@ -150,6 +150,7 @@ class Job(BaseModel):
     parked = BooleanField(default=False)  # waiting for an earlier job's turn (no queue message held)
     executor_pgid = IntegerField(null=True)  # process group of the running executor (killed if its worker dies)
     thread_key = CharField(max_length=200, null=True)  # a chat thread/topic/reply the message came from
+    moved_from = IntegerField(null=True, index=True)  # the misrouted job this one re-runs in its right task
     input_tokens = IntegerField(default=0)
     output_tokens = IntegerField(default=0)
     cost_usd = DoubleField(default=0.0)

@@ -1,4 +1,5 @@
-"""What every channel (CLI, HTTP, console) does with jobs and tasks: submit, wait, cancel, retry, close, reopen."""
+"""What every channel (CLI, HTTP, console) does with jobs and tasks: submit, wait, cancel, retry, move, close,
+reopen."""
 
 from __future__ import annotations
 
@@ -7,12 +8,13 @@ from typing import Any
 
 from peewee import IntegrityError
 
-from . import busy, faults, inputs, jobstate, taskstate, workspaces
+from . import busy, faults, inputs, jobstate, memory, taskstate, threads, workspaces
+from .audit import record
 from .clock import db_now
 from .database import write_tx
 from .taskstate import scope_of
 from .errors import Conflict, InputError, NotFound
-from .models import Job, JobStatus as S, Task, TERMINAL
+from .models import Job, JobStatus as S, Message, Task, TERMINAL
 from .runtime import Runtime, get_runtime
 from .views import get_job, get_task
 
@@ -105,6 +107,64 @@ def retry(rt: Runtime, job_id: Any) -> Job:
         raise Conflict(f"job {job.id} changed state; try again")
     rt.queue.enqueue(stage, job.id)
     return get_job(job.id)
+
+
+def move(rt: Runtime, job_id: Any, task_id: Any, as_user: str | None = None, who: str | None = None,
+         source: str = "") -> tuple[Job, bool]:
+    """Move a misrouted message (job J) to task N in one step: J's turn leaves its task's memory (and that task's
+    agent session starts afresh, its prompt rebuilt from the memory), J's chat thread is bound to N, and a new job
+    (``moved_from`` = J) generates the same message in N. Exactly once: a repeat returns that job (created False);
+    a job already in N is returned as it is. Only a finished job moves (a running one: Conflict; cancel it or
+    wait for its reply). ``as_user``: the caller may touch only this user's jobs (another's: NotFound, audited).
+    Returns (the job now holding the message, whether this call made it)."""
+    job = get_job(job_id)
+    what = f"move job {job_id} to task {task_id}"
+    if as_user is not None and job.user_id != as_user:
+        record(rt.output_dir, rt.cfg.secrets(), "job_move", who=who or as_user, source=source, what=what,
+               allowed=False, reason="not the caller's job")
+        raise NotFound(f"job {job.id} does not exist")
+    target = get_task(task_id)
+    if target.scope != job.scope:
+        raise NotFound(f"task {target.id} does not exist")
+    done = Job.get_or_none(Job.moved_from == job.id)
+    if done is not None:
+        if done.requested_task_id != target.id:
+            raise Conflict(f"job {job.id} was already moved to task {done.requested_task_id} as job {done.id}; "
+                           f"move job {done.id} instead")
+        return done, False
+    if job.task_id == target.id:
+        return job, False
+    if job.state not in TERMINAL:
+        raise Conflict(f"job {job.id} is still {job.status}; wait for its reply (or cancel it), then move it")
+    source_task = job.task_id
+    try:
+        with write_tx():  # one commit: the old task forgets the turn, the thread follows, the new job exists
+            forgot = 0
+            if source_task is not None:
+                turn = [m for m in Message.select().where(Message.id.in_(
+                    [i for i in (job.user_message_id, job.reply_message_id) if i]))]
+                forgot = memory.drop_turns(source_task, turn)
+                if job.reply_message_id:
+                    taskstate.forget_session(source_task)
+                if job.decision == "new" and not Job.select().where(
+                        (Job.task == source_task) & (Job.id != job.id)).exists():
+                    taskstate.close(source_task, "manual", f"its only message moved to task {target.id}", 1.0)
+            if job.thread_key and threads.bound_task(job.channel_id, job.thread_key) in (source_task, None):
+                threads.bind(job.channel_id, job.thread_key, target.id, replace=True)
+            moved = jobstate.create(content=job.content, user_id=job.user_id, channel_id=job.channel_id,
+                                    scope=job.scope, requested_task_id=target.id, request_id=f"move:{job.id}",
+                                    moved_from=job.id, thread_key=job.thread_key, dispatched_at=db_now())
+            jobstate.add_event(job.id, "moved", None, {"from_task": source_task, "to_task": target.id,
+                                                       "job_id": moved.id, "memory_turns_removed": forgot})
+    except IntegrityError:  # a concurrent move of the same job made it first
+        existing = Job.get_or_none(Job.moved_from == job.id)
+        if existing is None:
+            raise
+        return existing, False
+    record(rt.output_dir, rt.cfg.secrets(), "job_move", who=who or job.user_id, source=source, what=what,
+           allowed=True, job_id=moved.id, from_task=source_task)
+    rt.queue.enqueue("route", moved.id, stamped=True)  # if this is lost, the dispatch sweep re-sends it
+    return moved, True
 
 
 def close_task(task_id: Any, reason: str = "closed by user", closed_by: str = "manual") -> Task:

@@ -149,7 +149,8 @@ def kick_parked_generations(rt: Runtime, limit: int = 4) -> None:
 # --- route ------------------------------------------------------------------------------------------
 
 def route(rt: Runtime, job: Job, cancel, lease: str) -> bool:
-    """Pick the job's task (forced > explicit > thread-bound > router > new), store the user message, queue generation."""
+    """Pick the job's task (moved > forced > explicit > thread-bound > router > new), store the user message,
+    queue generation."""
     started = time.monotonic()
     choice = choose_task(rt, job)
     d = choice.decision

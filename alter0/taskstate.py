@@ -75,6 +75,12 @@ def close(task_id: int, closed_by: str, reason: str, confidence: float) -> bool:
         (Task.id == task_id) & (Task.status == "open")).execute() == 1
 
 
+def forget_session(task_id: int) -> None:
+    """Start the task's agent session afresh at its next turn (its prompt then carries the task's memory): the
+    agent's own session holds a turn that was moved out of the task, and an agent CLI cannot delete one turn."""
+    Task.update(session_id=None, session_usage=None, updated_at=now()).where(Task.id == task_id).execute()
+
+
 def set_workspace(task_id: int, **fields) -> None:
     """Record a task's workspace: repo, branch, base, worktree, workspace_state, busy_policy (only those given)."""
     Task.update(updated_at=now(), **fields).where(Task.id == task_id).execute()

@@ -34,7 +34,7 @@ def job_view(job: Job, events: bool = False) -> dict[str, Any]:
     reply = job.reply_message.content if job.reply_message_id else None
     view = {
         "job_id": job.id, "status": job.status, "stage": stage_of(job.status), "task_id": job.task_id,
-        "user_id": job.user_id, "channel_id": job.channel_id, "content": job.content,
+        "user_id": job.user_id, "channel_id": job.channel_id, "content": job.content, "moved_from": job.moved_from,
         "decision": job.decision, "decision_source": job.decision_source,
         "route": {"confidence": job.route_confidence, "reason": job.route_reason, "version": job.route_version},
         "close": {"close": job.close_decision, "confidence": job.close_confidence, "reason": job.close_reason,

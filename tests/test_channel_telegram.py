@@ -54,7 +54,7 @@ def test_message_gets_working_message_edited_into_the_reply(tg, stub):
     [reply] = wait_replies(env, stub, USER, 1)
     [msg] = stub.chat(USER)  # the "working…" message was replaced by the reply: one bot message
     assert msg["edits"] >= 1 and reply.startswith("task #1 · ") and "echo: hello there" in reply
-    assert [b["text"] for b in msg["reply_markup"]["inline_keyboard"][0]] == ["Close task"]
+    assert [b["text"] for b in msg["reply_markup"]["inline_keyboard"][0]] == ["Move…", "Close task"]
     assert [j.channel_id for j in jobs()] == ["telegram:42"]
     status = json.loads(env.cli("status", "--json").stdout)
     [chan] = status["channels"]
@@ -162,7 +162,7 @@ def test_long_reply_is_split_without_breaking_code_blocks(tg, stub):
     whole = "".join(parts)
     blocks = jobs()[0].reply_message.content.count("def block_")
     assert all(f"def block_{i}()" in whole for i in range(blocks))
-    assert stub.chat(USER)[-1]["reply_markup"]["inline_keyboard"][0][0]["text"] == "Close task"
+    assert [b["text"] for b in stub.chat(USER)[-1]["reply_markup"]["inline_keyboard"][0]] == ["Move…", "Close task"]
 
 
 def test_forum_topic_binds_to_one_task(tg, stub):
@@ -252,3 +252,55 @@ def test_commands_and_buttons(tg, stub):
     wait_until(lambda: stub.count("answerCallbackQuery") == 3, 30, env.logs)
     from alter0.models import Task
     assert Task.get_by_id(1).status == "closed" and jobs()[0].status == "cancelled"
+
+
+def memory_of(task_id):
+    from alter0.models import TaskMemory
+    mem = TaskMemory.get_or_none(TaskMemory.task == task_id)
+    return " ".join(t["content"] for t in mem.turns) + (mem.summary or "") if mem else ""
+
+
+def test_move_a_misrouted_message_with_the_command_and_the_button(tg, stub):
+    env = tg()
+    start_channel(env, stub)
+    stub.user_message("/new login page", USER)
+    stub.user_message("/new billing export", USER)  # in use from now on: every message goes here
+    wait_until(lambda: len(stub.texts(USER)) >= 2, 30, env.logs)
+    stub.user_message("/task use none", USER)
+    wait_until(lambda: len(stub.texts(USER)) >= 3, 30, env.logs)
+    stub.user_message("the login form needs a password field", USER)  # task 1
+    wait_replies(env, stub, USER, 1)
+    stub.user_message("#1 add a VAT column to the billing export", USER)  # named task 1: misrouted
+    wait_replies(env, stub, USER, 2)
+    wrong = jobs()[-1]
+    assert wrong.task_id == 1 and "VAT column" in memory_of(1)
+    # /move N: my last message goes to task 2; its reply reappears there (the misrouted reply is replaced)
+    stub.user_message("/move 2", USER)
+    wait_until(lambda: any("moved to task #2" in t for t in stub.texts(USER)), 30, env.logs)
+    wait_until(lambda: any(t.startswith("task #2 · moved") and "VAT column" in t for t in stub.texts(USER)), 60,
+               lambda: f"{stub.texts(USER)}\n{env.logs()}")
+    moved = jobs()[-1]
+    assert moved.moved_from == wrong.id and moved.task_id == 2 and moved.status == "done"
+    assert "VAT column" not in memory_of(1) and "VAT column" in memory_of(2)
+    # repeating it does nothing
+    stub.user_message("/move 2", USER)
+    wait_until(lambda: any("already in task #2" in t for t in stub.texts(USER)), 30, env.logs)
+    assert len(jobs()) == 3 and len([j for j in jobs() if j.moved_from]) == 1
+    # the "Move…" button on a reply offers the other open tasks; picking one moves the message
+    stub.user_message("#2 the login page should remember me", USER)
+    wait_replies(env, stub, USER, 3)  # the moved message's reply replaced the misrouted one
+    wrong2 = jobs()[-1]
+    assert wrong2.task_id == 2
+    reply = [m for m in stub.chat(USER) if "remember me" in m["text"] and m["reply_markup"]][-1]
+    buttons = {b["text"]: b["callback_data"] for b in reply["reply_markup"]["inline_keyboard"][0]}
+    stub.press(USER, USER, reply["message_id"], buttons["Move…"])
+    pick = wait_until(lambda: [m for m in stub.chat(USER) if m["text"].startswith(f"Move job #{wrong2.id}")],
+                      30, env.logs)[0]
+    [[choice]] = pick["reply_markup"]["inline_keyboard"]
+    assert choice["text"].startswith("#1 login page")
+    stub.press(USER, USER, pick["message_id"], choice["callback_data"])
+    wait_until(lambda: any(t.startswith("task #1 · moved") and "remember me" in t for t in stub.texts(USER)), 60,
+               lambda: f"{stub.texts(USER)}\n{env.logs()}")
+    assert jobs()[-1].moved_from == wrong2.id and jobs()[-1].task_id == 1
+    # a stranger's /move refers to nothing of theirs
+    assert "remember me" not in memory_of(2)

@@ -183,6 +183,19 @@ def retry_job(job_id: str):
     return jsonify(views.job_view(job)), 202, job_location(job)
 
 
+@bp.post("/jobs/<job_id>/move")
+def move_job(job_id: str):
+    """Move a misrouted message to task N ({"task_id": N}): 202 with the new job that runs it there; a repeat
+    answers 200 with that same job."""
+    target = json_body().get("task_id")
+    if not inputs.is_id(target):
+        raise InputError('task_id must be a task id, e.g. {"task_id": 3}')
+    me = principal()
+    job, created = service.move(get_rt(), job_id, target, as_user=confined_user(),
+                                who=me.user_id if me is not None else None, source=f"http {request.remote_addr}")
+    return jsonify(views.job_view(job)), 202 if created else 200, job_location(job)
+
+
 # --- tasks ------------------------------------------------------------------------------------------
 
 @bp.get("/tasks")

@@ -236,15 +236,24 @@ def jobs():
 
 @bp.get("/jobs/<job_id>")
 def job(job_id: str):
-    return render_template("job.html", job=views.job_view(job_or_404(job_id), events=True))
+    found = job_or_404(job_id)
+    targets = [t for t in views.list_tasks("open", scope=found.scope, limit=50) if t.id != found.task_id]
+    return render_template("job.html", job=views.job_view(found, events=True), move_targets=targets)
 
 
 @bp.post("/jobs/<job_id>/<action>")
 def job_action(job_id: str, action: str):
-    if action not in ("cancel", "retry"):
-        raise InputError("action must be cancel or retry")
+    if action not in ("cancel", "retry", "move"):
+        raise InputError("action must be cancel, retry or move")
     try:
         found = job_or_404(job_id)
+        if action == "move":  # "Move to task…": the message runs again in the chosen task (service.move)
+            moved, created = service.move(get_rt(), found.id, request.form.get("task_id"), as_user=confined_user(),
+                                          who=user(), source=f"console {request.remote_addr}")
+            flash(f"job {found.id} moved to task {moved.task_id or request.form.get('task_id')}: it runs again "
+                  f"there as job {moved.id}" if created else f"nothing to move: job {moved.id} is already there",
+                  "ok")
+            return redirect(url_for("console.job", job_id=moved.id))
         found = service.cancel(found.id) if action == "cancel" else service.retry(get_rt(), found.id)
         note = " (cancel requested; the worker stops the executor)" if found.status not in ENDED and \
             action == "cancel" else ""

@@ -84,7 +84,9 @@ SCHEMAS = {
                            "decision": NULLABLE_STR, "response": NULLABLE_STR, "timings": {"type": "object"},
                            "error": {"type": ["object", "null"]}, "events": {"type": "array"},
                            "receipt": {"type": ["object", "null"], "description": "What the turn changed, verified "
-                                       "against git: commits, files, diffstat, check, verified, problems"}}},
+                                       "against git: commits, files, diffstat, check, verified, problems"},
+                           "moved_from": {"type": ["integer", "null"],
+                                          "description": "The misrouted job this one re-runs in its right task"}}},
     "JobPage": {"type": "object", "required": ["jobs", "next_cursor"], "properties": {
         "jobs": {"type": "array", "items": ref("Job")}, "next_cursor": {"type": ["integer", "null"]}}},
     "Task": {"type": "object", "required": ["id", "title", "status"], "properties": {
@@ -167,6 +169,15 @@ PATHS: dict[str, dict] = {
     "/api/jobs/{job_id}/retry": {"post": {
         "summary": "Run a failed, cancelled or timed-out job again", "parameters": JOB_ID,
         "responses": {"202": ok(ref("Job")), **errors(404, 409)}}},
+    "/api/jobs/{job_id}/move": {"post": {
+        "summary": "Move a misrouted message to another task of its scope, where it runs again as a new job "
+                   "(moved_from: this job); its turn leaves the old task's memory; exactly once (a repeat answers "
+                   "200 with the same job); a job still running answers 409", "parameters": JOB_ID,
+        "requestBody": body({"type": "object", "required": ["task_id"],
+                             "properties": {"task_id": {"type": "integer", "minimum": 1}}}),
+        "responses": {"202": ok(ref("Job"), "Moved: the new job (Location)"),
+                      "200": ok(ref("Job"), "Already moved there (or already in that task): that job"),
+                      **errors(400, 404, 409, 415)}}},
     "/api/tasks": {"get": {"summary": "Tasks", "parameters": [
         query("status", {"enum": ["open", "closed", "all"]}, "Default all"),
         query("scope", {"type": "string"}, "Only tasks of this scope (user:<id> or channel:<id>)"),

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Iterable
 
 from ..database import write_tx
-from ..models import ChannelEvent, now
+from ..models import ChannelEvent, Job, now
 from .base import Incoming
 
 
@@ -37,6 +37,16 @@ def following(platform: str) -> list[ChannelEvent]:
     """Submitted messages whose job outcome has not been turned into deliveries yet."""
     return list(ChannelEvent.select().where(ChannelEvent.platform == platform, ChannelEvent.state == "submitted")
                 .order_by(ChannelEvent.id))
+
+
+def moved(platform: str) -> list[tuple[ChannelEvent, int]]:
+    """Answered messages whose job was moved to another task since (``service.move``, from any surface), each
+    with the job that now runs it: its outcome is delivered like the first one (found from the moved jobs, few)."""
+    rows = (ChannelEvent.select(ChannelEvent, Job.id.alias("moved_to"))
+            .join(Job, on=(Job.moved_from == ChannelEvent.job))
+            .where(Job.moved_from.is_null(False), ChannelEvent.platform == platform, ChannelEvent.state == "done")
+            .order_by(ChannelEvent.id).objects())
+    return [(r, r.moved_to) for r in rows]
 
 
 def request_id(event: ChannelEvent) -> str:

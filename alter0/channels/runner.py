@@ -117,6 +117,8 @@ class Runner:
                 why = f"{type(exc).__name__}: {exc}"[:500]
                 inbox.mark(event, "error", detail=why)
                 state.failed(self.platform, f"event {event.event_id}: {why}", disconnected=False)
+        for event, job_id in inbox.moved(self.platform):  # moved since: the new job's reply follows
+            inbox.mark(event, "submitted", job=job_id)
         for event in inbox.following(self.platform):
             if event.job_id is None:
                 inbox.mark(event, "done")

@@ -64,7 +64,22 @@ FOLLOW_LIMIT_SEC = 24 * 3600.0
 
 
 def cmd_job(args) -> int:
-    _runtime(args, queue=args.action == "retry")
+    _runtime(args, queue=args.action in ("retry", "move"))
+    if args.action == "move":
+        if args.task is None:
+            return _fail("usage: alter0 job move JOB TASK  (move job JOB's message to task TASK)", RET_USAGE)
+        rt = _runtime_cached()  # the local CLI is the operator: it may move anyone's job (audited)
+        job, created = service.move(rt, args.id, args.task, who=rt.cfg["task.cli_user_id"], source="cli")
+        if args.json:
+            _print_json({**views.job_view(job), "created": created})
+        elif created:
+            print(f"job {job.moved_from} moved to task {args.task}: it runs again there as job {job.id}")
+        else:
+            print(f"nothing to move: job {job.id} is already in task {args.task}"
+                  + (f" (moved there from job {job.moved_from})" if job.moved_from else ""))
+        return RET_OK
+    if args.task is not None:
+        return _fail(f"alter0 job {args.action} takes one job id", RET_USAGE)
     if args.action == "show":
         if args.follow and not args.json:  # every timeline entry as it happens, until the job ends
             job = progress.follow(views.get_job(args.id).id, args.wait or FOLLOW_LIMIT_SEC, out=sys.stdout,
@@ -244,9 +259,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--channel", default="")
     c.set_defaults(fn=cmd_chat)
 
-    j = sub.add_parser("job", help="show, cancel or retry a job")
-    j.add_argument("action", choices=("show", "cancel", "retry"))
+    j = sub.add_parser("job", help="show, cancel, retry or move a job")
+    j.add_argument("action", choices=("show", "cancel", "retry", "move"))
     j.add_argument("id")
+    j.add_argument("task", nargs="?", help="with move: the task the job's message belongs to")
     j.add_argument("--json", action="store_true")
     j.add_argument("--events", action="store_true", help="include the job's timeline")
     j.add_argument("--follow", "-f", action="store_true", help="with show: print the timeline as it happens "

@@ -26,7 +26,8 @@ goes to that thread's task. Commands:
 /new [TITLE]            start a new task and use it
 /status                 queue backlog and workers
 /cancel [JOB]           cancel your last job (or JOB)
-/retry [JOB]            run your last failed job (or JOB) again"""
+/retry [JOB]            run your last failed job (or JOB) again
+/move N                 move your last message to task N (/move JOB N): it runs again there"""
 STAGE_TEXT = {S.QUEUED: "queued", S.ROUTING: "choosing a task", S.GENERATING: "the agent is working",
               S.CLOSING: "wrapping up"}
 REFUSAL = "This bot is private: your Telegram user id {uid} is not on its allowlist. Nothing was sent to an agent."
@@ -41,6 +42,7 @@ class TelegramChannel(Channel):
 
     def __init__(self, rt: Runtime):
         super().__init__(rt)
+        self.extra: list[Outgoing] = []  # messages a button sends besides its answer (the "Move…" choices)
         self.api = BotApi(self.cfg["channels.telegram.api_url"], self.cfg["channels.telegram.token"],
                           self.cfg["channels.delivery.request_timeout_sec"])
 
@@ -101,7 +103,8 @@ class TelegramChannel(Channel):
         if event.kind == "command":
             return [self._message(event, "command", self._command(event))]
         if event.kind == "callback":
-            return [self._callback_answer(event, self._button(event))]
+            self.extra = []
+            return [self._callback_answer(event, self._button(event)), *self.extra]
         return []
 
     def _command(self, event: ChannelEvent) -> str:
@@ -127,6 +130,14 @@ class TelegramChannel(Channel):
         try:
             if action in ("cancel", "retry"):
                 return self._job_action(event, action, target)
+            if action == "move":  # "Move…": offer the scope's other open tasks as buttons
+                return self._move_choices(event, target)
+            if action == "moveto":
+                job_id, _, task_id = target.partition(":")
+                job, created = service.move(self.rt, _num(job_id), _num(task_id), as_user=event.user_id,
+                                            who=event.user_id, source=PLATFORM)
+                return (f"job #{job.moved_from} moved to task #{task_id}: its reply follows" if created
+                        else f"already in task #{task_id}")
             if action == "close":
                 task = views.get_task(target)
                 if task.scope != scope_of(self.cfg, event.user_id, event.channel_id):
@@ -135,6 +146,19 @@ class TelegramChannel(Channel):
             return "unknown button"
         except Alter0Error as exc:
             return exc.message
+
+    def _move_choices(self, event: ChannelEvent, job_id: str) -> str:
+        job = Job.get_or_none(Job.id == _num(job_id))
+        if job is None or job.user_id != event.user_id:
+            return f"job {job_id} does not exist"
+        tasks = [t for t in views.list_tasks("open", scope=job.scope, limit=9) if t.id != job.task_id][:8]
+        if not tasks:
+            return "no other open task to move it to (/move JOB N names any task)"
+        pick = self._message(event, f"move:{job.id}", f"Move job #{job.id} to which task?")
+        pick.payload["reply_markup"] = {"inline_keyboard": [
+            [{"text": f"#{t.id} {t.title[:40]}", "callback_data": f"moveto:{job.id}:{t.id}"}] for t in tasks]}
+        self.extra.append(pick)
+        return "pick the task"
 
     def _job_action(self, event: ChannelEvent, action: str, job_id: Any) -> str:
         job = Job.get_or_none(Job.id == _num(job_id))
@@ -169,7 +193,7 @@ class TelegramChannel(Channel):
             if job.decision_source == "router":
                 head += f" {job.route_confidence or 0:.2f}"
             body = f"{head}\n\n{job.reply_message.content if job.reply_message_id else ''}"
-            buttons = [("Close task", f"close:{job.task_id}")]
+            buttons = [("Move…", f"move:{job.id}"), ("Close task", f"close:{job.task_id}")]
         else:
             body = f"job #{job.id} {job.status}: {job.error or 'no detail'}"
             buttons = [("Retry", f"retry:{job.id}")] + ([("Close task", f"close:{job.task_id}")] if job.task_id else [])
@@ -179,6 +203,7 @@ class TelegramChannel(Channel):
         for i, part in enumerate(parts):
             item = self._message(event, f"reply:{round_}:{i}", part)
             item.payload["_bind"] = job.task_id
+            item.payload["_rebind"] = bool(job.moved_from)  # a moved message's reply now answers in its new task
             if i == 0:
                 item.payload["_edit_of"] = self.working_key(event)
             if i == len(parts) - 1:
@@ -217,7 +242,8 @@ class TelegramChannel(Channel):
     def delivered(self, delivery: ChannelDelivery, result_id: str | None) -> None:
         task_id = delivery.payload.get("_bind")
         if task_id and result_id:  # a reply to this message goes to the task it answered
-            threads.bind(f"{PLATFORM}:{delivery.payload['chat_id']}", f"reply:{result_id}", task_id)
+            threads.bind(f"{PLATFORM}:{delivery.payload['chat_id']}", f"reply:{result_id}", task_id,
+                         replace=bool(delivery.payload.get("_rebind")))
 
     def close(self) -> None:
         self.api.close()
