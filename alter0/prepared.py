@@ -19,7 +19,7 @@ from __future__ import annotations
 import inspect
 from typing import Any, Callable, Iterator
 
-from peewee import Insert, Node, Value
+from peewee import Field, Insert, Node, Select, Value
 
 from .models import db
 
@@ -40,12 +40,14 @@ class Prepared:
         self.build = build
         self.arity = len(inspect.signature(build).parameters)
         self._compiled: tuple[Any, Any, str, list] | None = None  # (database, query, sql, params)
+        self._columns: list[tuple[str, Callable]] | None = None
 
     def _compile(self) -> tuple[Any, Any, str, list]:
         compiled = self._compiled
         if compiled is None or compiled[0] is not db.obj:
             query = self.build(*(Value(_Arg(i), converter=False) for i in range(self.arity)))
             sql, params = query.sql()
+            self._columns = _plain_columns(query)
             compiled = self._compiled = (db.obj, query, sql, params)
         return compiled
 
@@ -59,16 +61,48 @@ class Prepared:
         return query.model.raw(sql, *self._params(params, args))
 
     def rows(self, *args) -> Iterator[Any]:
-        """The query's rows as model instances."""
-        return iter(self._raw(args))
+        """The query's rows as model instances (built straight from the row when the query selects plain columns
+        of its model: Peewee would map the columns to fields anew for every run)."""
+        _, query, sql, params = self._compile()
+        if self._columns is None:
+            return iter(self._raw(args))
+        return self._models(query.model, self._fetch(sql, params, args))
+
+    def _fetch(self, sql: str, params: list, args: tuple, one: bool = False) -> list:
+        """The rows of one run, read at once and the statement closed (an open one would hold its snapshot)."""
+        cursor = db.obj.execute_sql(sql, self._params(params, args))
+        try:
+            if one:
+                row = cursor.fetchone()
+                return [] if row is None else [row]
+            return cursor.fetchall()
+        finally:
+            cursor.close()
+
+    def _models(self, model, rows: list) -> Iterator[Any]:
+        columns = self._columns
+        for row in rows:
+            obj = model.__new__(model)
+            obj.__data__ = {name: value if value is None else convert(value)
+                            for (name, convert), value in zip(columns, row)}
+            obj._dirty, obj.__rel__ = set(), {}
+            yield obj
 
     def tuples(self, *args) -> Iterator[tuple]:
         """The query's rows as tuples of the selected columns (converted as the fields say): cheaper than models."""
-        return iter(self._raw(args).tuples())
+        _, query, sql, params = self._compile()
+        if self._columns is None:
+            return iter(self._raw(args).tuples())
+        columns = self._columns
+        return (tuple(value if value is None else convert(value) for (_, convert), value in zip(columns, row))
+                for row in self._fetch(sql, params, args))
 
     def first(self, *args) -> Any | None:
         """The first row, or None."""
-        return next(self.rows(*args), None)
+        _, query, sql, params = self._compile()
+        if self._columns is None:
+            return next(self.rows(*args), None)
+        return next(self._models(query.model, self._fetch(sql, params, args, one=True)), None)
 
     def execute(self, *args) -> int:
         """Run a prepared INSERT / UPDATE / DELETE: the new row's id for an INSERT, else the rows changed."""
@@ -78,6 +112,16 @@ class Prepared:
         if isinstance(query, Insert):
             return cursor.fetchone()[0] if database.returning_clause else cursor.lastrowid
         return database.rows_affected(cursor)
+
+
+def _plain_columns(query) -> list[tuple[str, Callable]] | None:
+    """(field name, its python_value) per selected column when a SELECT reads plain columns of its own model."""
+    if not isinstance(query, Select):
+        return None
+    selected = query._returning
+    if not selected or not all(isinstance(c, Field) and c.model is query.model for c in selected):
+        return None
+    return [(c.name, c.python_value) for c in selected]
 
 
 _SHAPES: dict[tuple, Prepared] = {}
