@@ -19,7 +19,8 @@ from __future__ import annotations
 import inspect
 from typing import Any, Callable, Iterator
 
-from peewee import Field, Insert, Node, Select, Value
+from peewee import (AutoField, BigIntegerField, CharField, Field, Insert, IntegerField, Node, Select, TextField,
+                    Value)
 
 from .models import db
 
@@ -40,7 +41,7 @@ class Prepared:
         self.build = build
         self.arity = len(inspect.signature(build).parameters)
         self._compiled: tuple[Any, Any, str, list] | None = None  # (database, query, sql, params)
-        self._columns: list[tuple[str, Callable]] | None = None
+        self._columns: list[tuple[str, Callable | None]] | None = None
 
     def _compile(self) -> tuple[Any, Any, str, list]:
         compiled = self._compiled
@@ -83,7 +84,7 @@ class Prepared:
         columns = self._columns
         for row in rows:
             obj = model.__new__(model)
-            obj.__data__ = {name: value if value is None else convert(value)
+            obj.__data__ = {name: value if value is None or convert is None else convert(value)
                             for (name, convert), value in zip(columns, row)}
             obj._dirty, obj.__rel__ = set(), {}
             yield obj
@@ -94,7 +95,8 @@ class Prepared:
         if self._columns is None:
             return iter(self._raw(args).tuples())
         columns = self._columns
-        return (tuple(value if value is None else convert(value) for (_, convert), value in zip(columns, row))
+        return (tuple(value if value is None or convert is None else convert(value)
+                      for (_, convert), value in zip(columns, row))
                 for row in self._fetch(sql, params, args))
 
     def first(self, *args) -> Any | None:
@@ -114,14 +116,18 @@ class Prepared:
         return database.rows_affected(cursor)
 
 
-def _plain_columns(query) -> list[tuple[str, Callable]] | None:
+def _plain_columns(query) -> list[tuple[str, Callable | None]] | None:
     """(field name, its python_value) per selected column when a SELECT reads plain columns of its own model."""
     if not isinstance(query, Select):
         return None
     selected = query._returning
     if not selected or not all(isinstance(c, Field) and c.model is query.model for c in selected):
         return None
-    return [(c.name, c.python_value) for c in selected]
+    return [(c.name, None if type(c) in _NATIVE else c.python_value) for c in selected]
+
+
+#: Fields whose values come back from the driver as they are kept (str, int): no conversion to run per row.
+_NATIVE = {CharField, TextField, IntegerField, BigIntegerField, AutoField}
 
 
 _SHAPES: dict[tuple, Prepared] = {}
