@@ -321,6 +321,7 @@ class Config:
     def __init__(self, values: dict[str, Any], path: Path | None = None):
         self._values = values
         self.path = path
+        self._output_dir: tuple[tuple[str, str], Path] | None = None
 
     def __getitem__(self, key: str) -> Any:
         return self._values[key]
@@ -341,7 +342,13 @@ class Config:
 
     @property
     def output_dir(self) -> Path:
-        return Path(self._values["runtime.output_dir"]).resolve()
+        """runtime.output_dir made absolute (resolved once per value and working directory: every stage asks)."""
+        raw = str(self._values["runtime.output_dir"])
+        key = (raw, "" if os.path.isabs(raw) else os.getcwd())
+        cached = self._output_dir
+        if cached is None or cached[0] != key:
+            cached = self._output_dir = (key, Path(raw).resolve())
+        return cached[1]
 
     def public(self, admin: bool = True) -> dict[str, Any]:
         """Settings safe to show (secrets masked; admin-only keys left out unless ``admin``)."""

@@ -114,6 +114,7 @@ class LockedSqliteDatabase(SqliteDatabase):
     def __init__(self, database, *args, **kwargs):
         super().__init__(database, *args, **kwargs)
         self.write_lock = WriteLock(Path(f"{database}-writelock"), kwargs.get("timeout", 30))
+        self.sync_setting = str((kwargs.get("pragmas") or {}).get("synchronous", "full")).lower()
 
     def execute_sql(self, sql, params=None):
         if self.in_transaction() or not WRITE_SQL.match(sql):  # a write_tx holds the lock already
@@ -150,13 +151,31 @@ def is_sqlite() -> bool:
 
 
 @contextmanager
-def write_tx():
-    """A write transaction; on SQLite it takes the write lock up front (no upgrade deadlocks)."""
+def write_tx(durable: bool = True):
+    """A write transaction; on SQLite it takes the write lock up front (no upgrade deadlocks).
+
+    ``durable=False``: the commit is not flushed to disk by itself (SQLite WAL: ``synchronous = NORMAL`` for this
+    commit, no fdatasync; PostgreSQL: ``synchronous_commit = off`` for this transaction). It is as safe as any
+    commit against a crash of the process; a power loss may lose it, but only together with every later commit
+    of the database that was not flushed either: the next durable commit flushes it too (the WAL is one file,
+    written in order). For writes whose loss at a power cut costs nothing (a stage's lease: no worker survives a
+    power cut; its attempt count and "started" event)."""
+    database = db.obj
     if is_sqlite():
-        with getattr(db.obj, "write_lock", nullcontext()), db.atomic("IMMEDIATE") as tx:
-            yield tx
+        relax = not durable and getattr(database, "sync_setting", "") == "full" and not database.in_transaction()
+        with getattr(database, "write_lock", nullcontext()):
+            if relax:
+                database.execute_sql("PRAGMA synchronous = NORMAL")
+            try:
+                with db.atomic("IMMEDIATE") as tx:
+                    yield tx
+            finally:
+                if relax:
+                    database.execute_sql("PRAGMA synchronous = FULL")
     else:
         with db.atomic() as tx:
+            if not durable and database.transaction_depth() == 1:
+                database.execute_sql("SET LOCAL synchronous_commit TO OFF")
             yield tx
 
 

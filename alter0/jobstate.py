@@ -8,7 +8,7 @@ from typing import Sequence
 from .clock import db_now
 from .errors import IllegalTransition
 from .models import ACTIVE, STAGE_OF_STATE, Job, JobEvent, JobStatus as S, now
-from .prepared import Prepared
+from .prepared import Prepared, insert, update
 
 RETRYABLE_END = (S.FAILED, S.CANCELLED, S.TIMED_OUT)
 ALLOWED: dict[S, frozenset[S]] = {
@@ -45,10 +45,9 @@ def transition(job_id: int, src: S, dst: S, *, owner: str | None = None,
         values.update(finished_at=None, error=None, error_kind=None, cancel_requested=False)
     if owner is not None and STAGE_OF_STATE.get(src) != STAGE_OF_STATE.get(dst):
         values.update(lease_owner=None, lease_expires=None)  # a lease is per stage: the next one may claim at once
-    query = Job.update(**values).where((Job.id == job_id) & (Job.status == src.value))
-    if owner is not None:
-        query = query.where(Job.lease_owner == owner)
-    if query.execute() != 1:
+    where = {"id": job_id, "status": src.value} if owner is None else \
+        {"id": job_id, "status": src.value, "lease_owner": owner}
+    if update(Job, values, where) != 1:
         return False
     add_events(job_id, [event, *events])
     return True
@@ -73,33 +72,70 @@ def job_by_id(job_id: int) -> Job | None:
 
 def add_event(job_id: int, kind: str, stage: str | None = None, data: dict | None = None) -> None:
     """Append one entry to a job's timeline."""
-    JobEvent.create(job=job_id, kind=kind, stage=stage, data=data)
+    insert(JobEvent, job=job_id, kind=kind, stage=stage, data=data)
+
+
+_EVENT_ROWS: dict[int, Prepared] = {}
+
+
+def _events_insert(n: int) -> Prepared:
+    """The INSERT of ``n`` timeline rows (job, kind, stage, data, created_at), written once per ``n``."""
+    prepared = _EVENT_ROWS.get(n)
+    if prepared is None:
+        columns = (JobEvent.job, JobEvent.kind, JobEvent.stage, JobEvent.data, JobEvent.created_at)
+        prepared = Prepared(lambda *args: JobEvent.insert_many(
+            [dict(zip(columns, args[i:i + 5])) for i in range(0, len(args), 5)]).as_rowcount())
+        prepared.arity = 5 * n
+        _EVENT_ROWS[n] = prepared
+    return prepared
 
 
 def add_events(job_id: int, events: Sequence[tuple[str, str | None, dict | None]]) -> None:
     """Append entries (kind, stage, data) to a job's timeline in one statement, in this order."""
-    if len(events) == 1:
-        add_event(job_id, *events[0])
-    elif events:
-        t = now()
-        JobEvent.insert_many([{"job": job_id, "kind": kind, "stage": stage, "data": data, "created_at": t}
-                              for kind, stage, data in events]).execute()
+    if events:
+        t, to_json = now(), JobEvent.data.db_value
+        _events_insert(len(events)).execute(*(x for kind, stage, data in events
+                                              for x in (job_id, kind, stage, to_json(data), t)))
 
 
-def claim(job_id: int, status: S, owner: str, lease_sec: float, *, to: S | None = None,
+_CLAIMS: dict[tuple, Prepared] = {}
+
+
+def _claim_update(names: tuple[str, ...], count: str | None) -> Prepared:
+    """UPDATE job SET <names> [, <count>_attempts + 1] WHERE id, status and no live lease: once per shape."""
+    key = (names, count)
+    prepared = _CLAIMS.get(key)
+    if prepared is None:
+        fields = [Job._meta.fields[n] for n in names]
+        counter = getattr(Job, f"{count}_attempts") if count else None
+
+        def build(*args):
+            sets = dict(zip(fields, args))
+            if counter is not None:
+                sets[counter] = counter + 1
+            job_id, status, t = args[len(fields):]
+            return Job.update(sets).where((Job.id == job_id) & (Job.status == status) &
+                                          (Job.lease_owner.is_null() | (Job.lease_expires < t)))
+        prepared = _CLAIMS[key] = Prepared(build)
+        prepared.arity = len(fields) + 3
+    return prepared
+
+
+def claim(job_id: int, status: S, owner: str, lease_sec: float, *, to: S | None = None, count: str | None = None,
           events: Sequence[tuple[str, str | None, dict | None]] = (), **fields) -> bool:
     """Take the lease on a job in ``status`` unless a live lease of another worker holds it.
 
-    The same statement moves the job on to ``to`` (if given; the state change is recorded) and writes
-    ``fields``; ``events`` follow on the timeline."""
+    The same statement moves the job on to ``to`` (if given; the state change is recorded), counts an attempt
+    of stage ``count`` (if given) and writes ``fields``; ``events`` follow on the timeline."""
     t = db_now()
     values = {"lease_owner": owner, "lease_expires": t + lease_sec, "parked": False, "stage_started_at": t, **fields}
     if to is not None:
         moved, event = _state_change(status, to, t)
         values.update(moved)
         events = [event, *events]
-    free = Job.lease_owner.is_null() | (Job.lease_expires < t)
-    if Job.update(**values).where((Job.id == job_id) & (Job.status == status.value) & free).execute() != 1:
+    names = tuple(values)
+    args = [Job._meta.fields[n].db_value(v) for n, v in values.items()]
+    if _claim_update(names, count).execute(*args, job_id, status.value, t) != 1:
         return False
     add_events(job_id, events)
     return True
@@ -107,8 +143,7 @@ def claim(job_id: int, status: S, owner: str, lease_sec: float, *, to: S | None 
 
 def release(job_id: int, owner: str) -> None:
     """Give a lease back."""
-    Job.update(lease_owner=None, lease_expires=None).where(
-        (Job.id == job_id) & (Job.lease_owner == owner)).execute()
+    update(Job, {"lease_owner": None, "lease_expires": None}, {"id": job_id, "lease_owner": owner})
 
 
 def renew(owner: str, job_ids: list[int], lease_sec: float) -> None:
@@ -174,7 +209,7 @@ def count_attempt(job_id: int, stage: str) -> None:
 
 def set_executor_pgid(job_id: int, pgid: int | None) -> None:
     """Record (or clear) the process group of the job's running executor."""
-    Job.update(executor_pgid=pgid).where(Job.id == job_id).execute()
+    update(Job, {"executor_pgid": pgid}, {"id": job_id})
 
 
 # --- workers that stop or die ---------------------------------------------------------------------
@@ -221,4 +256,7 @@ def cancel_unleased(job: Job) -> bool:
 
 def held_by(job_id: int, owner: str) -> bool:
     """Whether ``owner`` still holds the job's lease."""
-    return Job.select().where((Job.id == job_id) & (Job.lease_owner == owner)).exists()
+    return _HELD.first(job_id, owner) is not None
+
+
+_HELD = Prepared(lambda job_id, owner: Job.select(Job.id).where((Job.id == job_id) & (Job.lease_owner == owner)))

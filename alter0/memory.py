@@ -7,7 +7,7 @@ from .bounded import cut
 from . import repetition
 from .config import Config
 from .models import Message, Task, TaskMemory, now
-from .prepared import Prepared
+from .prepared import Prepared, create, update
 
 SUMMARY_LINE_CHARS = 160
 
@@ -27,7 +27,7 @@ def append_turn(cfg: Config, task_id: int, message: Message, new_task: bool = Fa
     """Add a message to the task's memory, folding the oldest turns into the summary past the limit.
     ``new_task``: the task was created in this transaction, so its memory starts with this message."""
     if new_task and cfg["task.memory_turns"] >= 1:
-        return TaskMemory.create(task=task_id, summary="", turns=[_turn(cfg, message)], turn_count=1,
+        return create(TaskMemory, task=task_id, summary="", turns=[_turn(cfg, message)], turn_count=1,
                                  participants=[message.user_id] if message.role == "user" else [], updated_at=now())
     mem = get_memory(task_id)
     turns = list(mem.turns or [])
@@ -43,7 +43,8 @@ def append_turn(cfg: Config, task_id: int, message: Message, new_task: bool = Fa
     mem.turns, mem.summary, mem.participants = turns, summary, participants
     mem.turn_count = (mem.turn_count or 0) + 1
     mem.updated_at = now()
-    mem.save()
+    update(TaskMemory, {"summary": summary, "turns": turns, "turn_count": mem.turn_count,
+                        "participants": participants, "updated_at": mem.updated_at}, {"task": task_id})
     return mem
 
 

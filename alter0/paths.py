@@ -30,9 +30,14 @@ def ensure_dirs(output_dir: Path) -> dict[str, Path]:
     return paths
 
 
+_made: set[Path] = set()
+
+
 def dated_dir(root: Path, when: float | None = None) -> Path:
-    """root/<YYYY-MM-DD> (UTC), created."""
+    """root/<YYYY-MM-DD> (UTC), created (once per process while it exists: stage logs ask three times a message)."""
     day = time.strftime("%Y-%m-%d", time.gmtime(when or time.time()))
     path = root / day
-    path.mkdir(parents=True, exist_ok=True)
+    if path not in _made or not path.is_dir():
+        path.mkdir(parents=True, exist_ok=True)
+        _made.add(path)
     return path

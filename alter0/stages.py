@@ -18,7 +18,7 @@ from .errors import ExecutorError
 from .executors.base import ExecRequest
 from .jsonlog import stage_log
 from .models import STATES_OF_STAGE, Job, JobStatus as S, Message, TERMINAL, stage_of
-from .prepared import Prepared
+from .prepared import Prepared, create
 from .bounded import stored_reply
 from .clock import db_now
 from .database import write_tx
@@ -108,14 +108,14 @@ def run_stage(rt: Runtime, stage: str, job_id: int) -> None:
 
 
 def _start(rt: Runtime, stage: str, job: Job, lease: str) -> bool:
-    """Take the stage's lease, count the (first) attempt and record the start: one statement, one commit.
+    """Take the stage's lease, count the (first) attempt and record the start: one UPDATE and one INSERT in one
+    commit, which is not flushed to disk by itself (``write_tx(durable=False)``: the stage's end flushes it).
     False if another worker holds the lease or the job moved on."""
-    attempts = getattr(Job, f"{stage}_attempts")
     data = _generate_started(rt, job) if stage == "generate" else None
-    with write_tx():
+    with write_tx(durable=False):  # a lease dies with its worker: nothing to keep through a power cut
         return jobstate.claim(job.id, job.state, lease, rt.cfg["runtime.queue.lease_sec"],
-                              to=S.ROUTING if job.state == S.QUEUED else None,
-                              events=[("stage.started", stage, data)], **{attempts.name: attempts + 1})
+                              to=S.ROUTING if job.state == S.QUEUED else None, count=stage,
+                              events=[("stage.started", stage, data)])
 
 
 def _generate_started(rt: Runtime, job: Job) -> dict:
@@ -164,8 +164,8 @@ def route(rt: Runtime, job: Job, cancel, lease: str) -> bool:
                     taskstate.reopen(task.id)
                 else:
                     taskstate.touch(task.id)
-            msg = _MESSAGE_BY_ID.first(job.user_message_id) if job.user_message_id else Message.create(
-                task=task.id, role="user", content=job.content, user_id=job.user_id, channel_id=job.channel_id)
+            msg = _MESSAGE_BY_ID.first(job.user_message_id) if job.user_message_id else create(
+                Message, task=task.id, role="user", content=job.content, user_id=job.user_id, channel_id=job.channel_id)
             memory.append_turn(rt.cfg, task.id, msg, new_task=choice.task is None)
             threads.bind(job.channel_id, job.thread_key, task.id)  # the thread's first task keeps it
             _move_on(job, S.ROUTING, S.GENERATING, lease, task=task.id, user_message=msg.id,
@@ -240,7 +240,7 @@ def generate(rt: Runtime, job: Job, cancel, lease: str) -> bool:
     try:
         with write_tx():  # exactly one reply: only the lease holder of a job still generating stores it
             text = reply if receipt is None else f"{reply}\n\n{workspaces.receipt_summary(receipt)}"
-            msg = Message.create(task=task.id, role="assistant", content=text,
+            msg = create(Message, task=task.id, role="assistant", content=text,
                                  user_id=rt.cfg["agent.name"], channel_id=job.channel_id)
             if receipt is not None:
                 workspaces.record_receipt(job.id, task.id, receipt)

@@ -15,7 +15,7 @@ import time
 from . import jobstate, liveness, retention
 from .models import ACTIVE, Job, Worker, now, stage_of
 from .clock import db_now
-from .database import checkpoint
+from .database import checkpoint, write_tx
 from .runtime import Runtime
 from .turns import runnable_parked
 
@@ -79,10 +79,11 @@ class Supervisor:
         t = time.monotonic()
         if t - self._last_beat >= liveness.BEAT_SEC:
             self._last_beat = t
-            jobstate.renew(self.rt.owner, list(running), self.rt.cfg["runtime.queue.lease_sec"])
             state = "draining" if self.rt.work.draining.is_set() else "running"
-            Worker.update(last_beat=db_now(), in_flight=len(running), state=state).where(
-                Worker.id == self.rt.owner).execute()
+            with write_tx(durable=False):  # one commit, not flushed: a power cut ends this worker's leases anyway
+                jobstate.renew(self.rt.owner, list(running), self.rt.cfg["runtime.queue.lease_sec"])
+                Worker.update(last_beat=db_now(), in_flight=len(running), state=state).where(
+                    Worker.id == self.rt.owner).execute()
 
     def bury_dead_workers(self, local_only: bool = False) -> int:
         """Mark workers that are no longer alive (liveness rule) as stopped; free their leases; how many.

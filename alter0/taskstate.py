@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from .config import Config
 from .models import Task, now
+from . import prepared
+from .prepared import update
 
 
 def scope_of(cfg, user_id: str, channel_id: str) -> str:
@@ -19,22 +21,23 @@ def create(scope: str, user_id: str, channel_id: str, content: str, executor: st
     first = " ".join(content.split())
     title = first[:80] + ("…" if len(first) > 80 else "")
     t = now()
-    return Task.create(title=title or "untitled", scope=scope, user_id=user_id, channel_id=channel_id,
+    return prepared.create(Task, title=title or "untitled", scope=scope, user_id=user_id, channel_id=channel_id,
                        executor=executor, created_at=t, updated_at=t, last_active_at=t)
 
 
 def touch(task_id: int) -> None:
     """A message was routed to the task: it is the most recently active."""
-    Task.update(last_active_at=now(), updated_at=now()).where(Task.id == task_id).execute()
+    t = now()
+    update(Task, {"last_active_at": t, "updated_at": t}, {"id": task_id})
 
 
 def record_turn(task_id: int, session_id: str | None, tokens_in: int, tokens_out: int, cost: float,
                 session_usage: dict | None = None) -> None:
     """An executor turn ended: keep its session id (and the running totals it reported for that session) and
     add the turn's own usage to the task's totals."""
-    Task.update(session_id=session_id, session_usage=session_usage, last_active_at=now(), updated_at=now(),
-                input_tokens=Task.input_tokens + tokens_in, output_tokens=Task.output_tokens + tokens_out,
-                cost_usd=Task.cost_usd + cost).where(Task.id == task_id).execute()
+    t = now()
+    update(Task, {"session_id": session_id, "session_usage": session_usage, "last_active_at": t, "updated_at": t},
+           {"id": task_id}, add={"input_tokens": tokens_in, "output_tokens": tokens_out, "cost_usd": cost})
 
 
 #: Usage counters that an agent reporting running totals (codex) accumulates over a session.

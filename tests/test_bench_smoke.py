@@ -13,14 +13,16 @@ from support.helpers import ROOT
 
 ROWS = ("throughput, 20 items", "latency p50 at", "latency p99", "router decision, 8 candidate tasks",
         "routing a new message while 8 long", "ready: web", "ready: worker, fresh output dir",
-        "ready: worker restart", "`POST /api/jobs` under gunicorn")
+        "ready: worker restart", "`POST /api/jobs` under gunicorn", "floor: 7 durable commits",
+        "fsync + fdatasync calls per item", "worker RSS after warm-up")
 
 
 def test_pipeline_bench_prints_and_writes_its_table(tmp_path):
     out = tmp_path / "report.md"
     result = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "pipeline"), "--n", "20", "--paced-sec", "1", "--router-n", "5",
-         "--probes", "2", "--long-sec", "2", "--post-sec", "1", "--label", "smoke", "--out", str(out)],
+         "--probes", "2", "--long-sec", "2", "--post-sec", "1", "--rss-n", "20", "--fsync-n", "5",
+         "--floor-n", "5", "--label", "smoke", "--out", str(out)],
         capture_output=True, text=True, timeout=240, cwd=tmp_path)
     assert result.returncode == 0, f"stdout:\n{result.stdout[-3000:]}\nstderr:\n{result.stderr[-3000:]}"
     table = out.read_text()

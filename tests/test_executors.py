@@ -6,6 +6,8 @@ import http.server
 import json
 import os
 import shutil
+import signal
+import subprocess
 import sys
 import threading
 import time
@@ -19,7 +21,7 @@ from alter0.executors import claude as claude_mod
 from alter0.executors import codex as codex_mod
 from alter0.executors.openai import parse_sse
 from alter0.executors.process import group_alive, run_process
-from support.helpers import FIXTURES, default_settings as settings, exec_request as request, pid_alive, skip_or_fail
+from support.helpers import FIXTURES, ROOT, default_settings as settings, exec_request as request, pid_alive, skip_or_fail
 
 TRANSCRIPTS = FIXTURES / "transcripts"
 
@@ -256,6 +258,62 @@ def test_children_in_their_own_session_are_killed(tmp_path):
               "print(p.pid); time.sleep(0.6)")
     result = run_process([sys.executable, "-c", script], timeout=10, cancel=threading.Event())
     assert not pid_alive(int(result.stdout))
+
+
+def test_a_killed_worker_takes_its_running_agents_with_it(tmp_path):
+    # a process that runs an agent (and the agent's child in the same group) is SIGKILLed: the guard kills the
+    # group at once, with no database, supervisor or other worker involved
+    pids = tmp_path / "pids"
+    agent = tmp_path / "agent.py"
+    agent.write_text("import subprocess, sys, time\n"
+                     "p = subprocess.Popen(['sleep', '1000'])\n"
+                     f"open({str(pids)!r}, 'w').write(f'{{p.pid}}\\n')\n"
+                     "time.sleep(1000)\n")
+    script = tmp_path / "worker.py"
+    script.write_text("import sys, threading, time\n"
+                      "from alter0.executors.process import run_process\n"
+                      f"threading.Thread(target=run_process, args=([sys.executable, {str(agent)!r}],),\n"
+                      "                 kwargs=dict(timeout=600, cancel=threading.Event()), daemon=True).start()\n"
+                      "time.sleep(1000)\n")
+    worker = subprocess.Popen([sys.executable, str(script)], env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        deadline = time.monotonic() + 20
+        while not (pids.exists() and pids.read_text().endswith("\n")) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        child = int(pids.read_text())
+        assert pid_alive(child)
+    finally:
+        worker.kill()
+        worker.wait()
+    deadline = time.monotonic() + 5
+    while pid_alive(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not pid_alive(child), "the agent's child outlived the killed worker"
+
+
+def test_a_dead_guard_is_replaced_and_told_the_running_groups(tmp_path):
+    from alter0.executors.guard import Guard
+    guard = Guard()
+    sleeper = subprocess.Popen(["sleep", "1000"], start_new_session=True)
+    try:
+        guard.watch(sleeper.pid)
+        first = guard.pid
+        os.kill(first, signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while pid_alive(first) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        other = subprocess.Popen(["sleep", "1000"], start_new_session=True)
+        guard.watch(other.pid)  # a new guard, which also knows the first group
+        assert guard.pid != first
+        guard._proc.stdin.close()  # as when the worker dies: end of file
+        for proc in (sleeper, other):
+            proc.wait(timeout=5)
+        assert sleeper.returncode == -signal.SIGKILL and other.returncode == -signal.SIGKILL
+    finally:
+        for proc in (sleeper, locals().get("other")):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
 
 
 def test_binary_not_found(tmp_path, monkeypatch):

@@ -9,10 +9,8 @@ leader are killed as well, because an agent's helper outliving its run is an orp
 from __future__ import annotations
 
 import codecs
-import functools
 import logging
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -24,6 +22,7 @@ from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 from ..errors import ExecutorError
+from .guard import GUARD
 
 logger = logging.getLogger(__name__)
 
@@ -87,11 +86,9 @@ def run_process(argv: Sequence[str], *, stdin_text: str | None = None, env: Mapp
         outcome = _wait(proc, threads[0], tree, cancel, started + timeout,
                         on_spawn and (lambda: on_spawn(pgid)), stop)
     except BaseException:
-        tree.kill()
-        proc.wait()
+        _reap(proc, tree)
         raise
-    tree.kill()
-    proc.wait()
+    _reap(proc, tree)
     for t in threads:
         t.join(timeout=1.0)
     stderr_tail = b"".join(tail)[-STDERR_TAIL_BYTES:].decode("utf-8", "replace")
@@ -106,7 +103,8 @@ def run_process(argv: Sequence[str], *, stdin_text: str | None = None, env: Mapp
 
 
 def _die_with_parent() -> None:
-    """In the child: get SIGKILL if the worker dies (Linux PR_SET_PDEATHSIG), so a crash leaves no agent behind."""
+    """In the child (only where the guard cannot run): get SIGKILL if the worker dies (Linux PR_SET_PDEATHSIG).
+    A ``preexec_fn`` forces a full fork() of the worker (page tables of the loaded model included)."""
     if _libc is not None:
         _libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
 
@@ -120,39 +118,8 @@ def _load_libc():
 
 
 _libc = _load_libc()
-
-
-@functools.lru_cache(maxsize=1)
-def _pdeathsig_prefix() -> tuple[str, ...] | None:
-    """``setpriv --pdeathsig KILL --`` (util-linux) when it works here: the child sets PR_SET_PDEATHSIG itself
-    and execs the agent, so the worker can spawn with vfork. A ``preexec_fn`` would force a full fork() of
-    the worker (page tables of the loaded model included): ~14 ms instead of ~3 ms per run."""
-    found = shutil.which("setpriv") if sys.platform.startswith("linux") else None
-    if found is None:
-        return None
-    try:
-        ok = subprocess.run([found, "--pdeathsig", "KILL", "--", "true"], stdin=subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=10).returncode == 0
-    except (OSError, subprocess.SubprocessError):
-        ok = False
-    return (found, "--pdeathsig", "KILL", "--") if ok else None
-
-
-def _resolve(program: str, env: Mapping[str, str] | None, cwd: str | os.PathLike | None) -> str:
-    """The file exec would run for ``program`` (PATH lookup without a slash), or ExecutorError not_found."""
-    if "/" in program:
-        path = os.path.join(cwd, program) if cwd is not None else program
-        if not os.path.isfile(path):
-            raise ExecutorError("not_found", f"executor binary '{program}' not found; install it or set "
-                                "executor.name")
-        if not os.access(path, os.X_OK):
-            raise ExecutorError("not_found", f"executor binary '{program}' is not executable")
-        return program
-    found = shutil.which(program, path=(env if env is not None else os.environ).get("PATH", os.defpath))
-    if found is None:
-        raise ExecutorError("not_found", f"executor binary '{program}' not found on PATH; "
-                            "install it or set executor.name")
-    return found
+#: The dead-worker guarantee: the guard process (executors/guard.py) where /bin/sh exists, else PDEATHSIG.
+_GUARDED = GUARD.available()
 
 
 def _spawn(argv: Sequence[str], stdin_text: str | None, env: Mapping[str, str] | None,
@@ -161,13 +128,9 @@ def _spawn(argv: Sequence[str], stdin_text: str | None, env: Mapping[str, str] |
         raise ExecutorError("not_found", "empty executor command")
     if cwd is not None and not os.path.isdir(cwd):
         raise ExecutorError("exit_error", f"working directory {cwd} does not exist")
-    prefix = _pdeathsig_prefix()
-    if prefix is not None:  # setpriv reports a missing program only by its exit status: look first
-        command, preexec = [*prefix, _resolve(argv[0], env, cwd), *argv[1:]], None
-    else:
-        command, preexec = list(argv), _die_with_parent
+    command, preexec = list(argv), None if _GUARDED else _die_with_parent
     try:
-        return subprocess.Popen(
+        proc = subprocess.Popen(
             command, stdin=subprocess.PIPE if stdin_text is not None else subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(env) if env is not None else None,
             cwd=cwd, start_new_session=True, close_fds=True, preexec_fn=preexec)
@@ -178,6 +141,26 @@ def _spawn(argv: Sequence[str], stdin_text: str | None, env: Mapping[str, str] |
                             "install it or set executor.name") from None
     except PermissionError:
         raise ExecutorError("not_found", f"executor binary '{argv[0]}' is not executable") from None
+    if _GUARDED:
+        try:
+            GUARD.watch(proc.pid)  # start_new_session=True: the leader's pid is the group id
+        except OSError:
+            _kill_now(proc)
+            raise ExecutorError("internal", "the dead-worker guard could not be started; the agent was stopped")
+    return proc
+
+
+def _kill_now(proc: subprocess.Popen) -> None:
+    _signal_group(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def _reap(proc: subprocess.Popen, tree: ProcessTree) -> None:
+    """Kill what is left of the run's processes, tell the guard its group is gone, reap the leader."""
+    tree.kill()
+    if _GUARDED:
+        GUARD.unwatch(tree.pgid)  # before the reap: the leader's pid is not reused while it is a zombie
+    proc.wait()
 
 
 def _wait(proc: subprocess.Popen, reader: threading.Thread, tree: ProcessTree, cancel: threading.Event,

@@ -2,6 +2,6 @@
 
 Modules: ``rawchain`` (the baseline: three chained Huey tasks, its consumer), ``installs`` (fresh alter0
 installs, worker and gunicorn processes, ready times), ``phases`` (throughput and paced latency of both),
-``extras`` (router latency, routing under long generations, HTTP intake with wrk), ``report`` (the table),
+``cost`` (the floor, fsyncs counted with strace, RSS), ``extras`` (router latency, routing under long generations, HTTP intake with wrk), ``report`` (the table),
 ``run`` (the command line).
 """

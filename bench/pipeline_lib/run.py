@@ -25,6 +25,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--probes", type=int, default=10, help="routing probes, idle and under load (default 10)")
     p.add_argument("--long-sec", type=float, default=30, help="length of the 8 long generations (default 30)")
     p.add_argument("--post-sec", type=float, default=10, help="seconds of POST /api/jobs load (default 10)")
+    p.add_argument("--fsync-n", type=int, default=200, help="items per side counted under strace (default 200)")
+    p.add_argument("--floor-n", type=int, default=300, help="messages of the floor measurement (default 300)")
+    p.add_argument("--floor-commits", type=int, default=7, help="durable commits per message of the floor "
+                   "(default 7)")
+    p.add_argument("--rss-n", type=int, default=10000, help="alter0 messages between the two RSS readings "
+                   "(default 10000; the report's number)")
     p.add_argument("--label", default="", help="a word for the report's title (e.g. before, after)")
     p.add_argument("--out", help="report file (default bench/results/<date>.md)")
     p.add_argument("--keep", action="store_true", help="keep the temporary installs (their logs)")
@@ -84,6 +90,18 @@ def run(args: argparse.Namespace, inst: Install, raw_dir: Path) -> dict:
     for side, send in ((raw, raw.submit), (a0, a0.post)):
         phases.paced(side, send, args.rate, min(2.0, args.paced_sec), "warm-paced")
 
+    from . import cost
+    rss = {"warm_kb": cost.rss_kb(inst.worker.pid)}
+    say(f"floor: {args.floor_commits} durable commits + one `cat` spawn per message, {args.floor_n} messages")
+    floor = cost.floor(args.floor_commits, args.floor_n, rt.cfg["runtime.db.synchronous"], ["cat"], inst.env)
+    fsyncs = {}
+    for side in (raw, a0):
+        say(f"fsyncs counted with strace: {side.name}, {args.fsync_n} items")
+        with cost.FsyncCount([consumers[side.name], os.getpid()]) as counted:
+            phases.throughput(side, args.fsync_n, f"fs-{side.name}")
+            time.sleep(0.5)  # the last done row's commit is counted before strace lets go
+        fsyncs[side.name] = {**counted.calls, "per_item": counted.total / args.fsync_n}
+
     half = max(1, args.n // 2)
     rounds: dict[str, list[dict]] = {"raw": [], "alter0": []}
     for i, side in enumerate((raw, a0, a0, raw)):
@@ -99,6 +117,14 @@ def run(args: argparse.Namespace, inst: Install, raw_dir: Path) -> dict:
     paced = paced_latency(raw, a0, args.rate, args.paced_sec)
     low = paced_latency(raw, a0, args.low_rate, args.paced_sec) if args.low_rate else None
 
+    say(f"RSS: {args.rss_n} more alter0 messages")
+    cpu, batch, left, start = cpu_seconds(inst.worker.pid), 500, args.rss_n, time.time()
+    while left > 0:
+        phases.throughput(a0, min(batch, left), f"rss{left}")
+        left -= batch
+    rss.update(after_kb=cost.rss_kb(inst.worker.pid), n=args.rss_n, seconds=time.time() - start,
+               cpu_ms=1000 * (cpu_seconds(inst.worker.pid) - cpu) / max(args.rss_n, 1))
+
     say(f"router decision latency ({args.router_n} decisions)")
     router = extras.router_latency(rt, args.router_n)
     say(f"routing while 8 long generations run ({args.probes} probes, {args.long_sec:g} s generations)")
@@ -107,7 +133,7 @@ def run(args: argparse.Namespace, inst: Install, raw_dir: Path) -> dict:
     say(f"POST /api/jobs load for {args.post_sec:g} s")
     post = extras.post_rate(inst.port, args.post_sec)
     consumer = rawchain.consumer_settings(rt.cfg)
-    return {"throughput": throughput, "paced": paced, "low": low, "router": router, "routing": routing, "ready": ready,
+    return {"throughput": throughput, "paced": paced, "floor": floor, "fsyncs": fsyncs, "rss": rss, "fsync_n": args.fsync_n, "low": low, "router": router, "routing": routing, "ready": ready,
             "post": post, "long_sec": args.long_sec, "post_sec": args.post_sec,
             "synchronous": rt.cfg["runtime.db.synchronous"], "huey_fsync": rawchain.huey_settings(rt.cfg)["fsync"],
             "consumer": ", ".join(f"{k}={v}" for k, v in consumer.items() if k != "shutdown_timeout"),

@@ -9,6 +9,7 @@ import threading
 from pathlib import Path
 
 from huey import SqliteHuey
+from huey.storage import SqliteStorage
 
 from alter0 import stages
 from alter0.config import Config
@@ -28,6 +29,46 @@ def huey_options(cfg: Config) -> dict:
     path = ensure_dirs(cfg.output_dir)["queue"]
     return {"filename": str(path), "results": False, "utc": True, "journal_mode": "wal",
             "timeout": cfg["runtime.queue.enqueue_timeout_sec"], "fsync": cfg["runtime.db.synchronous"] == "full"}
+
+
+class QueueStorage(SqliteStorage):
+    """Huey's SQLite storage, except that taking a message off the queue is not flushed to disk by itself.
+
+    A take lost at a power cut gives the message back after the restart: the stage runs again only if the job
+    is still in that stage and nobody holds its lease, else the duplicate is a no-op (stages.run_stage). What a
+    power cut must not lose, the enqueue, is still flushed at once (``fsync=True``: synchronous = FULL), and
+    the next flushed commit of the queue file flushes the takes before it (the WAL is written in order)."""
+
+    def dequeue(self):
+        if not self.sql("select 1 from task where queue = ? limit 1", (self.name,), results=True):
+            return None  # the common answer of an idle poll: no write at all
+        relax = self._fsync is True
+        with self.lock:
+            conn = self.conn
+            if relax:
+                conn.execute("pragma synchronous = 1")
+            try:
+                cursor = conn.cursor()
+                try:
+                    cursor.execute(self.begin_sql)
+                    cursor.execute("select id, data from task where queue = ? order by priority desc, id limit 1",
+                                   (self.name,))
+                    row = cursor.fetchone()
+                    taken = row is not None and cursor.execute("delete from task where id = ?",
+                                                               (row[0],)).rowcount == 1
+                except Exception:
+                    conn.rollback()
+                    raise
+                conn.commit()
+                cursor.close()
+            finally:
+                if relax:
+                    conn.execute("pragma synchronous = 2")
+        return row[1] if taken else None
+
+
+class QueueHuey(SqliteHuey):
+    storage_class = QueueStorage
 
 
 def _has_tables(path) -> bool:
@@ -58,7 +99,7 @@ class HueyBinding:
 
     def __init__(self, cfg: Config):
         options = huey_options(cfg)
-        self.huey = SqliteHuey("alter0", **options, create_tables=not _has_tables(Path(options["filename"])))
+        self.huey = QueueHuey("alter0", **options, create_tables=not _has_tables(Path(options["filename"])))
         self.tasks = {stage: _stage_task(self.huey, stage) for stage in PRIORITY}
         self.supervisor: Supervisor | None = None
         self._lock = threading.Lock()

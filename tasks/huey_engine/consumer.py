@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from huey.consumer import Consumer, Worker
 
 from alter0.config import Config
@@ -61,8 +63,18 @@ def consumer_options(cfg: Config, workers: int | None = None) -> dict:
                 graceful_signal="TERM")
 
 
+def quiet_task_lines() -> None:
+    """Huey logs two INFO lines per task run ("Executing alter0.route: ...", "... executed in 0.003s"), six per
+    message, through every handler: below DEBUG they stop at the ``huey`` logger (the stage JSONL and the job
+    timeline say the same); the consumer's own lines (``huey.consumer``: start, stop) stay."""
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        logging.getLogger("huey").setLevel(logging.WARNING)
+        logging.getLogger("huey.consumer").setLevel(logging.INFO)
+
+
 def run_worker(cfg: Config, workers: int | None = None) -> None:
     """Run the consumer of this config's queue in the foreground until a signal stops it."""
+    quiet_task_lines()
     binding = binding_for(cfg)
     try:  # before any thread takes a message: a worker never runs without its supervisor
         binding.start_supervisor()
