@@ -5,6 +5,8 @@ tracker's REST API; task branches are pushed with real git to a bare repository 
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import subprocess
 import time
@@ -14,7 +16,7 @@ import pytest
 import requests
 
 from support.forgejo_api import BOT, ForgejoStub, start_tracker_channel, tracker_config
-from support.helpers import merge, wait_until
+from support.helpers import free_port, merge, wait_until
 from support.web import start_gunicorn
 
 REPO = "acme/app"
@@ -46,18 +48,18 @@ def tracker(make_env, repos):
     """Factory: stand-in + install (worker, gunicorn, channel) wired together; returns (env, stub, server)."""
     made = []
 
-    def factory(flavor="forgejo", channel=True, workspace=None, web=None, users=("alice",), **extra):
+    def factory(flavor="forgejo", channel=True, workspace=None, more=None, bind=(), users=("alice",), **extra):
         work, bare = repos
         stub = ForgejoStub(flavor)
         made.append(stub)
         stub.add_repo(REPO, bare=str(bare))
         config = merge(merge(FAST, tracker_config(stub, REPO, users=users, remote=str(bare), **extra)),
                        {"workspace": {"mode": "worktree", "repo": str(work), **(workspace or {})},
-                        **({"web": web} if web else {})})
+                        **(more or {})})
         env = make_env(**config)
         env.env[f"ALTER0_{flavor.upper()}_TOKEN"] = stub.token
         env.start_worker()
-        server = start_gunicorn(env)
+        server = start_gunicorn(env, *bind)
         stub.hook_url = f"{server.url}/hooks/{flavor}"
         if channel:
             start_tracker_channel(env, stub)
@@ -198,24 +200,24 @@ def test_unsigned_badly_signed_oversize_and_unknown_deliveries_are_refused_and_a
 
 
 def test_webhooks_work_behind_a_public_bind_with_a_token_and_any_host(tracker):
-    env, stub, server = tracker(channel=False, web=None)
-    env.config["security"]["api_token"] = "admin-token-for-this-test"
-    env.write_config()
-    server2 = start_gunicorn(env)  # a second front end reading the config with the token set
-    stub.hook_url = f"{server2.url}/hooks/forgejo"
-    assert requests.get(f"{server2.url}/api/jobs", timeout=5).status_code == 401  # the API wants the token
+    public = free_port()
+    env, stub, server = tracker(channel=False, more={"security": {"api_token": "admin-token-for-this-test"}},
+                                bind=("--bind", f"0.0.0.0:{public}"))
+    url = f"http://127.0.0.1:{public}"
+    assert requests.get(f"{url}/api/jobs", timeout=5).status_code == 401  # the API wants the token
     issue = {"number": 3, "title": "x", "body": "", "state": "open", "labels": [], "user": {"login": "alice"}}
     raw = json.dumps({"action": "opened", "number": 3, "issue": issue,
                       "repository": {"full_name": REPO}, "sender": {"login": "alice"}}).encode()
-    import hashlib
-    import hmac
     sig = hmac.new(stub.secret.encode(), raw, hashlib.sha256).hexdigest()
-    resp = requests.post(stub.hook_url, data=raw, timeout=5, headers={
-        "Host": "alter0.example.com", "X-Forgejo-Event": "issues", "X-Forgejo-Delivery": "d-1",
-        "X-Forgejo-Signature": sig, "Content-Type": "application/json"})
+    resp = requests.post(f"{url}/hooks/forgejo", data=raw, timeout=5, headers={
+        "Host": "alter0.example.com", "X-Gitea-Event": "issues", "X-Gitea-Delivery": "d-1",
+        "X-Gitea-Signature": sig, "Content-Type": "application/json"})  # Gitea's headers
     assert resp.status_code == 202, resp.text
-    assert requests.get(f"{server2.url}/api/status", headers={"Host": "alter0.example.com"},
+    assert requests.get(f"{url}/api/status", headers={"Host": "alter0.example.com",
+                                                      "Authorization": "Bearer admin-token-for-this-test"},
                         timeout=5).status_code == 403  # the Host guard still holds everywhere else
+    from alter0.models import ChannelEvent
+    assert [e.event_id for e in ChannelEvent.select()] == [f"{REPO}#3:start"]
 
 
 def test_tracker_outage_delays_comments_and_delivers_each_exactly_once(tracker):
@@ -240,7 +242,7 @@ def test_pull_request_opened_only_when_the_receipt_is_verified(tracker, repos):
     env, stub, _ = tracker(workspace={"pr": "on_verified", "check_command": ["sh", "-c", "grep -q good out.txt"]})
     stub.open_issue("alice", REPO, "Bad change", "[[write:out.txt=bad]] [[commit:bad change]]")
     [bad] = wait_replies(env, stub, 1, 1)
-    assert "not verified" in bad and "check failed" not in bad or "failed (exit 1)" in bad
+    assert "⚠️ not verified" in bad and "failed (exit 1)" in bad
     time.sleep(1.5)
     assert stub.pulls(REPO) == [] and subprocess.run(["git", "branch", "--list"], cwd=bare, capture_output=True,
                                                       text=True).stdout.strip() == ""
@@ -266,6 +268,8 @@ def test_github_issue_and_mention_use_the_same_path_with_hub_signature(tracker):
     [reply] = wait_replies(env, stub, 1, 1, marker="looked at it")
     [job] = jobs()
     assert "Issue acme/app#1: Quiet issue" in job.content and "please look" in job.content
-    bad = stub.comment("alice", REPO, 1, "x") and stub.webhook("issue_comment", {"action": "created"}, REPO,
-                                                                "alice", secret="nope")
-    assert bad["status"] == 401
+    note = {"id": 1, "body": "forged", "user": {"login": "alice"}}
+    forged = stub.webhook("issue_comment", {"action": "created", "issue": stub.issue(REPO, 1), "comment": note},
+                          REPO, "alice", secret="not-the-secret")
+    assert forged["status"] == 401 and forged["answer"]["error"]["code"] == "bad_signature"
+    assert len(jobs()) == 1
