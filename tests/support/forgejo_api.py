@@ -108,6 +108,7 @@ class ForgejoStub:
         self.repos: dict[str, dict] = {}
         self.next_id = 1000
         self.calls: list[tuple[str, str, dict | None]] = []  # (method, operationId, body) of API calls
+        self.times: list[float] = []  # when each of ``calls`` arrived
         self.invalid: list[str] = []  # requests that failed schema validation
         self.down_until = 0.0
         self.drop_webhooks = False
@@ -297,6 +298,7 @@ class ForgejoStub:
                     self.invalid.append(f"{op}: {exc.message}")
                     return 422, {"message": f"[{definition}]: {exc.message}"}, {}
             self.calls.append((method, op, data))
+            self.times.append(time.time())
             if time.time() < self.down_until:
                 return 503, {"message": "Service Unavailable"}, {}
             repo = self.repos.get(f"{found['owner']}/{found['repo']}")
