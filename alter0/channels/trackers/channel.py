@@ -17,6 +17,8 @@ from .events import Rules
 from .sync import load_cursor, reconcile
 
 STATUS_PREFIX = "status:"
+#: Seconds before a reconciliation that failed (tracker down) is tried again.
+RETRY_SYNC_SEC = 30.0
 
 
 class TrackerChannel(Channel):
@@ -59,8 +61,10 @@ class TrackerChannel(Channel):
         if wait > 0:
             time.sleep(min(wait, 1.0))
             return [], cursor
+        self.next_sync = time.time() + min(self.interval, RETRY_SYNC_SEC)  # a failed sync is tried again soon
+        found = self.sync(cursor)[:2]
         self.next_sync = time.time() + self.interval
-        return self.sync(cursor)[:2]
+        return found
 
     def sync(self, cursor: str | None, repos: list[str] | None = None):
         """One reconciliation pass: events, the new cursor (JSON: repo -> ISO time) and counts seen."""
