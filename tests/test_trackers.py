@@ -276,3 +276,35 @@ def test_github_issue_and_mention_use_the_same_path_with_hub_signature(tracker):
                           REPO, "alice", secret="not-the-secret")
     assert forged["status"] == 401 and forged["answer"]["error"]["code"] == "bad_signature"
     assert len(jobs()) == 1
+
+
+def test_the_channel_reconciles_on_its_own_and_a_restart_resumes_from_its_cursor(tracker):
+    env, stub, _ = tracker(reconcile_interval_sec=2)
+    stub.drop_webhooks = True
+    stub.open_issue("alice", REPO, "Nobody told alter0", "found by the periodic sync")
+    wait_replies(env, stub, 1, 1, timeout=30)
+    [proc] = [p for p in env.procs if "channel" in " ".join(map(str, p.args))]
+    env.kill(proc)
+    stub.comment("alice", REPO, 1, "while the channel was down")
+    start_tracker_channel(env, stub)
+    wait_replies(env, stub, 1, 2, timeout=30)
+    time.sleep(3.0)  # more syncs: nothing new
+    assert len(jobs()) == 2 and len(replies(stub, 1)) == 2
+    from alter0.models import ChannelState
+    cursor = json.loads(ChannelState.get_by_id("forgejo").cursor)
+    assert set(cursor) == {REPO}
+
+
+def test_trigger_label_starts_the_task_and_label_map_reaches_the_agent(tracker):
+    env, stub, _ = tracker(start_on=["label"], label_map={"bug": "type: bug", "P1": "priority: high"})
+    stub.open_issue("alice", REPO, "Crash on start", "stack trace here", labels=["bug", "P1"])
+    assert stub.deliveries[-1]["answer"]["status"] == "ignored"
+    time.sleep(1.0)
+    assert jobs() == []
+    stub.add_label("alice", REPO, 1, "alter0")  # Forgejo's label_updated event
+    wait_replies(env, stub, 1, 1)
+    stub.add_label("alice", REPO, 1, "later")  # the trigger label is still there: already a task, nothing more
+    assert stub.deliveries[-1]["status"] == 200 and stub.deliveries[-1]["answer"]["status"] == "duplicate"
+    time.sleep(1.0)
+    [job] = jobs()
+    assert job.content.startswith("Issue acme/app#1: Crash on start\n\ntype: bug, priority: high\n\nstack trace")

@@ -12,6 +12,7 @@ from flask import Blueprint, jsonify, request
 from alter0.audit import record as audit
 from alter0.channels import inbox
 from alter0.channels.trackers.webhooks import HEADERS, Verdict, judge
+from alter0.models import ChannelEvent
 
 from .db import get_rt
 
@@ -47,6 +48,17 @@ def receive(platform: str):
     body = request.stream.read(limit + 1)
     verdict = judge(get_rt().cfg, platform, request.headers, body)
     if verdict.event is not None and not inbox.record(platform, [verdict.event]):
-        verdict = Verdict(409, "replayed", f"event {verdict.event.event_id} was already received (delivery "
-                          f"{verdict.delivery or '?'}): ignored", verdict.repo, verdict.sender, verdict.delivery)
+        verdict = _duplicate(platform, verdict)
     return _answer(platform, verdict)
+
+
+def _duplicate(platform: str, verdict: Verdict) -> Verdict:
+    """An event already in the inbox: the same delivery again is a replay (409, audited); another delivery about
+    the same issue or comment (a later label change, reconciliation got there first) changes nothing (200)."""
+    first = ChannelEvent.get_or_none(ChannelEvent.platform == platform,
+                                     ChannelEvent.event_id == verdict.event.event_id)
+    if verdict.delivery and first is not None and (first.payload or {}).get("delivery") != verdict.delivery:
+        return Verdict(200, "duplicate", f"event {verdict.event.event_id} is already recorded: nothing to do",
+                       verdict.repo, verdict.sender, verdict.delivery)
+    return Verdict(409, "replayed", f"delivery {verdict.delivery or '?'} (event {verdict.event.event_id}) was "
+                   "already received: ignored", verdict.repo, verdict.sender, verdict.delivery)
