@@ -308,3 +308,17 @@ def test_trigger_label_starts_the_task_and_label_map_reaches_the_agent(tracker):
     time.sleep(1.0)
     [job] = jobs()
     assert job.content.startswith("Issue acme/app#1: Crash on start\n\ntype: bug, priority: high\n\nstack trace")
+
+
+def test_doctor_names_what_a_tracker_channel_lacks(make_env):
+    env = make_env(channels={"enabled": ["forgejo"], "forgejo": {
+        "repos": [{"repo": "acme/app", "allowed_users": []}]}})
+    out = env.cli("doctor", "--skip", "executor", "--skip", "router", check=False)
+    assert out.returncode != 0
+    for problem in ("channels.forgejo.api_url is not set", "channels.forgejo.token is not set",
+                    "channels.forgejo.webhook_secrets has no secret for acme/app",
+                    "channels.forgejo.repos: acme/app has no allowed_users"):
+        assert f"channel forgejo: {problem}" in out.stdout, out.stdout
+    bad = make_env(channels={"forgejo": {"repos": [{"repo": "no-slash"}]}})
+    out = bad.cli("status", check=False)
+    assert out.returncode != 0 and "channels.forgejo.repos" in out.stdout + out.stderr
