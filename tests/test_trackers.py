@@ -266,6 +266,9 @@ def test_github_issue_and_mention_use_the_same_path_with_hub_signature(tracker):
     stub.open_issue("alice", REPO, "Quiet issue", "no trigger")
     time.sleep(1.0)
     assert jobs() == []  # opened is not a trigger here
+    chat = stub.comment("carol", REPO, 1, "me too, same problem")  # people talking: not work, not a refusal
+    assert stub.deliveries[-1]["status"] == 200 and stub.deliveries[-1]["answer"]["status"] == "ignored"
+    assert chat["id"] and not any(a.get("event") == "refused_webhook" for a in audit_lines(env))
     stub.comment("alice", REPO, 1, f"@{BOT} please look [[reply:looked at it]]")
     assert stub.deliveries[-1]["headers"]["X-Hub-Signature-256"].startswith("sha256=")
     [reply] = wait_replies(env, stub, 1, 1, marker="looked at it")

@@ -11,6 +11,7 @@ from flask import Blueprint, jsonify, request
 
 from alter0.audit import record as audit
 from alter0.channels import inbox
+from alter0.channels.trackers.channel import is_work
 from alter0.channels.trackers.webhooks import HEADERS, Verdict, judge
 from alter0.models import ChannelEvent
 
@@ -32,7 +33,7 @@ def _answer(platform: str, verdict: Verdict):
         body = {"error": {"code": verdict.code, "message": verdict.message}}
     else:
         body = {"status": verdict.code, "message": verdict.message}
-        if verdict.event is not None:
+        if verdict.status == 202:
             body["event"] = verdict.event.event_id
     return jsonify(body), verdict.status
 
@@ -47,7 +48,10 @@ def receive(platform: str):
                                          f"(channels.{platform}.max_payload_bytes)"))
     body = request.stream.read(limit + 1)
     verdict = judge(get_rt().cfg, platform, request.headers, body)
-    if verdict.event is not None and not inbox.record(platform, [verdict.event]):
+    if verdict.code == "not_allowed" and not is_work(platform, verdict.event):
+        verdict = Verdict(200, "ignored", "a comment on an issue no task works on", verdict.repo, verdict.sender,
+                          verdict.delivery)  # people talking among themselves: not a refusal
+    if verdict.status == 202 and not inbox.record(platform, [verdict.event]):
         verdict = _duplicate(platform, verdict)
     return _answer(platform, verdict)
 

@@ -199,7 +199,7 @@ class ForgejoStub:
         note = {"id": cid, "html_url": f"{self.url}/{r['full_name']}/issues/{number}#issuecomment-{cid}",
                 "pull_request_url": "", "issue_url": f"{self.url}/{r['full_name']}/issues/{number}",
                 "user": self._user(user), "original_author": "", "original_author_id": 0, "body": body,
-                "assets": [], "created_at": iso(now), "updated_at": iso(now), "_edits": 0}
+                "assets": [], "created_at": iso(now), "updated_at": iso(now), "_edits": 0, "_t": now}
         r["_comments"][cid] = note
         issue = r["_issues"][number]
         issue["comments"] += 1

@@ -75,8 +75,8 @@ class TrackerChannel(Channel):
 
     def allowed(self, event: ChannelEvent) -> bool:
         repo = (event.payload or {}).get("repo", "")
-        if event.kind == "close":
-            return self.rules.repo(repo) is not None  # whoever the tracker let close the issue
+        if event.kind == "close" or not is_work(self.platform, event):
+            return self.rules.repo(repo) is not None  # closing is the tracker's permission; chatter is ignored
         return self.rules.allowed(repo, event.user_id)
 
     def submission(self, event: ChannelEvent) -> dict | None:
@@ -84,12 +84,9 @@ class TrackerChannel(Channel):
         another issue's task) and its thread is bound to the task its first job made."""
         p = event.payload or {}
         starts = event.event_id.endswith(":start")
-        active = ChannelEvent.select().where(ChannelEvent.platform == self.platform,
-                                             ChannelEvent.thread_key == event.thread_key,
-                                             ChannelEvent.job.is_null(False)).exists()
-        if not starts and not active:
-            if not (p.get("mention") and "mention" in self.rules.start_on):
-                return None  # a comment on an issue no task works on
+        active = thread_active(self.platform, event.thread_key)
+        if not is_work(self.platform, event, self.rules):
+            return None  # a comment on an issue no task works on
         if starts and active:
             return None  # labelled after it was opened: already a task
         content = event.content
@@ -225,6 +222,22 @@ class TrackerChannel(Channel):
 
     def close(self) -> None:
         self.api.close()
+
+
+def thread_active(platform: str, thread_key: str | None) -> bool:
+    """Whether a task works on this issue (one of its events made a job)."""
+    return ChannelEvent.select().where(ChannelEvent.platform == platform, ChannelEvent.thread_key == thread_key,
+                                       ChannelEvent.job.is_null(False)).exists()
+
+
+def is_work(platform: str, event, rules: Rules | None = None) -> bool:
+    """Is this (recorded or arriving) event asking for work: an issue start, a close, or a comment on an issue a
+    task works on or mentioning the bot (with ``start_on`` mention)? Other comments are people talking."""
+    if event is None or event.kind != "message" or event.event_id.endswith(":start"):
+        return event is not None
+    mention = (event.payload or {}).get("mention")
+    starts_by_mention = mention and (rules is None or "mention" in rules.start_on)
+    return bool(starts_by_mention or thread_active(platform, event.thread_key))
 
 
 class ForgejoChannel(TrackerChannel):
