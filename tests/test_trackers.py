@@ -102,7 +102,7 @@ def test_issue_becomes_task_and_reply_comes_back_with_receipt_and_labels(tracker
     assert stub.deliveries[-1]["status"] == 202, stub.deliveries[-1]
     [reply] = wait_replies(env, stub, issue["number"], 1)
     [job] = jobs()
-    assert job.user_id == f"forgejo:{REPO}#1" and job.thread_key == f"{REPO}#1"
+    assert job.user_id == job.channel_id == f"forgejo:{REPO}#1" and job.thread_key == f"{REPO}#1"
     assert f"task #{job.task_id} · job #{job.id}" in reply and "echo:" in reply
     assert "#### Receipt" in reply and "✅ verified" in reply and "add fix.txt" in reply
     assert "`fix.txt` +1/-0" in reply and f"alter0/task-{job.task_id}" in reply
@@ -118,7 +118,7 @@ def test_issue_becomes_task_and_reply_comes_back_with_receipt_and_labels(tracker
 
 
 def test_comment_goes_to_the_issue_task_and_closing_either_side_closes_the_other(tracker):
-    env, stub, _ = tracker()
+    env, stub, _ = tracker(more={"task": {"scope": "channel"}})  # issues stay apart with channel scope too
     stub.open_issue("alice", REPO, "First issue", "start")
     stub.open_issue("alice", REPO, "Second issue", "other")
     wait_replies(env, stub, 1, 1)

@@ -100,8 +100,13 @@ class TrackerChannel(Channel):
             content = "\n\n".join(parts)
         else:
             content = f"@{event.user_id} commented: {event.content}" if not starts else content
-        return {"content": content, "user_id": f"{self.platform}:{event.thread_key}",
-                "channel_id": event.channel_id, "thread_key": event.thread_key}
+        return {"content": content, "user_id": self.issue_id(event), "channel_id": self.issue_id(event),
+                "thread_key": event.thread_key}
+
+    def issue_id(self, event: ChannelEvent) -> str:
+        """The user and channel an issue's jobs run as (``forgejo:owner/name#N``): a scope of its own whether
+        task.scope is user or channel."""
+        return f"{self.platform}:{event.thread_key}"
 
     # --- answers ------------------------------------------------------------------------------------
     def refuse(self, event: ChannelEvent) -> list[Outgoing]:
@@ -112,7 +117,7 @@ class TrackerChannel(Channel):
 
     def answer(self, event: ChannelEvent) -> list[Outgoing]:
         if event.kind == "close":
-            task_id = threads.bound_task(event.channel_id, event.thread_key)
+            task_id = threads.bound_task(self.issue_id(event), event.thread_key)
             task = Task.get_or_none(Task.id == task_id) if task_id else None
             if task is not None and task.status == "open":
                 service.close_task(task.id, reason=f"issue {event.thread_key} closed on {self.platform}")
