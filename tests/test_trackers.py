@@ -134,9 +134,14 @@ def test_comment_goes_to_the_issue_task_and_closing_either_side_closes_the_other
     assert stub.deliveries[-1]["status"] == 403
     assert any(a.get("reason") == "not_allowed" and "mallory" in json.dumps(a) for a in audit_lines(env))
     # closing the issue closes its task
+    edits_before_close = stub.count("issueEditIssue")
     stub.close_issue("alice", REPO, 1)
     from alter0.models import Task
     wait_until(lambda: Task.get_by_id(first.task_id).status == "closed", 20, env.logs)
+    stub.reopen_issue("alice", REPO, 1)  # reopening it reopens the task, and nothing closes the issue again
+    wait_until(lambda: Task.get_by_id(first.task_id).status == "open", 20, env.logs)
+    time.sleep(2.0)
+    assert stub.issue(REPO, 1)["state"] == "open" and stub.count("issueEditIssue") == edits_before_close
     # closing the task closes its issue
     env.cli("task", "close", str(second.task_id))
     wait_until(lambda: stub.issue(REPO, 2)["state"] == "closed", 20, env.logs)

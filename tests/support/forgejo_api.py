@@ -181,6 +181,14 @@ class ForgejoStub:
             self.webhook("issues", {"action": "closed", "number": number, "issue": issue}, repo, user)
         return issue
 
+    def reopen_issue(self, user: str, repo: str, number: int, send: bool = True) -> dict:
+        issue = self.repos[repo]["_issues"][number]
+        with self.lock:
+            issue.update(state="open", closed_at=None, updated_at=iso(time.time()))
+        if send:
+            self.webhook("issues", {"action": "reopened", "number": number, "issue": issue}, repo, user)
+        return issue
+
     def add_label(self, user: str, repo: str, number: int, name: str, send: bool = True) -> None:
         r = self.repos[repo]
         issue = r["_issues"][number]

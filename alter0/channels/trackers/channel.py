@@ -19,6 +19,8 @@ from .sync import load_cursor, reconcile
 STATUS_PREFIX = "status:"
 #: Seconds before a reconciliation that failed (tracker down) is tried again.
 RETRY_SYNC_SEC = 30.0
+#: The end of the close reason of a task closed because its issue was.
+CLOSED_ON = "closed on {platform}"
 
 
 class TrackerChannel(Channel):
@@ -75,7 +77,7 @@ class TrackerChannel(Channel):
 
     def allowed(self, event: ChannelEvent) -> bool:
         repo = (event.payload or {}).get("repo", "")
-        if event.kind == "close" or not is_work(self.platform, event):
+        if event.kind in ("close", "reopen") or not is_work(self.platform, event):
             return self.rules.repo(repo) is not None  # closing is the tracker's permission; chatter is ignored
         return self.rules.allowed(repo, event.user_id)
 
@@ -116,11 +118,13 @@ class TrackerChannel(Channel):
         return [self._comment(event, "rejected", f"Not sent to the agent: {message}")]
 
     def answer(self, event: ChannelEvent) -> list[Outgoing]:
-        if event.kind == "close":
-            task_id = threads.bound_task(self.issue_id(event), event.thread_key)
-            task = Task.get_or_none(Task.id == task_id) if task_id else None
-            if task is not None and task.status == "open":
-                service.close_task(task.id, reason=f"issue {event.thread_key} closed on {self.platform}")
+        task_id = threads.bound_task(self.issue_id(event), event.thread_key)
+        task = Task.get_or_none(Task.id == task_id) if task_id else None
+        if task is not None and event.kind == "close" and task.status == "open":
+            service.close_task(task.id, reason=f"issue {event.thread_key} "
+                               + CLOSED_ON.format(platform=self.platform))
+        if task is not None and event.kind == "reopen" and task.status == "closed":
+            service.reopen_task(task.id)
         return []
 
     # --- jobs ---------------------------------------------------------------------------------------
@@ -166,6 +170,8 @@ class TrackerChannel(Channel):
                        Task.closed_at >= since - 5).objects())
         out = []
         for task in rows:
+            if (task.close_reason or "").endswith(CLOSED_ON.format(platform=self.platform)):
+                continue  # closed because its issue was: nothing to write (a reopen may already have followed)
             repo, _, number = task.thread_key.rpartition("#")
             payload = {"repo": repo, "number": int(number)}
             items = [Outgoing(f"close:{self.platform}:{task.id}:{int(task.closed_at)}", "close_issue", payload)]

@@ -2,7 +2,7 @@
 
 Event ids are the tracker's own ids, not delivery ids, so a webhook and the reconciliation that finds the same
 issue, or a redelivered webhook, record one event: ``owner/name#N:start`` (the issue becomes a task),
-``owner/name:comment:ID`` (a comment), ``owner/name#N:closed:UPDATED`` (the issue was closed)."""
+``owner/name:comment:ID`` (a comment), ``owner/name#N:closed:TIME`` / ``owner/name#N:reopened:TIME``."""
 
 from __future__ import annotations
 
@@ -79,6 +79,12 @@ def closed(rules: Rules, repo: str, issue: dict, sender: str) -> Incoming:
                     content="issue closed", payload=_issue_payload(repo, issue))
 
 
+def reopened(rules: Rules, repo: str, issue: dict, sender: str) -> Incoming:
+    return Incoming(f"{repo}#{issue['number']}:reopened:{issue.get('updated_at') or ''}", "reopen", user_id=sender,
+                    channel_id=f"{rules.platform}:{repo}", thread_key=thread_key(repo, issue["number"]),
+                    content="issue reopened", payload=_issue_payload(repo, issue))
+
+
 def from_webhook(rules: Rules, event: str, body: dict) -> tuple[Incoming | None, str]:
     """The inbox event a webhook delivery makes, or None and why it is not work. Forgejo, Gitea and GitHub share
     the shapes used here (``action``, ``issue``, ``comment``, ``repository.full_name``, ``sender.login``)."""
@@ -105,6 +111,8 @@ def from_webhook(rules: Rules, event: str, body: dict) -> tuple[Incoming | None,
         return start(rules, repo, issue, sender, html_repo), ""
     if action == "closed":
         return closed(rules, repo, issue, sender), ""
+    if action == "reopened":
+        return reopened(rules, repo, issue, sender), ""
     return None, f"issue {action} is not work"
 
 

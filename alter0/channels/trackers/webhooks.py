@@ -92,7 +92,7 @@ def judge(cfg, platform: str, headers: Mapping[str, str], body: bytes) -> Verdic
     event, why = from_webhook(rules, event_type, data)
     if event is None:
         return Verdict(200, "ignored", why, repo, sender, delivery)
-    if event.kind != "close" and not rules.allowed(repo, event.user_id):  # closing is the tracker's permission
+    if event.kind == "message" and not rules.allowed(repo, event.user_id):  # closing is the tracker's permission
         return Verdict(403, "not_allowed", f"{event.user_id or 'this sender'} is not on {repo}'s allowed_users: "
                        "nothing was started", repo, sender, delivery, event)
     event.payload["delivery"] = delivery
