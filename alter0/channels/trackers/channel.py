@@ -4,6 +4,7 @@ status labels, the assignee, issue closing and pull requests go back through the
 
 from __future__ import annotations
 
+import json
 import time
 
 from ... import service, threads
@@ -70,7 +71,6 @@ class TrackerChannel(Channel):
 
     def sync(self, cursor: str | None, repos: list[str] | None = None):
         """One reconciliation pass: events, the new cursor (JSON: repo -> ISO time) and counts seen."""
-        import json
         events, new, counts = reconcile(self.api, self.rules, load_cursor(cursor),
                                         self.cfg[f"channels.{self.platform}.backfill_sec"], repos)
         return events, json.dumps(new, sort_keys=True), counts
@@ -91,17 +91,14 @@ class TrackerChannel(Channel):
             return None  # a comment on an issue no task works on
         if starts and active:
             return None  # labelled after it was opened: already a task
-        content = event.content
+        said = f"@{event.user_id} commented: {event.content}"
+        content = said
         if not active:  # the task's first message: the issue itself, what its labels mean, then the comment
-            mapped = [self.cfg[f"channels.{self.platform}.label_map"][lb] for lb in p.get("labels", [])
-                      if lb in self.cfg[f"channels.{self.platform}.label_map"]]
+            label_map = self.cfg[f"channels.{self.platform}.label_map"]
+            mapped = [label_map[lb] for lb in p.get("labels", []) if lb in label_map]
             head = f"Issue {p.get('repo')}#{p.get('number')}: {p.get('title', '')}".strip()
             parts = [head] + ([", ".join(mapped)] if mapped else []) + ([p["body"]] if p.get("body") else [])
-            if not starts:
-                parts.append(f"@{event.user_id} commented: {event.content}")
-            content = "\n\n".join(parts)
-        else:
-            content = f"@{event.user_id} commented: {event.content}" if not starts else content
+            content = "\n\n".join(parts + ([] if starts else [said]))
         return {"content": content, "user_id": self.issue_id(event), "channel_id": self.issue_id(event),
                 "thread_key": event.thread_key}
 
