@@ -330,3 +330,23 @@ def test_doctor_names_what_a_tracker_channel_lacks(make_env):
     bad = make_env(channels={"forgejo": {"repos": [{"repo": "no-slash"}]}})
     out = bad.cli("status", check=False)
     assert out.returncode != 0 and "channels.forgejo.repos" in out.stdout + out.stderr
+
+
+def test_the_stand_in_serves_its_document_and_refuses_requests_that_break_it():
+    stub = ForgejoStub()
+    try:
+        stub.add_repo(REPO)
+        stub.open_issue("alice", REPO, "x", send=False)
+        doc = requests.get(f"{stub.url}/swagger.v1.json", timeout=5).json()
+        assert doc["paths"]["/repos/{owner}/{repo}/issues/{index}/comments"]["post"]["operationId"] == \
+            "issueCreateComment"
+        assert doc["definitions"]["CreateIssueCommentOption"]["required"] == ["body"]
+        auth = {"Authorization": f"token {stub.token}"}
+        url = f"{stub.api_url}/repos/{REPO}/issues/1/comments"
+        assert requests.post(url, json={"text": "no body field"}, headers=auth, timeout=5).status_code == 422
+        assert requests.post(url, json={"body": 5}, headers=auth, timeout=5).status_code == 422
+        assert requests.post(url, json={"body": "ok"}, timeout=5).status_code == 401
+        assert requests.post(url, json={"body": "ok"}, headers=auth, timeout=5).status_code == 201
+        assert len(stub.invalid) == 2
+    finally:
+        stub.close()
