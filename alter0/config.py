@@ -62,6 +62,24 @@ def _prices(value: Any) -> str | None:
     return None
 
 
+#: Issue trackers with a built-in channel: name -> default REST API root.
+TRACKERS = {"forgejo": "", "github": "https://api.github.com"}
+
+
+def _tracker_repos(value: Any) -> str | None:
+    shape = ("a list of {\"repo\": \"owner/name\", \"allowed_users\": [logins], \"remote\": \"git URL\"} "
+             "(remote optional)")
+    if not isinstance(value, list):
+        return shape
+    for item in value:
+        if not (isinstance(item, dict) and set(item) <= {"repo", "allowed_users", "remote"}
+                and isinstance(item.get("repo"), str) and item["repo"].count("/") == 1
+                and _str_list(item.get("allowed_users", [])) is None
+                and isinstance(item.get("remote", ""), str)):
+            return shape
+    return None
+
+
 #: The token kinds a price can name (USD per million tokens).
 PRICE_KINDS = ("input", "cached_input", "output")
 
@@ -172,6 +190,9 @@ SETTINGS: tuple[Setting, ...] = (
       choices=("agent", "turn", "never")),
     S("workspace.check_command", None, "argv run in the worktree after each turn (e.g. [\"pytest\", \"-q\"]); its "
       "exit code decides whether a receipt is verified; null = no check.", (list, type(None)), check=_argv_list),
+    S("workspace.pr", "off", "on_verified = when a tracker task's receipt is verified, push its branch to the "
+      "repository's `remote` (channels.forgejo/github.repos) and open a pull request referencing the issue; "
+      "off = never.", choices=("off", "on_verified")),
     S("task.busy_policy", "enqueue", "A message for a task whose generation is running: enqueue (wait its turn), "
       "reject (409 naming the running job), interrupt (cancel the running generation), collect (merge into the "
       "next turn).", choices=BUSY_POLICIES),
@@ -224,7 +245,9 @@ SETTINGS: tuple[Setting, ...] = (
     S("web.workers", 2, "gunicorn worker processes of the web front end.", int, min=1, max=64),
     S("web.threads", 16, "Threads per gunicorn worker (each open sync wait or stream holds one).",
       int, min=1, max=256),
-    S("channels.registry", ["alter0.channels.telegram:TelegramChannel"], "Chat channel classes by dotted path "
+    S("channels.registry", ["alter0.channels.telegram:TelegramChannel",
+                            "alter0.channels.trackers.channel:ForgejoChannel",
+                            "alter0.channels.trackers.channel:GithubChannel"], "Chat channel classes by dotted path "
       "(module:Class); the built-in ones are listed here the same way a third-party channel is added.",
       list, check=_str_list),
     S("channels.enabled", [], "Channels you run (`alter0 channel NAME`); `alter0 doctor` checks their settings.",
@@ -245,6 +268,38 @@ SETTINGS: tuple[Setting, ...] = (
       "recorded but not run.", int, min=0),
     S("channels.telegram.stale_max_count", 20, "On a cold start, at most this many of the newest pending updates "
       "are run; older ones are recorded as stale.", int, min=0),
+
+) + tuple(
+    s for name, api_url in TRACKERS.items() for s in (
+        S(f"channels.{name}.api_url", api_url, f"REST API root of the {name} tracker"
+          + (" (e.g. https://codeberg.org/api/v1; Gitea's is the same)." if name == "forgejo" else
+             " (GitHub Enterprise: https://HOST/api/v3).")),
+        S(f"channels.{name}.token", "", f"API token alter0 writes to {name} with (comments, labels, assignees, pull "
+          "requests): Forgejo/Gitea scopes write:issue and write:repository; GitHub fine-grained Issues and Pull "
+          "requests read/write.", env=f"ALTER0_{name.upper()}_TOKEN", secret=True),
+        S(f"channels.{name}.repos", [], "Repositories that may start work: a list of {\"repo\": \"owner/name\", "
+          "\"allowed_users\": [logins], \"remote\": git URL to push task branches to (workspace.pr)}; any other "
+          "repository or user is refused (audited).", list, check=_tracker_repos),
+        S(f"channels.{name}.webhook_secrets", {}, "owner/name -> the webhook secret set on that repository "
+          "(HMAC-SHA256 of each delivery's body).", dict, check=_str_dict, secret=True),
+        S(f"channels.{name}.bot_name", "alter0", "The tracker login alter0 writes as: a comment mentioning "
+          "@bot_name starts a task, its own comments are never read as work, issues are assigned to it."),
+        S(f"channels.{name}.start_on", ["opened", "label", "mention"], "What makes an issue a task: opened (an "
+          "allowed user opens it), label (trigger_label added), mention (a comment naming @bot_name).", list,
+          check=lambda v: None if isinstance(v, list) and set(v) <= {"opened", "label", "mention"}
+          else "a list drawn from opened, label, mention"),
+        S(f"channels.{name}.trigger_label", "alter0", "The label that makes an issue a task (start_on label)."),
+        S(f"channels.{name}.label_map", {}, "Issue label -> what the agent is told, e.g. {\"bug\": \"type: bug\", "
+          "\"P1\": \"priority: high\"}; shown at the top of the task's first message.", dict, check=_str_dict),
+        S(f"channels.{name}.status_labels", True, "Keep status:todo / status:doing / status:done on the issue and "
+          "assign it to bot_name while a task works on it.", bool),
+        S(f"channels.{name}.reconcile_interval_sec", 300.0, "How often the channel polls each repository for issues "
+          "and comments updated since its last sync (what a lost webhook missed).", (int, float), min=1),
+        S(f"channels.{name}.backfill_sec", 0.0, "On the first sync (no saved cursor), also import issues updated "
+          "this many seconds before it (0 = only from now on).", (int, float), min=0),
+        S(f"channels.{name}.max_payload_bytes", 1_000_000, "Largest webhook body accepted (413 above).", int,
+          min=1024),
+    )
 ) + tuple(
     s for stage in STAGES for s in (
         S(f"retry.{stage}.attempts", 0, f"Attempts of the {stage} stage (0 = runtime.queue.max_retries + 1).",

@@ -277,7 +277,7 @@ class ChannelEvent(BaseModel):
     content = TextField(default="")
     platform_message_id = CharField(max_length=200, null=True)
     payload = JSONField(null=True)  # what the channel needs to answer (chat id, topic id)
-    state = CharField(max_length=16, default="received", index=True)  # received|submitted|answered|refused|done|stale|error
+    state = CharField(max_length=16, default="received", index=True)  # received|submitted|answered|refused|ignored|done|stale|error
     job = ForeignKeyField(Job, null=True, on_delete="SET NULL")
     detail = TextField(null=True)
     created_at = DoubleField(default=now)

@@ -23,7 +23,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
                   "alter0.stages")),
     ("service", ("alter0.service", "alter0.views", "alter0.supervisor", "alter0.busy")),
     ("operations", ("alter0.ops", "alter0.commands")),
-    ("channels", ("alter0.channels",)),
+    ("channels", ("alter0.channels", "alter0.channels.trackers")),
     ("entry", ("alter0.cli", "alter0.tools", "alter0.config_docs", "tasks", "web")),
 ]
 #: Third-party libraries each confined to one folder.

@@ -25,7 +25,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.json.sort_keys = False
     app.json.default = str
 
-    from . import api, console, db, errors, guard, health, security
+    from . import api, console, db, errors, guard, health, hooks, security
     db.init_app(app)
     guard.init_app(app)
     security.init_app(app)
@@ -33,4 +33,5 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(health.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(console.bp)
+    app.register_blueprint(hooks.bp)
     return app

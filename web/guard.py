@@ -8,7 +8,9 @@
 * A body sent to ``/api/*`` must be ``application/json`` (415 otherwise): browsers send text/plain and form
   bodies cross-site without asking, never JSON.
 
-Every refusal is one audit line. Console forms keep their CSRF tokens (``security.py``).
+Every refusal is one audit line. Console forms keep their CSRF tokens (``security.py``). Tracker webhooks
+(``/hooks/*``) skip these rules: a server sends them under whatever public name alter0 has, and their
+per-repository HMAC signature (``hooks.py``) is what no page or rebinding trick can produce.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from alter0.errors import Alter0Error
 from .db import get_rt
 
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+#: Tracker webhooks: authenticated by their HMAC signature, called by servers under any public name.
+HOOKS = "/hooks/"
 
 
 class ForbiddenHost(Alter0Error):
@@ -93,6 +97,8 @@ def check_request() -> None:
     """before_request of the whole app: Host, then Origin, then the API's content type."""
     cfg = get_rt().cfg
     host = request.headers.get("Host", "")
+    if request.path.startswith(HOOKS):
+        return  # signed by the tracker (web/hooks.py): no browser page can forge one, whatever Host it names
     if not host_allowed(host, cfg["web.host"], cfg["security.allowed_hosts"]):
         refuse(ForbiddenHost(f"Host {host[:200]!r} is not served here: use the address alter0 listens on or "
                              "localhost, or add the name to security.allowed_hosts (a guard against DNS "

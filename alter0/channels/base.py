@@ -82,6 +82,17 @@ class Channel:
         """May this event's sender use the bot? Others get one refusal line and an audit record."""
         raise NotImplementedError
 
+    def submission(self, event: ChannelEvent) -> dict | None:
+        """What a message event submits (``service.submit`` keywords: content, user_id, channel_id, thread_key), or
+        None to record it as ignored (e.g. a comment on an issue no task works on)."""
+        return {"content": event.content, "user_id": event.user_id, "channel_id": event.channel_id,
+                "thread_key": event.thread_key}
+
+    def sweep(self) -> list[tuple[ChannelEvent | None, list[Outgoing]]]:
+        """Deliveries not caused by an event of this channel (a task closed elsewhere closes its issue); the runner
+        calls it every few seconds and queues what it returns (keys make repeats no-ops)."""
+        return []
+
     def answer(self, event: ChannelEvent) -> list[Outgoing]:
         """Handle a non-message event (command, button, edit, refused or unsupported input): what to send."""
         raise NotImplementedError

@@ -16,6 +16,8 @@ from . import inbox, outbox, state
 from .base import Channel, Transient
 
 log = logging.getLogger(__name__)
+#: How often the channel's sweep (work not caused by its own events) runs.
+SWEEP_SEC = 1.0
 
 
 class Runner:
@@ -31,6 +33,7 @@ class Runner:
                                           on_error=lambda e: state.failed(self.platform, e, disconnected=False))
         self.wake = threading.Event()
         self.draining = False  # a cold start's backlog is still coming in full batches: still cold
+        self.next_sweep = 0.0
 
     # --- poll ---------------------------------------------------------------------------------------
     def poll_once(self) -> int:
@@ -76,9 +79,13 @@ class Runner:
             self._answer(event, self.channel.answer(event), "answered")
 
     def _submit(self, event: ChannelEvent) -> None:
+        what = self.channel.submission(event)
+        if what is None:
+            inbox.mark(event, "ignored")
+            return
         try:
-            job, _ = service.submit(self.rt, event.content, event.user_id, event.channel_id,
-                                    request_id=inbox.request_id(event), thread_key=event.thread_key)
+            job, _ = service.submit(self.rt, what["content"], what["user_id"], what["channel_id"],
+                                    request_id=inbox.request_id(event), thread_key=what["thread_key"])
         except Alter0Error as exc:
             self._answer(event, self.channel.rejected(event, exc.message), "answered", detail=exc.message)
             return
@@ -124,6 +131,10 @@ class Runner:
                 inbox.mark(event, "done")
             else:
                 self.follow(event)
+        if time.time() >= self.next_sweep:
+            self.next_sweep = time.time() + SWEEP_SEC
+            for event, items in self.channel.sweep():
+                outbox.enqueue(self.platform, items, event)
         return self.deliverer.run_once()
 
     def run(self, stop: threading.Event) -> None:

@@ -49,11 +49,12 @@ def stopped(platform: str) -> None:
 
 
 def snapshot(cfg: Config) -> list[dict]:
-    """Each channel's state (registered, or seen in the database): connected, last event, undelivered backlog,
-    last error."""
+    """Each channel's state (enabled, configured, or seen in the database): connected, last event, undelivered
+    backlog, last error. A registered channel nobody set up is not listed."""
     from .registry import channels
     try:
-        platforms = list(channels(cfg))
+        platforms = [name for name, cls in channels(cfg).items()
+                     if name in cfg["channels.enabled"] or not cls.problems(cfg)]
     except ConfigError as exc:
         return [{"platform": "?", "running": False, "connected": False, "last_event_at": None, "last_poll_at": None,
                  "backlog": 0, "failed_deliveries": 0, "last_error": exc.message, "last_error_at": None}]

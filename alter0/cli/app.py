@@ -15,7 +15,7 @@ from ..errors import Alter0Error
 from ..models import TERMINAL, JobEvent
 from ..principals import cli_principal
 from ..queue import run_worker
-from . import bench, channel, ops, progress, security, web, workspace
+from . import bench, channel, ops, progress, security, tracker, web, workspace
 from .codes import RET_JOB_FAILED, RET_OK, RET_PENDING, RET_USAGE
 from .common import fail as _fail, print_json as _print_json, runtime as _runtime
 from .workspace import cmd_task_workspace, receipt_text
@@ -292,6 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     st.set_defaults(fn=cmd_status)
 
     channel.add_commands(sub)
+    tracker.add_commands(sub)
     ops.add_commands(sub)
     web.add_commands(sub)
     bench.add_commands(sub)
