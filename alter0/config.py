@@ -224,7 +224,7 @@ SETTINGS: tuple[Setting, ...] = (
     S("web.workers", 2, "gunicorn worker processes of the web front end.", int, min=1, max=64),
     S("web.threads", 16, "Threads per gunicorn worker (each open sync wait or stream holds one).",
       int, min=1, max=256),
-    S("channels.registry", ["alter0.channels.telegram:TelegramChannel"], "Chat channel classes by dotted path "
+    S("channels.registry", ["alter0.channels.telegram:TelegramChannel", "alter0.channels.matrix:MatrixChannel"], "Chat channel classes by dotted path "
       "(module:Class); the built-in ones are listed here the same way a third-party channel is added.",
       list, check=_str_list),
     S("channels.enabled", [], "Channels you run (`alter0 channel NAME`); `alter0 doctor` checks their settings.",
@@ -245,6 +245,24 @@ SETTINGS: tuple[Setting, ...] = (
       "recorded but not run.", int, min=0),
     S("channels.telegram.stale_max_count", 20, "On a cold start, at most this many of the newest pending updates "
       "are run; older ones are recorded as stale.", int, min=0),
+    S("channels.matrix.homeserver", "", "Matrix homeserver base URL, e.g. https://matrix.example.org."),
+    S("channels.matrix.user_id", "", "The bot's Matrix user id, e.g. @alter0:example.org."),
+    S("channels.matrix.access_token", "", "The bot's access token (or set channels.matrix.password instead).",
+      env="ALTER0_MATRIX_TOKEN", secret=True),
+    S("channels.matrix.password", "", "The bot's password, used to log in when no access token is set.",
+      env="ALTER0_MATRIX_PASSWORD", secret=True),
+    S("channels.matrix.device_id", "ALTER0BOT", "Device id of a password login (kept across restarts, so a "
+      "resent message's transaction id is recognised by the homeserver)."),
+    S("channels.matrix.allowed_users", [], "Matrix user ids allowed to use the bot and invite it to rooms; "
+      "everyone else gets one refusal line (audited), their invites are rejected (audited).",
+      list, check=_str_list),
+    S("channels.matrix.notify_room", "", "Room id that job notifications (done, failed, worker down) are posted "
+      "to; empty: none."),
+    S("channels.matrix.poll_timeout_sec", 20, "/sync long-poll timeout.", int, min=0, max=50),
+    S("channels.matrix.timeline_limit", 200, "Most events per room one /sync returns (a restart answers up to "
+      "this many messages per room that arrived while it was down).", int, min=10, max=1000),
+    S("channels.matrix.max_message_chars", 16000, "A reply longer than this is split into several messages "
+      "(Matrix events are limited to 64 KiB).", int, min=500, max=30000),
 ) + tuple(
     s for stage in STAGES for s in (
         S(f"retry.{stage}.attempts", 0, f"Attempts of the {stage} stage (0 = runtime.queue.max_retries + 1).",

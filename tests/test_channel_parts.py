@@ -9,7 +9,8 @@ import pytest
 from alter0.channels import outbox, registry
 from alter0.channels.base import Channel
 from alter0.channels.telegram import TelegramChannel
-from alter0.channels.telegram.text import FENCE, LIMIT, split
+from alter0.channels.telegram.channel import LIMIT
+from alter0.channels.text import FENCE, split
 from alter0.config import load_config
 from alter0.errors import ConfigError
 
@@ -30,7 +31,7 @@ def _fences_balanced(part: str) -> bool:
 @pytest.mark.parametrize("size", [10_000, 30_000])
 def test_split_keeps_code_blocks_whole_and_every_line(size):
     text = _code_text(size)
-    parts = split(text)
+    parts = split(text, LIMIT)
     assert len(parts) >= size // LIMIT and all(len(p) <= LIMIT for p in parts)
     assert all(_fences_balanced(p) for p in parts)
     kept = [line for p in parts for line in p.split("\n")]
@@ -39,10 +40,10 @@ def test_split_keeps_code_blocks_whole_and_every_line(size):
 
 
 def test_split_cuts_an_overlong_line_and_closes_an_unclosed_block():
-    parts = split("x" * 9000)
+    parts = split("x" * 9000, LIMIT)
     assert "".join(parts) == "x" * 9000 and all(len(p) <= LIMIT for p in parts)
-    assert split("```\nnever closed") == ["```\nnever closed\n```"]
-    assert split("short") == ["short"]
+    assert split("```\nnever closed", LIMIT) == ["```\nnever closed\n```"]
+    assert split("short", LIMIT) == ["short"]
 
 
 def test_backoff_prefers_retry_after_and_doubles_to_a_cap():
