@@ -46,6 +46,6 @@ def channel_problems(cfg) -> list[str]:
 
 
 def add_commands(sub) -> None:
-    c = sub.add_parser("channel", help="run a chat channel (telegram) in the foreground")
-    c.add_argument("platform", help="a channel from channels.registry, e.g. telegram")
+    c = sub.add_parser("channel", help="run a chat channel (telegram, matrix) in the foreground")
+    c.add_argument("platform", help="a channel from channels.registry, e.g. telegram or matrix")
     c.set_defaults(fn=cmd_channel)

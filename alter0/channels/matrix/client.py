@@ -30,6 +30,7 @@ class MatrixClient:
                  device_id: str = "", timeout: float = 10.0):
         self.timeout = timeout
         self.password = password
+        self.user_id = user_id  # nio sets its own ``user_id`` only at login
         self.secrets = [s for s in (access_token, password) if s]
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="matrix-loop", daemon=True)
@@ -72,18 +73,6 @@ class MatrixClient:
             raise Permanent("matrix: neither an access token nor a password is set")
         self._check("login", self._run(self.client.login(self.password, device_name="alter0")))
         self.logged_in = True
-
-    def whoami(self) -> str:
-        resp = self.call("whoami", "whoami")
-        if not self.client.user_id:
-            self.client.user_id = resp.user_id
-        if getattr(resp, "device_id", None):
-            self.client.device_id = resp.device_id
-        return resp.user_id
-
-    @property
-    def user_id(self) -> str:
-        return self.client.user_id
 
     def _check(self, what: str, resp: Any) -> Any:
         if not isinstance(resp, nio.ErrorResponse):

@@ -32,23 +32,22 @@ def mxid(user: str) -> str:
 
 def parse_sync(resp: Any, bot: str, since: str | None) -> list[Incoming]:
     """Every event of a nio ``SyncResponse`` the inbox records: invites first, then each joined room's timeline."""
-    out = [parse_invite(room_id, [e.source for e in room.invite_state], bot, since)
-           for room_id, room in resp.rooms.invite.items()]
+    out = [parse_invite(room_id, room.invite_state, bot, since) for room_id, room in resp.rooms.invite.items()]
     for room_id, room in resp.rooms.join.items():
         out += [parse_event(room_id, e.source, bot) for e in room.timeline.events]
     return [e for e in out if e is not None]
 
 
-def parse_invite(room_id: str, state: list[dict], bot: str, since: str | None) -> Incoming | None:
-    """The bot's invite into ``room_id``: kind ``invite``, from the inviter."""
-    member = next((s for s in state if s.get("type") == "m.room.member" and s.get("state_key") == bot
-                   and (s.get("content") or {}).get("membership") == "invite"), None)
+def parse_invite(room_id: str, state: list, bot: str, since: str | None) -> Incoming | None:
+    """The bot's invite into ``room_id`` (from nio's invite-state member events): kind ``invite``, from the
+    inviter. Stripped invite state has no event id: the sync position it arrived in makes it unique (an invite
+    shows in one incremental sync; a re-read after a crash before the cursor was saved is the same event)."""
+    member = next((s for s in state if getattr(s, "state_key", None) == bot
+                   and getattr(s, "membership", None) == "invite"), None)
     if member is None:
         return None
-    # The full invite event carries its id; stripped state may not: then the sync position makes it unique.
-    key = member.get("event_id") or f"{since or 'initial'}"
-    return Incoming(f"invite:{room_id}:{key}", "invite", user_id(member.get("sender", "")), channel_id(room_id),
-                    None, "", member.get("event_id"), _at(member), {"room_id": room_id})
+    return Incoming(f"invite:{room_id}:{since or 'initial'}", "invite", user_id(member.sender), channel_id(room_id),
+                    payload={"room_id": room_id})
 
 
 def parse_event(room_id: str, ev: dict, bot: str) -> Incoming:
