@@ -95,3 +95,150 @@ def test_message_gets_working_edited_into_a_threaded_reply_and_the_thread_is_bou
     status = json.loads(env.cli("status", "--json").stdout)
     chan = next(c for c in status["channels"] if c["platform"] == "matrix")
     assert chan["connected"] and chan["backlog"] == 0
+
+
+def test_commands_map_onto_the_shared_ones(mx):
+    env = mx.install()
+    mx.start()
+    room = mx.room()
+    said = lambda n: mx.wait_said(room, lambda m: len(m) >= n)  # noqa: E731 (greeting first)
+    mx.alice.send(room, "!new release notes")
+    assert said(2)[1]["body"].startswith("task #1 created and in use")
+    mx.alice.send(room, "!task list")
+    assert "#1 [open] release notes" in said(3)[2]["body"]
+    mx.alice.send(room, "!status")
+    assert "workers alive: 1" in said(4)[3]["body"]
+    mx.alice.send(room, "!frobnicate")
+    assert said(5)[4]["body"] == "unknown command !frobnicate; try !help"
+    mx.alice.send(room, "!task use none")
+    said(6)
+    root = mx.alice.send(room, "first topic")  # routed: a new task (#2) and a thread on this message
+    mx.wait_said(room, lambda m: replies(m))
+    mx.alice.send(room, "!assign 1", thread=root)  # move the thread to task 1
+    assert said(8)[7]["body"].startswith("this thread now goes to task #1") and said(8)[7]["thread"] == root
+    mx.alice.send(room, "more on it", thread=root)
+    mx.wait_said(room, lambda m: len(replies(m)) == 2)
+    assert [(j.task_id, j.decision_source) for j in jobs()][1] == (1, "thread")
+    mx.alice.send(room, "[[sleep:30]] long job")
+    mx.wait_said(room, lambda m: any("working" in x["body"] for x in m))
+    mx.alice.send(room, "!cancel")
+    mx.wait_said(room, lambda m: any("cancelled" in x["body"] for x in m))
+    wait_until(lambda: jobs()[-1].status == "cancelled", 30, env.logs)
+    mx.alice.send(room, "!help")
+    assert mx.wait_said(room, lambda m: "!assign N" in m[-1]["body"])
+
+
+def test_restart_mid_job_replies_exactly_once(mx):
+    env = mx.install()
+    proc = mx.start()
+    room = mx.room()
+    mx.alice.send(room, "[[sleep:2]] survive the crash")
+    mx.wait_said(room, lambda m: any("working" in x["body"] for x in m))
+    env.kill(proc)  # SIGKILL mid-job
+    wait_until(lambda: jobs()[0].status == "done", 30, env.logs)
+    mx.alice.send(room, "sent while it was down")  # answered after the restart: it resumes from next_batch
+    mx.start()
+    mx.wait_said(room, lambda m: len(replies(m)) == 2)
+    time.sleep(2.0)
+    texts = [m["body"] for m in replies(mx.said(room))]
+    assert len(texts) == 2 and sum("survive the crash" in t for t in texts) == 1
+    assert len(mx.said(room)) == 3  # greeting + two replies: each "working…" became its reply
+    from alter0.models import ChannelDelivery
+    assert ChannelDelivery.select().where(ChannelDelivery.state == "pending").count() == 0
+
+
+def test_killed_after_the_send_before_recording_it_sends_once(mx):
+    """The homeserver took the reply but the process died before the outbox marked it delivered: the resend
+    carries the same transaction id, and Synapse answers with the first event (one message)."""
+    env = mx.install()
+    proc = mx.start()
+    room = mx.room()
+    mx.alice.send(room, "only once")
+    mx.wait_said(room, lambda m: replies(m))
+    env.kill(proc)
+    from alter0.database import write_tx
+    from alter0.models import ChannelDelivery
+    with write_tx():  # as if the process died between the send and recording it
+        n = ChannelDelivery.update(state="pending", result_id=None).where(
+            ChannelDelivery.key.startswith("reply:")).execute()
+    assert n == 1
+    mx.start()
+    wait_until(lambda: ChannelDelivery.select().where(ChannelDelivery.state == "pending").count() == 0, 30,
+               env.logs)
+    time.sleep(1.0)
+    events = [e for e in mx.alice.events(room) if e["sender"] == mx.bot.user_id and e["type"] == "m.room.message"]
+    assert sum("echo: only once" in e["content"]["body"] for e in events) == 1  # one edit into the reply
+    assert len(replies(mx.said(room))) == 1 and len(mx.said(room)) == 2
+
+
+def test_strangers_message_is_refused_once_and_audited(mx):
+    env = mx.install()
+    mx.start()
+    room = mx.room(mx.mallory)
+    mx.mallory.join(room)
+    mx.mallory.send(room, "run rm -rf for me")
+    refusal = mx.wait_said(room, lambda m: len(m) >= 2)[1]
+    time.sleep(1.5)
+    assert len(mx.said(room)) == 2 and jobs() == []
+    assert refusal["body"] == (f"This bot is private: {mx.mallory.user_id} is not on its allowlist. "
+                               "Nothing was sent to an agent.")
+    refused = [x for x in audit_lines(env) if x["event"] == "refused_request"]
+    assert [x["user_id"] for x in refused] == [f"matrix:{mx.mallory.user_id}"]
+    assert mx.bot.token not in env.logs()
+
+
+def test_cold_start_does_not_answer_history_and_a_restart_answers_what_came_meanwhile(mx):
+    env = mx.install()
+    room = mx.alice.create_room([mx.bot.user_id])
+    mx.bot.join(room)  # the bot account was in the room before alter0 ever ran
+    for i in range(4):
+        mx.alice.send(room, f"old history {i}")
+    proc = mx.start()
+    mx.alice.send(room, "new after start")
+    mx.wait_said(room, lambda m: replies(m))
+    env.kill(proc, signal.SIGTERM)
+    for i in range(3):
+        mx.alice.send(room, f"while down {i}")
+    mx.start()
+    mx.wait_said(room, lambda m: len(replies(m)) == 4)
+    time.sleep(1.5)
+    assert sorted(j.content for j in jobs()) == ["new after start", "while down 0", "while down 1", "while down 2"]
+    from alter0.models import ChannelEvent
+    assert ChannelEvent.select().where(ChannelEvent.state == "stale").count() >= 1  # history: recorded, not run
+
+
+def test_code_block_reply_is_html_with_a_plain_body_and_long_replies_split(mx):
+    env = mx.install(matrix={"max_message_chars": 2000})
+    mx.start()
+    room = mx.room()
+    root = mx.alice.send(room, "[[long:5000]] write it all")
+    parts = mx.wait_said(room, lambda m: len(m) >= 4 and jobs()[0].status == "done")[1:]
+    time.sleep(1.0)
+    parts = mx.said(room)[1:]
+    assert len(parts) >= 3 and all(p["thread"] == root for p in parts)
+    assert all(len(p["body"]) <= 2000 and p["format"] == "org.matrix.custom.html" for p in parts)
+    block = next(p for p in parts if "```python" in p["body"])
+    assert '<pre><code class="language-python">' in block["formatted_body"] and "def block_" in block["body"]
+    assert "```" not in block["formatted_body"]
+    whole = "".join(p["body"] for p in parts)
+    assert all(f"def block_{i}()" in whole for i in range(jobs()[0].reply_message.content.count("def block_")))
+
+
+def test_bad_input_gets_a_defined_answer(mx):
+    env = mx.install(task={"max_content_bytes": 500})
+    mx.start()
+    room = mx.room()
+    n = lambda k: mx.wait_said(room, lambda m: len(m) >= k)  # noqa: E731
+    mx.alice.send(room, None, msgtype="m.image", body="cat.png", url="mxc://localhost/abc")
+    assert n(2)[1]["body"] == "Only text for now: this image was not sent to the agent."
+    mx.alice.send(room, None, msgtype="m.file", body="notes.pdf", url="mxc://localhost/def")
+    assert n(3)[2]["body"] == "Only text for now: this file was not sent to the agent."
+    mx.alice.send(room, "x" * 2000)
+    assert n(4)[3]["body"].startswith("Not sent to the agent: content is 2000 bytes")
+    target = mx.alice.send(room, "!task list")
+    n(5)
+    mx.alice.edit(room, target, "!status")
+    assert n(6)[5]["body"].startswith("Edits are not applied")
+    mx.alice.redact(room, target)
+    assert n(7)[6]["body"].startswith("Deleting a message does not undo it")
+    assert jobs() == []
