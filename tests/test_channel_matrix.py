@@ -242,3 +242,24 @@ def test_bad_input_gets_a_defined_answer(mx):
     mx.alice.redact(room, target)
     assert n(7)[6]["body"].startswith("Deleting a message does not undo it")
     assert jobs() == []
+
+
+def test_doctor_checks_the_matrix_settings_and_the_homeserver(make_env, synapse):
+    bot = synapse.register("bot")
+    env = make_env(channels={"enabled": ["matrix"], "matrix": {"homeserver": "http://127.0.0.1:9"}})
+    out = env.cli("doctor", "--skip", "executor", "--skip", "router", check=False)
+    assert out.returncode != 0
+    assert "channel matrix: channels.matrix.user_id is not set" in out.stdout
+    assert "channel matrix: neither channels.matrix.access_token nor channels.matrix.password is set" in out.stdout
+    assert "channel matrix: channels.matrix.allowed_users is empty" in out.stdout
+    env.env["ALTER0_MATRIX_TOKEN"] = bot.token
+    env.config["channels"]["matrix"].update(user_id=bot.user_id, allowed_users=["@alice:localhost"])
+    env.write_config()
+    out = env.cli("doctor", "--skip", "executor", "--skip", "router", check=False)
+    assert out.returncode != 0 and "homeserver http://127.0.0.1:9/_matrix/client/versions is unreachable" in out.stdout
+    env.config["channels"]["matrix"]["homeserver"] = synapse.url
+    env.write_config()
+    out = env.cli("doctor", "--skip", "executor", "--skip", "router", check=False)
+    assert out.returncode == 0, out.stdout
+    shown = env.cli("config", "show", check=False).stdout + env.cli("send", "/config", check=False).stdout
+    assert bot.token not in shown

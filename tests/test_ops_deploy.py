@@ -27,7 +27,8 @@ def missing_tool(reason: str) -> None:
 
 
 def test_every_unit_exists():
-    assert [u.name for u in UNITS] == ["alter0-telegram.service", "alter0-web.service", "alter0-worker.service"]
+    assert [u.name for u in UNITS] == ["alter0-matrix.service", "alter0-telegram.service", "alter0-web.service",
+                                      "alter0-worker.service"]
 
 
 @pytest.mark.parametrize("unit", UNITS, ids=lambda p: p.name)

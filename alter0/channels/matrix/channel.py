@@ -8,6 +8,8 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+import httpx
+
 from ... import threads
 from ...models import ChannelDelivery, ChannelEvent, Job
 from ...runtime import Runtime
@@ -67,6 +69,18 @@ class MatrixChannel(Channel):
         if not cfg["channels.matrix.allowed_users"]:
             out.append("channels.matrix.allowed_users is empty: nobody could use the bot (add your Matrix user id)")
         return out
+
+    @classmethod
+    def checks(cls, cfg) -> list[str]:
+        """The homeserver answers ``/_matrix/client/versions``."""
+        url = f"{cfg['channels.matrix.homeserver'].rstrip('/')}/_matrix/client/versions"
+        try:
+            resp = httpx.get(url, timeout=cfg["channels.delivery.request_timeout_sec"])
+            if resp.status_code == 200 and resp.json().get("versions"):
+                return []
+            return [f"homeserver {url} answered {resp.status_code}, not a Matrix versions list"]
+        except (httpx.HTTPError, ValueError) as exc:
+            return [f"homeserver {url} is unreachable: {type(exc).__name__}: {exc}"]
 
     # --- in -----------------------------------------------------------------------------------------
     def poll(self, cursor: str | None, cold: bool):
