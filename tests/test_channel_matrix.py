@@ -263,3 +263,36 @@ def test_doctor_checks_the_matrix_settings_and_the_homeserver(make_env, synapse)
     assert out.returncode == 0, out.stdout
     shown = env.cli("config", "show", check=False).stdout + env.cli("send", "/config", check=False).stdout
     assert bot.token not in shown
+
+
+def test_notification_is_posted_to_the_notify_room(synapse, tmp_path):
+    """The hook the notification feed calls: an event dict becomes one message in channels.matrix.notify_room."""
+    from alter0.channels.matrix import MatrixChannel
+    from alter0.config import load_config
+    from alter0.models import ChannelDelivery
+    bot, alice = synapse.register("bot"), synapse.register("alice")
+    room = alice.create_room([bot.user_id])
+    bot.join(room)
+    settings = {"channels.matrix.homeserver": synapse.url, "channels.matrix.user_id": bot.user_id,
+                "channels.matrix.access_token": bot.token, "channels.matrix.allowed_users": [alice.user_id]}
+
+    path = tmp_path / "config.json"
+    path.write_text("{}")
+
+    class Rt:
+        cfg = load_config(path, overrides=settings, env={})
+    assert MatrixChannel(Rt()).notification({"event": "job.done", "job_id": 7}) == []  # no notify_room: none
+    Rt.cfg = load_config(path, overrides=dict(settings, **{"channels.matrix.notify_room": room}), env={})
+    channel = MatrixChannel(Rt())
+    try:
+        [done] = channel.notification({"event": "job.done", "job_id": 7, "task_id": 3, "title": "release notes"})
+        [failed] = channel.notification({"event": "job.failed", "job_id": 8, "task_id": 3, "title": "release notes",
+                                         "error": "executor exited 1"})
+        for item in (done, failed):
+            channel.send(ChannelDelivery(key=item.key, method=item.method, payload=item.payload, created_at=1.0))
+    finally:
+        channel.close()
+    bodies = [m["body"] for m in alice.bot_messages(room, bot.user_id)]
+    assert bodies == ["✅ job #7 done · task #3: release notes",
+                      "❌ job #8 failed · task #3: release notes\nexecutor exited 1"]
+    assert done.key != failed.key and done.payload["content"]["msgtype"] == "m.notice"

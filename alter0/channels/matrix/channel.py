@@ -10,7 +10,6 @@ from typing import Any
 
 import httpx
 
-from ... import threads
 from ...models import ChannelDelivery, ChannelEvent, Job
 from ...runtime import Runtime
 from .. import chat, outbox
@@ -147,7 +146,6 @@ class MatrixChannel(Channel):
         out = []
         for i, part in enumerate(split(chat.outcome_text(job), self.cfg["channels.matrix.max_message_chars"])):
             item = self._message(event, f"reply:{round_}:{i}", part)
-            item.payload["_bind"] = job.task_id
             if i == 0:
                 item.payload["_edit_of"] = self.working_key(event)
             out.append(item)
@@ -203,11 +201,6 @@ class MatrixChannel(Channel):
     def _send(self, room: str, content: dict, txn: str) -> str:
         # The transaction id is the delivery's: a resend after a crash is recognised by the homeserver (one event).
         return self.client.call("send", "room_send", room, "m.room.message", content, tx_id=txn).event_id
-
-    def delivered(self, delivery: ChannelDelivery, result_id: str | None) -> None:
-        task_id = delivery.payload.get("_bind")
-        if task_id and result_id:  # a thread started on this reply goes to the task it answered
-            threads.bind(f"{PLATFORM}:{delivery.payload['room_id']}", f"thread:{result_id}", task_id)
 
     def close(self) -> None:
         self.client.close()
