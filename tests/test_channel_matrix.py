@@ -29,8 +29,8 @@ def mx(make_env, synapse):
             self.env.db()
             return self.env
 
-        def start(self):
-            return start_channel(self.env, self.bot)
+        def start(self, password=False):
+            return start_channel(self.env, self.bot, password=password)
 
         def room(self, *others):
             room = self.alice.create_room([self.bot.user_id, *(u.user_id for u in others)])
@@ -124,6 +124,8 @@ def test_commands_map_onto_the_shared_ones(mx):
     mx.alice.send(room, "!cancel")
     mx.wait_said(room, lambda m: any("cancelled" in x["body"] for x in m))
     wait_until(lambda: jobs()[-1].status == "cancelled", 30, env.logs)
+    mx.alice.send(room, f"!retry {jobs()[-1].id}")
+    mx.wait_said(room, lambda m: any(x["body"].startswith(f"job #{jobs()[-1].id} retried") for x in m))
     mx.alice.send(room, "!help")
     assert mx.wait_said(room, lambda m: "!assign N" in m[-1]["body"])
 
@@ -173,7 +175,7 @@ def test_killed_after_the_send_before_recording_it_sends_once(mx):
 
 def test_strangers_message_is_refused_once_and_audited(mx):
     env = mx.install()
-    mx.start()
+    mx.start(password=True)  # a password login instead of a token
     room = mx.room(mx.mallory)
     mx.mallory.join(room)
     mx.mallory.send(room, "run rm -rf for me")
@@ -184,7 +186,9 @@ def test_strangers_message_is_refused_once_and_audited(mx):
                                "Nothing was sent to an agent.")
     refused = [x for x in audit_lines(env) if x["event"] == "refused_request"]
     assert [x["user_id"] for x in refused] == [f"matrix:{mx.mallory.user_id}"]
-    assert mx.bot.token not in env.logs()
+    assert mx.bot.password not in env.logs()
+    mx.alice.send(room, "hello from alice")  # the allowed user in the same room is answered
+    mx.wait_said(room, lambda m: replies(m))
 
 
 def test_cold_start_does_not_answer_history_and_a_restart_answers_what_came_meanwhile(mx):

@@ -204,11 +204,12 @@ def channel_config(server: Synapse, bot: MatrixUser, allowed: list[str], **matri
         **matrix}, "delivery": {"max_delay_sec": 2}}}
 
 
-def start_channel(env, bot: MatrixUser, name: str = "matrix"):
-    """Run the real ``alter0 channel matrix`` process of ``env`` until its first /sync is saved."""
+def start_channel(env, bot: MatrixUser, name: str = "matrix", password: bool = False):
+    """Run the real ``alter0 channel matrix`` process of ``env`` until its first /sync is saved; logged in with the
+    bot's access token, or with its password."""
     from .helpers import BIN
     from alter0.models import ChannelState
-    env.env["ALTER0_MATRIX_TOKEN"] = bot.token
+    env.env["ALTER0_MATRIX_PASSWORD" if password else "ALTER0_MATRIX_TOKEN"] = bot.password if password else bot.token
     before = ChannelState.get_or_none(ChannelState.platform == "matrix")
     polls = before.last_poll_at if before else None
     proc = env.spawn([str(BIN / "alter0"), "channel", "matrix"], f"{name}-{len(env.procs)}")
