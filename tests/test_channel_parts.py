@@ -80,3 +80,12 @@ def test_doctor_checks_enabled_channels(make_env):
     assert out.returncode == 0 and "channels" in out.stdout, out.stdout
     shown = env.cli("config", "show", check=False).stdout + env.cli("send", "/config", check=False).stdout
     assert "secret-token-value" not in shown
+
+
+def test_matrix_html_escapes_text_and_renders_code_blocks():
+    from alter0.channels.matrix.html import FORMAT, content
+    c = content("Use `x < y` here:\n```python\nif a < b and c > d:\n    pass\n```\n<b>not bold</b>")
+    assert c["format"] == FORMAT and c["body"].startswith("Use `x < y`")
+    assert c["formatted_body"] == ('Use <code>x &lt; y</code> here:<pre><code class="language-python">'
+                                   'if a &lt; b and c &gt; d:\n    pass\n</code></pre>&lt;b&gt;not bold&lt;/b&gt;')
+    assert content("```\nnever closed")["formatted_body"] == "<pre><code>never closed\n</code></pre>"
