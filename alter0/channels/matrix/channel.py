@@ -163,7 +163,9 @@ class MatrixChannel(Channel):
             line += f" · task #{event['task_id']}" + (f": {event['title']}" if event.get("title") else "")
         if event.get("error"):
             line += f"\n{event['error']}"
-        key = f"notify:{PLATFORM}:{kind}:{event.get('job_id') or event.get('worker') or event.get('at', '')}"
+        # One message per event: the same event offered twice is one delivery (a job failing again after a retry
+        # is a new event when the feed passes its time as "at").
+        key = f"notify:{PLATFORM}:{kind}:{event.get('job_id') or event.get('worker') or ''}:{event.get('at') or ''}"
         return [Outgoing(key, "send", {"room_id": room, "content": html.content(line, "m.notice")})]
 
     # --- out ----------------------------------------------------------------------------------------
