@@ -89,3 +89,15 @@ def test_matrix_html_escapes_text_and_renders_code_blocks():
     assert c["formatted_body"] == ('Use <code>x &lt; y</code> here:<pre><code class="language-python">'
                                    'if a &lt; b and c &gt; d:\n    pass\n</code></pre>&lt;b&gt;not bold&lt;/b&gt;')
     assert content("```\nnever closed")["formatted_body"] == "<pre><code>never closed\n</code></pre>"
+
+
+def test_loading_the_registry_does_not_import_the_matrix_client_library():
+    """`alter0 status` and /api/status load every registered class: matrix-nio is imported by the channel process
+    only (its import costs about a second)."""
+    import subprocess
+    import sys
+    code = ("import sys; from alter0.channels.registry import channels; from alter0.config import load_config; "
+            "import pathlib, tempfile; p = pathlib.Path(tempfile.mkdtemp()) / 'c.json'; p.write_text('{}'); "
+            "print(sorted(channels(load_config(p, env={}))), 'nio' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.split() == ["['matrix',", "'telegram']", "False"], out.stderr

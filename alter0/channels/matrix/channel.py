@@ -16,7 +16,6 @@ from .. import chat, outbox
 from ..base import Channel, Outgoing, Permanent
 from ..text import split
 from . import html
-from .client import MatrixClient
 from .events import COMMAND_PREFIX, PLATFORM, mxid, parse_sync
 
 HELP = """Send a message to give it to your agent: I answer in a thread on it, and everything you write in that
@@ -50,6 +49,9 @@ class MatrixChannel(Channel):
 
     def __init__(self, rt: Runtime):
         super().__init__(rt)
+        # matrix-nio (and aiohttp) are imported here, by the channel process only: loading the class from
+        # channels.registry (``alter0 status``, /api/status, doctor) must not pay their ~1 s import.
+        from .client import MatrixClient
         c = self.cfg
         self.client = MatrixClient(c["channels.matrix.homeserver"], c["channels.matrix.user_id"],
                                    c["channels.matrix.access_token"], c["channels.matrix.password"],
