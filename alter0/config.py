@@ -259,8 +259,9 @@ SETTINGS: tuple[Setting, ...] = (
     S("channels.matrix.notify_room", "", "Room id that job notifications (done, failed, worker down) are posted "
       "to; empty: none."),
     S("channels.matrix.poll_timeout_sec", 20, "/sync long-poll timeout.", int, min=0, max=50),
-    S("channels.matrix.timeline_limit", 200, "Most events per room one /sync returns (a restart answers up to "
-      "this many messages per room that arrived while it was down).", int, min=10, max=1000),
+    S("channels.matrix.timeline_limit", 200, "Most events per room one /sync returns; when more arrived (a "
+      "restart after a long stop), the rest are fetched with /messages (up to 1000 per room).", int, min=10,
+      max=1000),
     S("channels.matrix.max_message_chars", 16000, "A reply longer than this is split into several messages "
       "(Matrix events are limited to 64 KiB).", int, min=500, max=30000),
 ) + tuple(

@@ -192,7 +192,7 @@ def test_strangers_message_is_refused_once_and_audited(mx):
 
 
 def test_cold_start_does_not_answer_history_and_a_restart_answers_what_came_meanwhile(mx):
-    env = mx.install()
+    env = mx.install(matrix={"timeline_limit": 10})
     room = mx.alice.create_room([mx.bot.user_id])
     mx.bot.join(room)  # the bot account was in the room before alter0 ever ran
     for i in range(4):
@@ -201,12 +201,12 @@ def test_cold_start_does_not_answer_history_and_a_restart_answers_what_came_mean
     mx.alice.send(room, "new after start")
     mx.wait_said(room, lambda m: replies(m))
     env.kill(proc, signal.SIGTERM)
-    for i in range(3):
-        mx.alice.send(room, f"while down {i}")
+    for i in range(14):  # more than one /sync timeline holds (10): the rest is fetched with /messages
+        mx.alice.send(room, f"while down {i:02d}")
     mx.start()
-    mx.wait_said(room, lambda m: len(replies(m)) == 4)
+    mx.wait_said(room, lambda m: len(replies(m)) == 15, timeout=120)
     time.sleep(1.5)
-    assert sorted(j.content for j in jobs()) == ["new after start", "while down 0", "while down 1", "while down 2"]
+    assert [j.content for j in jobs()] == ["new after start"] + [f"while down {i:02d}" for i in range(14)]
     from alter0.models import ChannelEvent
     assert ChannelEvent.select().where(ChannelEvent.state == "stale").count() >= 1  # history: recorded, not run
 

@@ -16,7 +16,7 @@ from .. import chat, outbox
 from ..base import Channel, Outgoing, Permanent
 from ..text import split
 from . import html
-from .events import COMMAND_PREFIX, PLATFORM, mxid, parse_sync
+from .events import COMMAND_PREFIX, PLATFORM, mxid, parse_event, parse_sync
 
 HELP = """Send a message to give it to your agent: I answer in a thread on it, and everything you write in that
 thread goes to the same task. Commands:
@@ -90,7 +90,13 @@ class MatrixChannel(Channel):
         sync_filter = dict(FILTER, room=dict(FILTER["room"], timeline={"limit": limit}))
         resp = self.client.call("sync", "sync", timeout=wait * 1000, sync_filter=sync_filter, since=cursor,
                                 full_state=False, wait=wait + self.cfg["channels.delivery.request_timeout_sec"])
-        return parse_sync(resp, self.client.user_id, cursor), resp.next_batch
+        events = parse_sync(resp, self.client.user_id, cursor)
+        if cursor is not None:  # a room with more new events than the timeline holds: fetch the gap, oldest first
+            for room_id, room in resp.rooms.join.items():
+                if room.timeline.limited and room.timeline.prev_batch:
+                    events = [parse_event(room_id, e, self.client.user_id)
+                              for e in self.client.gap(room_id, room.timeline.prev_batch, cursor)] + events
+        return events, resp.next_batch
 
     def stale(self, events, cold: bool) -> set[str]:
         """A cold start's first sync: every timeline event is room history (recorded, never answered); pending

@@ -74,6 +74,20 @@ class MatrixClient:
         self._check("login", self._run(self.client.login(self.password, device_name="alter0")))
         self.logged_in = True
 
+    def gap(self, room_id: str, start: str, since: str, most: int = 1000) -> list[dict]:
+        """The raw events of ``room_id`` between sync position ``since`` and ``start`` (a limited timeline's
+        ``prev_batch``), oldest first: what a restart's /sync left out because more arrived than it returns."""
+        out: list[dict] = []
+        token = start
+        while token and len(out) < most:
+            page = self.call("messages", "room_messages", room_id, start=token, end=since,
+                             direction=nio.MessageDirection.back, limit=100)
+            out += [e.source for e in page.chunk]
+            if not page.chunk or page.end == token:
+                break
+            token = page.end
+        return list(reversed(out))
+
     def _check(self, what: str, resp: Any) -> Any:
         if not isinstance(resp, nio.ErrorResponse):
             return resp
