@@ -8,7 +8,9 @@ scripts/ci/install-synapse.sh). Latency: one message at a time, from the user's 
 message in its thread, to the first edit of it (the stage), and to the edit carrying the reply; each time is the
 homeserver's own ``origin_server_ts`` of the events (one clock, no polling delay). Exactly-once: --burst messages
 sent at once, the channel SIGKILLed as soon as the first "working…" message is out, restarted; every message
-must get exactly one reply. Prints a table and writes bench/results/<date>-channel-matrix.md.
+must get exactly one reply. Outage: --backlog messages are sent, and once each has its "working…" message the
+homeserver is frozen (SIGSTOP) for --outage seconds while their jobs finish; recovery = from the homeserver's
+return (SIGCONT) to the last reply. Prints a table and writes bench/results/<date>-channel-matrix.md.
 """
 
 from __future__ import annotations
@@ -61,6 +63,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--messages", type=int, default=20)
     ap.add_argument("--burst", type=int, default=10)
+    ap.add_argument("--outage", type=float, default=60.0)
+    ap.add_argument("--backlog", type=int, default=10)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="mxbench-") as tmp:
         started = time.monotonic()
@@ -90,13 +94,30 @@ def main() -> None:
             start_channel(env, bot, name="restarted")
             wait_until(lambda: all(timeline(alice, room, bot.user_id)[e].get("reply") for e in burst), 120,
                        env.logs)
+            from alter0.models import ChannelEvent, Job
+            backlog = [alice.send(room, f"before the outage {i}") for i in range(args.backlog)]
+            wait_until(lambda: ChannelEvent.select().where(ChannelEvent.event_id << backlog).count() == len(backlog),
+                       60, env.logs)  # the channel has them (its inbox): nothing answered yet
+            os.kill(server.proc.pid, signal.SIGSTOP)  # the homeserver stops answering (requests hang)
+            stopped = time.time()
+            try:
+                wait_until(lambda: Job.select().where(Job.status == "done").count() >= args.messages + 1
+                           + args.burst + args.backlog, 60, "the backlog's jobs")
+                time.sleep(max(0.0, stopped + args.outage - time.time()))
+            finally:
+                os.kill(server.proc.pid, signal.SIGCONT)
+            back = time.time()
+            early = sum(1 for e in backlog if timeline(alice, room, bot.user_id)[e].get("reply", 1e15) / 1000 < stopped)
+            wait_until(lambda: all(timeline(alice, room, bot.user_id)[e].get("reply") for e in backlog), 180,
+                       env.logs)
+            recovered = max(timeline(alice, room, bot.user_id)[e]["reply"] for e in backlog) / 1000 - back
             time.sleep(3.0)  # anything sent twice would show by now
             final = timeline(alice, room, bot.user_id)
         finally:
             env.stop_all()
             server.stop()
     counts = Counter(min(r["replies"], 2) for r in final.values())
-    want = args.messages + 1 + args.burst
+    want = args.messages + 1 + args.burst + args.backlog
     p50 = [round(statistics.median(c), 1) for c in zip(*rows)]
     mx = [round(max(c), 1) for c in zip(*rows)]
     commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
@@ -111,8 +132,12 @@ def main() -> None:
         f"| message → first \"working…\" edit (ms) | {p50[1]} | {mx[1]} | {len(rows)} |",
         f"| message → reply (the edit carrying it) (ms) | {p50[2]} | {mx[2]} | {len(rows)} |", "",
         f"Exactly-once: {want} messages ({args.burst} of them in a burst with the channel SIGKILLed after the first "
-        f"\"working…\" and restarted): {counts.get(1, 0)} answered once, {counts.get(0, 0)} not answered, "
-        f"{counts.get(2, 0)} answered more than once.",
+        f"\"working…\" and restarted, {args.backlog} across the outage below): {counts.get(1, 0)} answered once, {counts.get(0, 0)} not answered, "
+        f"{counts.get(2, 0)} answered more than once.", "",
+        f"Outage: the homeserver frozen (SIGSTOP) for {args.outage:.0f} s right after {args.backlog} messages reached "
+        f"the inbox ({early} replied before the freeze); every "
+        f"reply delivered {recovered:.1f} s after it came back (channels.delivery.max_delay_sec = 10, request "
+        f"timeout 10 s).",
     ]
     text = "\n".join(lines) + "\n"
     print(text)
