@@ -247,7 +247,8 @@ SETTINGS: tuple[Setting, ...] = (
       int, min=1, max=256),
     S("channels.registry", ["alter0.channels.telegram:TelegramChannel",
                             "alter0.channels.trackers.channel:ForgejoChannel",
-                            "alter0.channels.trackers.channel:GithubChannel"], "Chat channel classes by dotted path "
+                            "alter0.channels.trackers.channel:GithubChannel",
+                            "alter0.channels.matrix:MatrixChannel"], "Chat channel classes by dotted path "
       "(module:Class); the built-in ones are listed here the same way a third-party channel is added.",
       list, check=_str_list),
     S("channels.enabled", [], "Channels you run (`alter0 channel NAME`); `alter0 doctor` checks their settings.",
@@ -268,6 +269,25 @@ SETTINGS: tuple[Setting, ...] = (
       "recorded but not run.", int, min=0),
     S("channels.telegram.stale_max_count", 20, "On a cold start, at most this many of the newest pending updates "
       "are run; older ones are recorded as stale.", int, min=0),
+    S("channels.matrix.homeserver", "", "Matrix homeserver base URL, e.g. https://matrix.example.org."),
+    S("channels.matrix.user_id", "", "The bot's Matrix user id, e.g. @alter0:example.org."),
+    S("channels.matrix.access_token", "", "The bot's access token (or set channels.matrix.password instead).",
+      env="ALTER0_MATRIX_TOKEN", secret=True),
+    S("channels.matrix.password", "", "The bot's password, used to log in when no access token is set.",
+      env="ALTER0_MATRIX_PASSWORD", secret=True),
+    S("channels.matrix.device_id", "ALTER0BOT", "Device id of a password login (kept across restarts, so a "
+      "resent message's transaction id is recognised by the homeserver)."),
+    S("channels.matrix.allowed_users", [], "Matrix user ids allowed to use the bot and invite it to rooms; "
+      "everyone else gets one refusal line (audited), their invites are rejected (audited).",
+      list, check=_str_list),
+    S("channels.matrix.notify_room", "", "Room id that job notifications (done, failed, worker down) are posted "
+      "to; empty: none."),
+    S("channels.matrix.poll_timeout_sec", 20, "/sync long-poll timeout.", int, min=0, max=50),
+    S("channels.matrix.timeline_limit", 200, "Most events per room one /sync returns; when more arrived (a "
+      "restart after a long stop), the rest are fetched with /messages (up to 1000 per room).", int, min=10,
+      max=1000),
+    S("channels.matrix.max_message_chars", 16000, "A reply longer than this is split into several messages "
+      "(Matrix events are limited to 64 KiB).", int, min=500, max=30000),
 
 ) + tuple(
     s for name, api_url in TRACKERS.items() for s in (

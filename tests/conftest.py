@@ -20,6 +20,7 @@ from support.helpers import merge
 from support.install import Alter0Env
 from support.stub_engine import StubQueue, make_runtime
 from scale_support import scale_services  # noqa: E402,F401  (session fixture: Redis + PostgreSQL for dramatiq)
+from support.synapse import synapse  # noqa: E402,F401  (session fixture: a real Synapse homeserver)
 
 #: What a test that reads ./config/config.json (instead of its own config) finds there: a key load_config refuses.
 POISON = '{"read_by_a_test": "tests must pass their own config path (Flask create_app(test_config) habit)"}\n'

@@ -9,7 +9,8 @@ import pytest
 from alter0.channels import outbox, registry
 from alter0.channels.base import Channel
 from alter0.channels.telegram import TelegramChannel
-from alter0.channels.telegram.text import FENCE, LIMIT, split
+from alter0.channels.telegram.channel import LIMIT
+from alter0.channels.text import FENCE, split
 from alter0.config import load_config
 from alter0.errors import ConfigError
 
@@ -30,7 +31,7 @@ def _fences_balanced(part: str) -> bool:
 @pytest.mark.parametrize("size", [10_000, 30_000])
 def test_split_keeps_code_blocks_whole_and_every_line(size):
     text = _code_text(size)
-    parts = split(text)
+    parts = split(text, LIMIT)
     assert len(parts) >= size // LIMIT and all(len(p) <= LIMIT for p in parts)
     assert all(_fences_balanced(p) for p in parts)
     kept = [line for p in parts for line in p.split("\n")]
@@ -39,10 +40,10 @@ def test_split_keeps_code_blocks_whole_and_every_line(size):
 
 
 def test_split_cuts_an_overlong_line_and_closes_an_unclosed_block():
-    parts = split("x" * 9000)
+    parts = split("x" * 9000, LIMIT)
     assert "".join(parts) == "x" * 9000 and all(len(p) <= LIMIT for p in parts)
-    assert split("```\nnever closed") == ["```\nnever closed\n```"]
-    assert split("short") == ["short"]
+    assert split("```\nnever closed", LIMIT) == ["```\nnever closed\n```"]
+    assert split("short", LIMIT) == ["short"]
 
 
 def test_backoff_prefers_retry_after_and_doubles_to_a_cap():
@@ -79,3 +80,24 @@ def test_doctor_checks_enabled_channels(make_env):
     assert out.returncode == 0 and "channels" in out.stdout, out.stdout
     shown = env.cli("config", "show", check=False).stdout + env.cli("send", "/config", check=False).stdout
     assert "secret-token-value" not in shown
+
+
+def test_matrix_html_escapes_text_and_renders_code_blocks():
+    from alter0.channels.matrix.html import FORMAT, content
+    c = content("Use `x < y` here:\n```python\nif a < b and c > d:\n    pass\n```\n<b>not bold</b>")
+    assert c["format"] == FORMAT and c["body"].startswith("Use `x < y`")
+    assert c["formatted_body"] == ('Use <code>x &lt; y</code> here:<pre><code class="language-python">'
+                                   'if a &lt; b and c &gt; d:\n    pass\n</code></pre>&lt;b&gt;not bold&lt;/b&gt;')
+    assert content("```\nnever closed")["formatted_body"] == "<pre><code>never closed\n</code></pre>"
+
+
+def test_loading_the_registry_does_not_import_the_matrix_client_library():
+    """`alter0 status` and /api/status load every registered class: matrix-nio is imported by the channel process
+    only (its import costs about a second)."""
+    import subprocess
+    import sys
+    code = ("import sys; from alter0.channels.registry import channels; from alter0.config import load_config; "
+            "import pathlib, tempfile; p = pathlib.Path(tempfile.mkdtemp()) / 'c.json'; p.write_text('{}'); "
+            "print(sorted(channels(load_config(p, env={}))), 'nio' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.split() == ["['matrix',", "'telegram']", "False"], out.stderr

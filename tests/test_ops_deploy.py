@@ -27,7 +27,8 @@ def missing_tool(reason: str) -> None:
 
 
 def test_every_unit_exists():
-    assert [u.name for u in UNITS] == ["alter0-forgejo.service", "alter0-telegram.service", "alter0-web.service",
+    assert [u.name for u in UNITS] == ["alter0-forgejo.service", "alter0-matrix.service", "alter0-telegram.service",
+                                      "alter0-web.service",
                                       "alter0-worker.service"]
 
 

@@ -69,6 +69,12 @@ class Channel:
         """Configuration problems that keep the channel from starting (doctor and start-up print them)."""
         return []
 
+    @classmethod
+    def checks(cls, cfg) -> list[str]:
+        """Live checks ``alter0 doctor`` runs besides ``problems`` (the platform reachable); never at start-up,
+        where an outage only delays the channel."""
+        return []
+
     def poll(self, cursor: str | None, cold: bool) -> tuple[list[Incoming], str | None]:
         """Fetch new events after ``cursor``; returns them and the cursor to save once they are recorded."""
         raise NotImplementedError

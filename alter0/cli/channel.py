@@ -33,19 +33,22 @@ def cmd_channel(args) -> int:
 
 
 def channel_problems(cfg) -> list[str]:
-    """The doctor's channel check: every channel in ``channels.enabled`` is registered and configured."""
+    """The doctor's channel check: every channel in ``channels.enabled`` is registered and configured, and (when
+    configured) its platform answers."""
     from ..channels.registry import channel_class
     from ..errors import ConfigError
     out = []
     for platform in cfg["channels.enabled"]:
         try:
-            out += [f"channel {platform}: {p}" for p in channel_class(cfg, platform).problems(cfg)]
+            cls = channel_class(cfg, platform)
+            found = cls.problems(cfg)
+            out += [f"channel {platform}: {p}" for p in found or cls.checks(cfg)]
         except ConfigError as exc:
             out.append(exc.message)
     return out
 
 
 def add_commands(sub) -> None:
-    c = sub.add_parser("channel", help="run a channel (telegram, forgejo, github) in the foreground")
-    c.add_argument("platform", help="a channel from channels.registry, e.g. telegram")
+    c = sub.add_parser("channel", help="run a channel (telegram, matrix, forgejo, github) in the foreground")
+    c.add_argument("platform", help="a channel from channels.registry, e.g. telegram or matrix")
     c.set_defaults(fn=cmd_channel)

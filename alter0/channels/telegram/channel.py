@@ -6,16 +6,13 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from ... import service, threads, views
-from ...commands import run_command
+from ... import service, threads
 from ...errors import Alter0Error
 from ...models import ChannelDelivery, ChannelEvent, Job, JobStatus as S
-from ...principals import Principal
 from ...runtime import Runtime
-from ...taskstate import scope_of
-from .. import inbox, outbox
+from .. import chat, outbox
 from ..base import Channel, Outgoing, Permanent
-from . import text as tgtext
+from ..text import split
 from .api import BotApi
 from .updates import PLATFORM, parse
 
@@ -28,9 +25,9 @@ goes to that thread's task. Commands:
 /cancel [JOB]           cancel your last job (or JOB)
 /retry [JOB]            run your last failed job (or JOB) again
 /move N                 move your last message to task N (/move JOB N): it runs again there"""
-STAGE_TEXT = {S.QUEUED: "queued", S.ROUTING: "choosing a task", S.GENERATING: "the agent is working",
-              S.CLOSING: "wrapping up"}
 REFUSAL = "This bot is private: your Telegram user id {uid} is not on its allowlist. Nothing was sent to an agent."
+#: The Bot API's limit on one message's text.
+LIMIT = 4096
 ONLY_TEXT = "Only text messages for now; this one was not sent to the agent."
 EDITS = "Edits are not applied: send the change as a new message."
 
@@ -109,27 +106,14 @@ class TelegramChannel(Channel):
 
     def _command(self, event: ChannelEvent) -> str:
         words = event.content.split()
-        head = words[0].split("@", 1)[0].lower()
-        args = words[1:]
-        try:
-            if head in ("/start", "/help"):
-                return HELP
-            if head in ("/cancel", "/retry"):
-                job_id = args[0] if args else inbox.last_job_of(PLATFORM, event.user_id, event.channel_id)
-                if job_id is None:
-                    return f"no job of yours in this chat to {head[1:]}"
-                return self._job_action(event, head[1:], job_id)
-            line = f"/task new {' '.join(args)}" if head == "/new" else " ".join([head] + args)
-            principal = Principal(event.user_id, event.user_id in self.cfg["security.admin_user_ids"], PLATFORM)
-            return run_command(self.rt, line, event.user_id, event.channel_id, principal, source=PLATFORM).text
-        except Alter0Error as exc:
-            return exc.message
+        name = words[0].split("@", 1)[0].lower()[1:]
+        return HELP if name in ("start", "help") else chat.command(self.rt, event, name, words[1:])
 
     def _button(self, event: ChannelEvent) -> str:
         action, _, target = event.content.partition(":")
         try:
             if action in ("cancel", "retry"):
-                return self._job_action(event, action, target)
+                return chat.job_action(self.rt, event, action, target)
             if action == "move":  # "Move…": offer the scope's other open tasks as buttons
                 return self._move_choices(event, target)
             if action == "moveto":
@@ -139,9 +123,7 @@ class TelegramChannel(Channel):
                 return (f"job #{job.moved_from} moved to task #{task_id}: its reply follows" if created
                         else f"already in task #{task_id}")
             if action == "close":
-                task = views.get_task(target)
-                if task.scope != scope_of(self.cfg, event.user_id, event.channel_id):
-                    return f"task {target} does not exist"
+                task = chat.own_task(self.rt, event, target)
                 return f"task #{service.close_task(task.id, reason=f'closed by {event.user_id}').id} closed"
             return "unknown button"
         except Alter0Error as exc:
@@ -160,45 +142,27 @@ class TelegramChannel(Channel):
         self.extra.append(pick)
         return "pick the task"
 
-    def _job_action(self, event: ChannelEvent, action: str, job_id: Any) -> str:
-        job = Job.get_or_none(Job.id == _num(job_id))
-        if job is None or job.user_id != event.user_id:
-            return f"job {job_id} does not exist"
-        if action == "cancel":
-            job = service.cancel(job.id)
-            return f"job #{job.id} {'cancelled' if job.status == 'cancelled' else 'is being cancelled'}"
-        job = service.retry(self.rt, job.id)
-        origin = ChannelEvent.get_or_none(ChannelEvent.job == job.id, ChannelEvent.platform == PLATFORM)
-        if origin is not None:
-            inbox.mark(origin, "submitted")  # its new outcome is delivered like the first
-        return f"job #{job.id} retried ({job.status})"
-
     # --- jobs ---------------------------------------------------------------------------------------
     def working(self, event: ChannelEvent, job: Job) -> list[Outgoing]:
-        out = self._message(event, "working", f"working… {STAGE_TEXT[S.QUEUED]} (job #{job.id})")
+        out = self._message(event, "working", chat.working_line(job))
         out.key = self.working_key(event)
         out.payload["reply_markup"] = _buttons([("Cancel", f"cancel:{job.id}")])
         return [out]
 
     def progress(self, event: ChannelEvent, job: Job, working: ChannelDelivery | None) -> list[Outgoing]:
-        where = f", task #{job.task_id}" if job.task_id else ""
         payload = {"chat_id": event.payload["chat_id"], "message_id": int(working.result_id),
-                   "text": f"working… {STAGE_TEXT.get(job.state, job.status)} (job #{job.id}{where})",
+                   "text": chat.working_line(job),
                    "reply_markup": _buttons([("Cancel", f"cancel:{job.id}")])}
         return [Outgoing(f"progress:{PLATFORM}:{event.id}:{job.status}", "editMessageText", payload)]
 
     def outcome(self, event: ChannelEvent, job: Job, working: ChannelDelivery | None) -> list[Outgoing]:
+        body = chat.outcome_text(job)
         if job.state == S.DONE:
-            head = f"task #{job.task_id} · {job.decision_source}"
-            if job.decision_source == "router":
-                head += f" {job.route_confidence or 0:.2f}"
-            body = f"{head}\n\n{job.reply_message.content if job.reply_message_id else ''}"
             buttons = [("Move…", f"move:{job.id}"), ("Close task", f"close:{job.task_id}")]
         else:
-            body = f"job #{job.id} {job.status}: {job.error or 'no detail'}"
             buttons = [("Retry", f"retry:{job.id}")] + ([("Close task", f"close:{job.task_id}")] if job.task_id else [])
         round_ = int((job.finished_at or 0) * 1000)
-        parts = tgtext.split(body)
+        parts = split(body, LIMIT)
         out = []
         for i, part in enumerate(parts):
             item = self._message(event, f"reply:{round_}:{i}", part)
@@ -214,7 +178,7 @@ class TelegramChannel(Channel):
     # --- out ----------------------------------------------------------------------------------------
     def _message(self, event: ChannelEvent, kind: str, text: str) -> Outgoing:
         where = event.payload or {}
-        payload: dict[str, Any] = {"chat_id": where.get("chat_id"), "text": text[:tgtext.LIMIT]}
+        payload: dict[str, Any] = {"chat_id": where.get("chat_id"), "text": text[:LIMIT]}
         if where.get("message_thread_id"):
             payload["message_thread_id"] = where["message_thread_id"]
         if where.get("message_id"):

@@ -1,14 +1,12 @@
-"""Telegram's text limits: a reply split into messages under 4096 characters without breaking a code block
-(a block cut in two is closed at the end of one part and reopened, same language, at the start of the next)."""
+"""A reply split into messages under a platform's length limit without breaking a code block (a block cut in two
+is closed at the end of one part and reopened, same language, at the start of the next)."""
 
 from __future__ import annotations
 
-#: The Bot API's limit on one message's text.
-LIMIT = 4096
 FENCE = "```"
 
 
-def split(text: str, limit: int = LIMIT) -> list[str]:
+def split(text: str, limit: int) -> list[str]:
     """Parts of at most ``limit`` characters, each with balanced ``` fences."""
     parts: list[str] = []
     current: list[str] = []
