@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from ... import service, threads
+from ... import service, threads, views
 from ...errors import Alter0Error
 from ...models import ChannelDelivery, ChannelEvent, Job, JobStatus as S
 from ...runtime import Runtime
