@@ -100,4 +100,4 @@ def test_loading_the_registry_does_not_import_the_matrix_client_library():
             "import pathlib, tempfile; p = pathlib.Path(tempfile.mkdtemp()) / 'c.json'; p.write_text('{}'); "
             "print(sorted(channels(load_config(p, env={}))), 'nio' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert out.stdout.split() == ["['matrix',", "'telegram']", "False"], out.stderr
+    assert out.stdout.split() == ["['forgejo',", "'github',", "'matrix',", "'telegram']", "False"], out.stderr
