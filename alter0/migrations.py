@@ -92,13 +92,22 @@ def _v6_channels(m: SchemaMigrator, database: Database) -> None:
         database.create_tables(CHANNEL_MODELS, safe=True)
 
 
+def _v7_notifications(m: SchemaMigrator, database: Database) -> None:
+    """The notification feed, its readers' cursors, named leases, and an index on job.finished_at."""
+    from .models import NOTIFY_MODELS
+    migrate_ops(m.add_index("job", ("finished_at",), False))
+    with database.bind_ctx(NOTIFY_MODELS):
+        database.create_tables(NOTIFY_MODELS, safe=True)
+
+
 #: Every migration after the baseline, in version order.
 MIGRATIONS: tuple[Migration, ...] = (Migration(2, "job.executor_pgid", _v2_job_executor_pgid),
                                      Migration(3, "apitoken table", _v3_api_tokens),
                                      Migration(4, "workspaces: task repo/branch/worktree/busy_policy, receipt",
                                                _v4_workspaces),
                                      Migration(5, "task.session_usage", _v5_task_session_usage),
-                                     Migration(6, "chat channels", _v6_channels))
+                                     Migration(6, "chat channels", _v6_channels),
+                                     Migration(7, "notifications", _v7_notifications))
 
 
 def latest(migrations: Sequence[Migration] = MIGRATIONS) -> int:
