@@ -124,7 +124,8 @@ class Deliverer:
         log.warning("delivery %s (%s) delayed %.1fs: %s", row.id, row.key, delay, error)
 
     def _finish(self, row: ChannelDelivery, state: str, result: str | None, error: str | None) -> None:
+        fields = {"last_error": error} if error is not None else {}  # a delivered row keeps what delayed it
         with write_tx():
-            ChannelDelivery.update(state=state, result_id=result, delivered_at=now(), last_error=error,
-                                   attempts=ChannelDelivery.attempts + 1).where(ChannelDelivery.id == row.id).execute()
+            ChannelDelivery.update(state=state, result_id=result, delivered_at=now(), attempts=ChannelDelivery.attempts
+                                   + 1, **fields).where(ChannelDelivery.id == row.id).execute()
         row.state, row.result_id = state, result

@@ -194,7 +194,8 @@ def cmd_status(args) -> int:
     for w in data["notify"]["webhooks"]:
         print(f"webhook {w['target']} {w['url']}: backlog {w['backlog']}, delivered {w['delivered']}, failed "
               f"{w['failed']}, last delivery {_ago(w['last_delivery_at'])}" +
-              (f", last error: {w['last_error']}" if w["last_error"] else ""))
+              (f", last error: {w['last_error']}" + (" (since delivered)" if w["last_error_resolved"] else "")
+               if w["last_error"] else ""))
     return RET_OK
 
 

@@ -11,6 +11,7 @@ import time
 from ..audit import record
 from ..channels.base import DeliveryError
 from ..notify import notifier, webhooks
+from ..secrets import mask_url
 from .codes import RET_ERROR, RET_OK, RET_USAGE
 from .common import command, fail, print_json, runtime
 
@@ -53,12 +54,12 @@ def cmd_webhook(args) -> int:
         webhooks.check_url(args.url)
         resp = webhooks.send_test(args.url, args.secret, cfg["channels.delivery.request_timeout_sec"])
     except DeliveryError as exc:
-        outcome, code = f"webhook test to {webhooks.mask_url(args.url)} failed: {exc.message}", RET_ERROR
+        outcome, code = f"webhook test to {mask_url(args.url)} failed: {exc.message}", RET_ERROR
     else:
         outcome, code = (f"{resp.status_code} {resp.reason_phrase}" + (f": {resp.text[:300]}" if resp.text else ""),
                          RET_OK)
     record(cfg.output_dir, cfg.secrets() + ([args.secret] if args.secret else []), "webhook.test", who="cli",
-           source="cli", what=f"webhook test {webhooks.mask_url(args.url)}: {outcome}", allowed=True)
+           source="cli", what=f"webhook test {mask_url(args.url)}: {outcome}", allowed=True)
     if code != RET_OK:
         return fail(outcome, code)
     print(outcome)

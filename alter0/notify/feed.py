@@ -138,7 +138,7 @@ def produce_workers(cfg: Config, start: float) -> int:
     for subject, kind in (NotifyEvent.select(NotifyEvent.subject, NotifyEvent.kind)
                           .where(NotifyEvent.subject.in_(subjects)).order_by(NotifyEvent.id).tuples()):
         history.setdefault(subject, []).append(kind)
-    latest = (NotifyEvent.select(NotifyEvent.kind, NotifyEvent.subject)
+    latest = (NotifyEvent.select(NotifyEvent.kind, NotifyEvent.subject, NotifyEvent.created_at)
               .where(NotifyEvent.kind.in_(["worker.down", "worker.up"])).order_by(NotifyEvent.id.desc()).first())
     last_any = latest.kind if latest else None
     items = []

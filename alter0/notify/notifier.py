@@ -129,6 +129,8 @@ def start(cfg: Config, process: str, stop: threading.Event | None = None) -> thr
     return stop
 
 
-def status(cfg: Config) -> dict:
-    """Who holds the notifier lease, and each webhook target's state (for ``alter0 status`` and /api/status)."""
-    return {"enabled": enabled(cfg), "holder": leader.holder(LEASE), "webhooks": webhooks.snapshot(cfg)}
+def status(cfg: Config, log_limit: int = 20) -> dict:
+    """Who holds the notifier lease, each webhook target's state and the newest deliveries (for ``alter0
+    status``, /api/status and the console)."""
+    return {"enabled": enabled(cfg), "holder": leader.holder(LEASE), "webhooks": webhooks.snapshot(cfg),
+            "log": webhooks.log(cfg, log_limit)}

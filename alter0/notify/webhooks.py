@@ -163,7 +163,9 @@ def snapshot(cfg: Config) -> list[dict]:
                     "failed": rows.where(ChannelDelivery.state == "failed").count(),
                     "last_delivery_at": last_ok.delivered_at if last_ok else None,
                     "last_delivery": last_ok.payload["delivery"] if last_ok else None,
-                    "last_error": errored.last_error if errored else None})
+                    "last_error": errored.last_error if errored else None,
+                    "last_error_delivery": errored.payload["delivery"] if errored else None,
+                    "last_error_resolved": bool(errored and errored.state == "delivered")})
     return out
 
 
