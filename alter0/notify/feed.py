@@ -94,32 +94,41 @@ def _new_keys(keys: Iterable[str]) -> set[str]:
     return keys - set(NotifyEvent.select(NotifyEvent.key).where(NotifyEvent.key.in_(list(keys))).scalars())
 
 
-def produce_jobs(start: float) -> int:
+def _scan(cursor: str, field, query, start: float, lookback: bool) -> tuple[list, float | None]:
+    """Rows of ``query`` whose ``field`` (a time) is past the cursor (oldest first, at most BATCH), plus, when
+    ``lookback``, those of the LOOKBACK_SEC before it (a late commit); and the cursor's next value."""
+    cur = max(start, position(cursor) or start)
+    rows = list(query.where(field > cur).order_by(field).limit(BATCH))
+    if lookback:
+        rows += list(query.where(field >= max(start, cur - LOOKBACK_SEC), field <= cur))
+    ahead = [getattr(r, field.name) for r in rows if getattr(r, field.name) > cur]
+    return rows, max(ahead) if ahead else None
+
+
+def produce_jobs(start: float, lookback: bool) -> int:
     """Jobs that ended done, failed or timed out since the cursor (each ending once: retried jobs end again)."""
-    since = max(start, (position("feed.jobs") or start) - LOOKBACK_SEC)
-    jobs = list(Job.select().where(Job.finished_at >= since, Job.status.in_(list(JOB_EVENTS)))
-                .order_by(Job.finished_at).limit(BATCH))
+    jobs, moved = _scan("feed.jobs", Job.finished_at, Job.select().where(Job.status.in_(list(JOB_EVENTS))),
+                        start, lookback)
     keyed = {f"{JOB_EVENTS[j.status]}:{j.id}:{int(j.finished_at * 1000)}": j for j in jobs}
     fresh = _new_keys(keyed)
     if not fresh:
-        return 0
+        return _insert([], "feed.jobs", moved) if moved else 0
     tasks = {t.id: t for t in Task.select().where(Task.id.in_([j.task_id for j in jobs if j.task_id]))}
     items = [(k, JOB_EVENTS[j.status], f"job:{j.id}", {"job": job_summary(j), "task": task_summary(tasks.get(j.task_id))})
-             for k, j in keyed.items() if k in fresh]
-    return _insert(items, "feed.jobs", max(j.finished_at for j in jobs))
+             for k, j in sorted(keyed.items(), key=lambda kv: kv[1].finished_at) if k in fresh]
+    return _insert(items, "feed.jobs" if moved else None, moved or 0)
 
 
-def produce_tasks(start: float) -> int:
+def produce_tasks(start: float, lookback: bool) -> int:
     """Tasks closed since the cursor (by the closer or a person)."""
-    since = max(start, (position("feed.tasks") or start) - LOOKBACK_SEC)
-    tasks = list(Task.select().where(Task.closed_at >= since, Task.status == "closed")
-                 .order_by(Task.closed_at).limit(BATCH))
+    tasks, moved = _scan("feed.tasks", Task.closed_at, Task.select().where(Task.status == "closed"), start, lookback)
     keyed = {f"task.closed:{t.id}:{int(t.closed_at * 1000)}": t for t in tasks}
     fresh = _new_keys(keyed)
     if not fresh:
-        return 0
-    items = [(k, "task.closed", f"task:{t.id}", {"task": task_summary(t)}) for k, t in keyed.items() if k in fresh]
-    return _insert(items, "feed.tasks", max(t.closed_at for t in tasks))
+        return _insert([], "feed.tasks", moved) if moved else 0
+    items = [(k, "task.closed", f"task:{t.id}", {"task": task_summary(t)})
+             for k, t in sorted(keyed.items(), key=lambda kv: kv[1].closed_at) if k in fresh]
+    return _insert(items, "feed.tasks" if moved else None, moved or 0)
 
 
 def _worker_view(row: dict) -> dict:
@@ -162,10 +171,11 @@ def produce_workers(cfg: Config, start: float) -> int:
     return _insert(items) if items else 0
 
 
-def produce(cfg: Config) -> int:
-    """One scan of every producer; how many events were added."""
+def produce(cfg: Config, lookback: bool = True) -> int:
+    """One scan of every producer (``lookback``: also behind the cursors, for late commits); how many events were
+    added."""
     start = start_time()
-    return produce_jobs(start) + produce_tasks(start) + produce_workers(cfg, start)
+    return produce_jobs(start, lookback) + produce_tasks(start, lookback) + produce_workers(cfg, start)
 
 
 def fan_out(name: str, platform: str, make: Callable[[NotifyEvent], list[Outgoing]], limit: int = 200) -> int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 import uuid
 
 from .. import leader
@@ -22,6 +23,8 @@ from . import feed, webhooks
 log = logging.getLogger(__name__)
 LEASE = "notifier"
 TICK_SEC = 0.2
+#: Seconds between two looks behind the feed's cursors (for rows committed late; each tick looks ahead).
+LOOKBACK_EVERY_SEC = 5.0
 
 
 def enabled(cfg: Config) -> bool:
@@ -49,6 +52,7 @@ class Notifier:
                            for t in self.targets]
         self.holding = False
         self.synced = False
+        self.looked_back = 0.0
 
     def renew(self) -> bool:
         """Take or keep the lease; False (and stop acting) when another process holds it."""
@@ -61,7 +65,10 @@ class Notifier:
             return 0
         if not self.synced:
             self.sync_targets()
-        feed.produce(self.cfg)
+        lookback = time.monotonic() - self.looked_back >= LOOKBACK_EVERY_SEC
+        feed.produce(self.cfg, lookback)
+        if lookback:
+            self.looked_back = time.monotonic()
         for t in self.targets:
             feed.fan_out(f"webhook:{t.id}", t.platform, lambda e, t=t: webhooks.outgoing(t, e))
         sent = 0
