@@ -171,11 +171,12 @@ def produce_workers(cfg: Config, start: float) -> int:
     return _insert(items) if items else 0
 
 
-def produce(cfg: Config, lookback: bool = True) -> int:
-    """One scan of every producer (``lookback``: also behind the cursors, for late commits); how many events were
-    added."""
+def produce(cfg: Config, lookback: bool = True, workers: bool = True) -> int:
+    """One scan of the producers (``lookback``: also behind the cursors, for late commits; ``workers``: the
+    worker table too); how many events were added."""
     start = start_time()
-    return produce_jobs(start, lookback) + produce_tasks(start, lookback) + produce_workers(cfg, start)
+    return (produce_jobs(start, lookback) + produce_tasks(start, lookback) +
+            (produce_workers(cfg, start) if workers else 0))
 
 
 def fan_out(name: str, platform: str, make: Callable[[NotifyEvent], list[Outgoing]], limit: int = 200) -> int:

@@ -22,9 +22,11 @@ from . import feed, webhooks
 
 log = logging.getLogger(__name__)
 LEASE = "notifier"
-TICK_SEC = 0.2
+TICK_SEC = 0.1
 #: Seconds between two looks behind the feed's cursors (for rows committed late; each tick looks ahead).
 LOOKBACK_EVERY_SEC = 5.0
+#: Seconds between two looks at the worker table (heartbeats are a second apart).
+WORKERS_EVERY_SEC = 1.0
 
 
 def enabled(cfg: Config) -> bool:
@@ -52,7 +54,7 @@ class Notifier:
                            for t in self.targets]
         self.holding = False
         self.synced = False
-        self.looked_back = 0.0
+        self.looked_back = self.workers_seen = 0.0
 
     def renew(self) -> bool:
         """Take or keep the lease; False (and stop acting) when another process holds it."""
@@ -66,9 +68,12 @@ class Notifier:
         if not self.synced:
             self.sync_targets()
         lookback = time.monotonic() - self.looked_back >= LOOKBACK_EVERY_SEC
-        feed.produce(self.cfg, lookback)
+        workers = time.monotonic() - self.workers_seen >= WORKERS_EVERY_SEC
+        feed.produce(self.cfg, lookback, workers)
         if lookback:
             self.looked_back = time.monotonic()
+        if workers:
+            self.workers_seen = time.monotonic()
         for t in self.targets:
             feed.fan_out(f"webhook:{t.id}", t.platform, lambda e, t=t: webhooks.outgoing(t, e))
         sent = 0
