@@ -73,7 +73,9 @@ def test_job_outcomes_and_closed_tasks_are_posted_once_each_signed(make_env, rec
         assert (target["url"], target["backlog"], target["delivered"], target["failed"]) == (receiver.url, 0, 4, 0)
         assert target["last_delivery"] in {g["delivery"] for g in got}
         assert len(shown["notify"]["log"]) == 4
-    assert SECRET not in api.text and SECRET not in env.cli("status").stdout
+    text = env.cli("status").stdout
+    assert SECRET not in api.text and SECRET not in text and "notifier: held by" in text
+    assert f"webhook {target['target']} {receiver.url}: backlog 0, delivered 4, failed 0" in text
     page = requests.get(server.url + "/status", timeout=10).text
     assert "Outgoing webhooks" in page and "webhook-log" in page and SECRET not in page
     shown = json.loads(env.cli("config", "notify.webhooks", "--json").stdout)["notify.webhooks"]

@@ -191,6 +191,9 @@ def cmd_status(args) -> int:
         print(f"channel {c['platform']}: {'connected' if c['connected'] else 'not connected'}, backlog "
               f"{c['backlog']}, last event {_ago(c['last_event_at'])}" +
               (f", last error {_ago(c['last_error_at'])}: {c['last_error']}" if c["last_error"] else ""))
+    if data["notify"]["enabled"]:
+        holder = data["notify"]["holder"]
+        print(f"notifier: {'held by ' + holder['owner'] if holder else 'NOT RUNNING (no process holds its lease)'}")
     for w in data["notify"]["webhooks"]:
         print(f"webhook {w['target']} {w['url']}: backlog {w['backlog']}, delivered {w['delivered']}, failed "
               f"{w['failed']}, last delivery {_ago(w['last_delivery_at'])}" +
