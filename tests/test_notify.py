@@ -84,8 +84,9 @@ def test_job_outcomes_and_closed_tasks_are_posted_once_each_signed(make_env, rec
     assert "notify.webhook_added" in audit and SECRET not in audit
 
 
-def test_receiver_down_then_failing_then_up_gets_each_event_once_in_order(make_env, receiver):
-    env = hooked(make_env, receiver, events=["job.done"])
+def test_receiver_down_then_failing_then_up_gets_each_event_once_in_order(engine_env, receiver):
+    """On both engines: Huey + SQLite, and Dramatiq + Redis + PostgreSQL (the lease on the server's clock)."""
+    env = hooked(engine_env, receiver, events=["job.done"])
     receiver.down()  # connection refused
     env.start_worker()
     jobs = [env.send(f"message {i}")["job_id"] for i in range(3)]

@@ -10,6 +10,7 @@ from ... import service, threads, views
 from ...commands import run_command
 from ...errors import Alter0Error
 from ...models import ChannelDelivery, ChannelEvent, Job, JobStatus as S, NotifyEvent
+from ...notify import notices
 from ...principals import Principal
 from ...runtime import Runtime
 from ...taskstate import scope_of
@@ -198,7 +199,7 @@ class TelegramChannel(Channel):
         job = event.payload.get("job") or {}
         if not chat or (job and job.get("channel_id") == f"{PLATFORM}:{chat}"):
             return []
-        line = notice(event.kind, event.payload)
+        line = notices.line(event.kind, event.payload)
         return [Outgoing(f"notify:{PLATFORM}:{event.id}", "sendMessage", {"chat_id": chat, "text": line[:tgtext.LIMIT]})]
 
     # --- out ----------------------------------------------------------------------------------------
@@ -236,27 +237,6 @@ class TelegramChannel(Channel):
 
     def close(self) -> None:
         self.api.close()
-
-
-def notice(kind: str, payload: dict) -> str:
-    """One line for a feed event: "job 12 done in task 3 'title'", failures with their error line."""
-    job, task, worker = payload.get("job") or {}, payload.get("task") or {}, payload.get("worker") or {}
-    where = f" in task {task['id']} '{task['title']}'" if task else ""
-    if kind.startswith("job."):
-        line = f"job {job.get('id')} {kind.split('.', 1)[1].replace('_', ' ')}{where}"
-        if kind != "job.done" and job.get("error"):
-            line += ": " + job["error"].strip().splitlines()[0][:300]
-        elif kind == "job.done" and (job.get("reply") or "").strip():
-            line += " — " + job["reply"].strip().splitlines()[0][:120]
-        return line
-    if kind == "task.closed":
-        return f"task {task.get('id')} '{task.get('title')}' closed ({task.get('closed_by') or 'auto'})"
-    if kind == "worker.down":
-        return (f"worker {worker.get('host')}:{worker.get('pid')} is down ({payload.get('reason')}); "
-                f"{payload.get('alive_workers', 0)} worker(s) alive")
-    if kind == "worker.up":
-        return f"worker {worker.get('host')}:{worker.get('pid')} is up"
-    return kind
 
 
 def _buttons(pairs: list[tuple[str, str]]) -> dict:
