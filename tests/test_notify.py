@@ -139,6 +139,12 @@ def test_worker_down_and_up_reach_the_webhook_and_the_telegram_notify_chat(make_
         job = env.send("from the terminal")  # not started from the notify chat: noticed there
         wait_until(lambda: any(f"job {job['job_id']} done in task" in t for t in stub.texts(notify_chat)), 30,
                    lambda: f"a job notice: {stub.texts(notify_chat)}\n{env.logs()}")
+        bad = env.send("break it [[exit:3]]", check=False)
+        failed = wait_until(lambda: next((t for t in stub.texts(notify_chat) if f"job {bad['job_id']} failed" in t),
+                                         None), 30, lambda: f"a failure notice: {stub.texts(notify_chat)}")
+        assert failed.startswith(f"job {bad['job_id']} failed in task {bad['task_id']} '") and "': " in failed
+        [hook] = wait_deliveries(env, receiver, 1, "job.failed")  # the same error line the webhook carries
+        assert "\n" not in failed and failed.endswith(hook["body"]["job"]["error"].strip().splitlines()[0][:300])
         stub.user_message("from the chat", 42, notify_chat, chat_type="supergroup")  # answered, not noticed
         wait_until(lambda: any("echo: from the chat" in t for t in stub.texts(notify_chat)), 30, env.logs)
         env.kill(worker)  # SIGKILL: the only worker cannot report itself
