@@ -174,6 +174,10 @@ def test_webhook_test_command_against_a_receiver_and_a_dead_url(make_env, receiv
     dead = env.cli("webhook", "test", receiver.url, check=False)
     assert dead.returncode != 0 and "Traceback" not in dead.stderr
     assert dead.stderr.strip() == f"alter0: webhook test to {receiver.url} failed: connection refused"
+    receiver.up()
+    configured = hooked(make_env, receiver)  # no --secret: the configured target's secret signs it
+    assert configured.cli("webhook", "test", receiver.url).stdout.startswith("200 OK")
+    assert receiver.deliveries("test")[-1]["signature_ok"] and len(receiver.deliveries("test")) == 2
     bad = env.cli("webhook", "test", "file:///etc/passwd", check=False)
     assert bad.returncode == 2 and "not an http:// or https:// URL" in bad.stderr and "Traceback" not in bad.stderr
 

@@ -50,9 +50,10 @@ def cmd_webhook(args) -> int:
         return fail("usage: alter0 webhook test URL [--secret SECRET]", RET_USAGE)
     from ..config import load_config
     cfg = load_config(args.config)
+    secret = args.secret or next((t.secret for t in webhooks.targets(cfg) if t.url == args.url), None)
     try:
         webhooks.check_url(args.url)
-        resp = webhooks.send_test(args.url, args.secret, cfg["channels.delivery.request_timeout_sec"])
+        resp = webhooks.send_test(args.url, secret, cfg["channels.delivery.request_timeout_sec"])
     except DeliveryError as exc:
         outcome, code = f"webhook test to {mask_url(args.url)} failed: {exc.message}", RET_ERROR
     else:
@@ -72,5 +73,6 @@ def add_commands(sub) -> None:
                 json_flag=True)
     w.add_argument("action", choices=("test", "log"))
     w.add_argument("url", nargs="?", help="with test: the receiver's http(s) URL")
-    w.add_argument("--secret", help="with test: sign with this secret (X-Alter0-Signature)")
+    w.add_argument("--secret", help="with test: sign with this secret (default: the secret notify.webhooks "
+                   "has for this URL; none: unsigned)")
     w.add_argument("--limit", type=int, default=30, help="with log: how many deliveries")
