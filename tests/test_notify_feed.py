@@ -64,3 +64,23 @@ def test_workers_down_once_and_up_when_replaced(rt):
         feed.produce(rt.cfg)
     assert kinds() == ["worker.down", "worker.up"]
     assert NotifyEvent.select().order_by(NotifyEvent.id.desc()).first().payload["replaces"] == "w1"
+
+
+def test_retention_drops_old_events_every_reader_passed_and_old_sent_webhook_rows(rt):
+    from alter0.channels import outbox
+    from alter0.channels.base import Outgoing
+    from alter0.models import ChannelDelivery, NotifyCursor
+    from alter0.retention import DAY, purge_notifications
+    old = time.time() - 30 * DAY
+    for i in range(3):
+        NotifyEvent.create(key=f"k{i}", kind="job.done", subject=f"job:{i}", payload={}, created_at=old)
+    first, second, third = NotifyEvent.select().order_by(NotifyEvent.id)
+    feed.set_position("webhook:abc", second.id)  # this reader has not read the third yet
+    feed.set_position("webhook:gone", 0, active=False)  # a removed target holds nothing back
+    outbox.enqueue("webhook:abc", [Outgoing("sent", "POST", {}), Outgoing("waiting", "POST", {})])
+    ChannelDelivery.update(created_at=old).execute()
+    ChannelDelivery.update(state="delivered").where(ChannelDelivery.key == "sent").execute()
+    assert purge_notifications(time.time() - 14 * DAY) == {"notify_events": 2, "webhook_deliveries": 1}
+    assert [e.id for e in NotifyEvent.select()] == [third.id]
+    assert [d.key for d in ChannelDelivery.select()] == ["waiting"]  # pending: never dropped
+    assert NotifyCursor.get(NotifyCursor.name == "webhook:abc").position == second.id
