@@ -103,6 +103,9 @@ def test_receiver_down_then_failing_then_up_gets_each_event_once_in_order(engine
     time.sleep(2)
     got = receiver.deliveries()
     assert [g["body"]["job"]["id"] for g in got] == jobs  # once each, in order
+    retried = [g for g in receiver.got if g["status"] == 500]
+    assert retried and {g["delivery"] for g in retried} <= {g["delivery"] for g in got}  # same id on every retry
+    assert all(g["signature_ok"] for g in retried)
     assert all(g["signature_ok"] for g in got)
     target = status(env)["notify"]["webhooks"][0]
     assert (target["backlog"], target["delivered"], target["failed"]) == (0, 5, 0)
