@@ -96,6 +96,40 @@ def _str_dict(value: Any) -> str | None:
     return None
 
 
+#: What the notification feed reports (`notify.webhooks` targets pick from these).
+NOTIFY_EVENTS = ("job.done", "job.failed", "job.timed_out", "task.closed", "worker.down", "worker.up")
+
+
+def _webhooks(value: Any) -> str | None:
+    """notify.webhooks: [{"url": http(s) URL, "events": [...], "secret": 8+ characters}]; refused otherwise."""
+    from urllib.parse import urlsplit
+    shape = ('a list of {"url": "https://...", "events": [' + ", ".join(NOTIFY_EVENTS) +
+             '] (omit for all), "secret": "at least 8 characters"}')
+    if not isinstance(value, list):
+        return shape
+    seen = set()
+    for i, target in enumerate(value):
+        if not isinstance(target, dict) or set(target) - {"url", "events", "secret"}:
+            return f"{shape}; item {i} has other keys" if isinstance(target, dict) else shape
+        url = target.get("url")
+        try:
+            parts = urlsplit(url) if isinstance(url, str) else None
+        except ValueError:
+            parts = None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+            return f"{shape}; item {i}: the url must be an http:// or https:// URL with a host"
+        if url in seen:
+            return f"{shape}; item {i}: the url is listed twice"
+        seen.add(url)
+        events = target.get("events", list(NOTIFY_EVENTS))
+        if not isinstance(events, list) or not events or set(events) - set(NOTIFY_EVENTS):
+            return f"{shape}; item {i}: events must be a non-empty list drawn from {', '.join(NOTIFY_EVENTS)}"
+        secret = target.get("secret")
+        if not isinstance(secret, str) or len(secret) < 8:
+            return f"{shape}; item {i}: the secret (HMAC key) must be a string of at least 8 characters"
+    return None
+
+
 EXECUTORS = ("auto", "codex", "claude", "llm", "command", "openai")
 ROUTERS = ("embedded", "lexical", "llm")
 CLOSERS = ("embedded", "llm")
@@ -267,6 +301,16 @@ SETTINGS: tuple[Setting, ...] = (
     S("channels.telegram.poll_timeout_sec", 20, "getUpdates long-poll timeout.", int, min=0, max=50),
     S("channels.telegram.stale_window_sec", 600, "On a cold start (no saved offset), updates older than this are "
       "recorded but not run.", int, min=0),
+    S("channels.telegram.notify_chat", 0, "Chat id that gets a one-line notice of every job outcome (done, "
+      "failed with its error line, timed out) not started from that chat, closed tasks and workers going down or "
+      "up; 0 = off.", int),
+    S("notify.webhooks", [], "Outgoing webhooks: a list of {\"url\": \"https://...\", \"events\": [\"job.done\", "
+      "\"job.failed\", \"job.timed_out\", \"task.closed\", \"worker.down\", \"worker.up\"] (omit for all), "
+      "\"secret\": HMAC-SHA256 key}; each event is POSTed as JSON, signed (X-Alter0-Signature: sha256=...), "
+      "retried with backoff until the receiver answers 2xx.", list, check=_webhooks, secret=True),
+    S("notify.lease_sec", 5.0, "Seconds the notifier's database lease lives without renewal: of the processes that "
+      "can notify (worker, web, channel, `alter0 notify`), one holds it; another takes over this long after the "
+      "holder dies.", (int, float), min=1, max=120),
     S("channels.telegram.stale_max_count", 20, "On a cold start, at most this many of the newest pending updates "
       "are run; older ones are recorded as stale.", int, min=0),
     S("channels.matrix.homeserver", "", "Matrix homeserver base URL, e.g. https://matrix.example.org."),

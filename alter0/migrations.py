@@ -99,6 +99,14 @@ def _v7_job_moved_from(m: SchemaMigrator, database: Database) -> None:
                 m.add_index("job", ("moved_from",), False))
 
 
+def _v8_notifications(m: SchemaMigrator, database: Database) -> None:
+    """The notification feed, its readers' cursors, named leases, and an index on job.finished_at."""
+    from .models import NOTIFY_MODELS
+    migrate_ops(m.add_index("job", ("finished_at",), False))
+    with database.bind_ctx(NOTIFY_MODELS):
+        database.create_tables(NOTIFY_MODELS, safe=True)
+
+
 #: Every migration after the baseline, in version order.
 MIGRATIONS: tuple[Migration, ...] = (Migration(2, "job.executor_pgid", _v2_job_executor_pgid),
                                      Migration(3, "apitoken table", _v3_api_tokens),
@@ -106,7 +114,8 @@ MIGRATIONS: tuple[Migration, ...] = (Migration(2, "job.executor_pgid", _v2_job_e
                                                _v4_workspaces),
                                      Migration(5, "task.session_usage", _v5_task_session_usage),
                                      Migration(6, "chat channels", _v6_channels),
-                                     Migration(7, "job.moved_from", _v7_job_moved_from))
+                                     Migration(7, "job.moved_from", _v7_job_moved_from),
+                                     Migration(8, "notifications", _v8_notifications))
 
 
 def latest(migrations: Sequence[Migration] = MIGRATIONS) -> int:

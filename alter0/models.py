@@ -127,7 +127,7 @@ class Job(BaseModel):
     routing_at = DoubleField(null=True)
     generating_at = DoubleField(null=True)
     closing_at = DoubleField(null=True)
-    finished_at = DoubleField(null=True)
+    finished_at = DoubleField(null=True, index=True)  # the notification feed scans it
     route_attempts = IntegerField(default=0)
     generate_attempts = IntegerField(default=0)
     close_attempts = IntegerField(default=0)
@@ -317,6 +317,35 @@ class ChannelState(BaseModel):
     last_error_at = DoubleField(null=True)
 
 
+class NotifyEvent(BaseModel):
+    """The notification feed: one row per job outcome, task close or worker change, written once (unique key)."""
+
+    id = AutoField()
+    key = CharField(max_length=200, unique=True)  # e.g. "job.done:12:<finish stamp>": the same fact is one event
+    kind = CharField(max_length=32)  # job.done | job.failed | job.timed_out | task.closed | worker.down | worker.up
+    subject = CharField(max_length=220, index=True)  # "job:12", "task:3", "worker:<id>"
+    payload = JSONField()  # the summary subscribers send (job, task, worker), taken when the event was made
+    created_at = DoubleField(default=now)
+
+
+class NotifyCursor(BaseModel):
+    """How far a reader got: the feed's producers (a time) and each subscriber (a NotifyEvent id)."""
+
+    name = CharField(max_length=64, primary_key=True)  # feed.start | feed.jobs | feed.tasks | webhook:<id> | channel:<p>
+    position = DoubleField(default=0)
+    active = BooleanField(default=True)
+    updated_at = DoubleField(default=now)
+
+
+class Lease(BaseModel):
+    """A named database-side lease: of several processes that could do a job, the holder does it."""
+
+    name = CharField(max_length=64, primary_key=True)
+    owner = CharField(max_length=200)
+    expires_at = DoubleField()
+
+
 CHANNEL_MODELS = (ThreadBinding, ChannelEvent, ChannelDelivery, ChannelState)
+NOTIFY_MODELS = (NotifyEvent, NotifyCursor, Lease)
 ALL_MODELS = (Task, Message, Job, Receipt, JobEvent, TaskMemory, UserState, Worker, SchemaVersion, MaintenanceState,
-              ApiToken) + CHANNEL_MODELS
+              ApiToken) + CHANNEL_MODELS + NOTIFY_MODELS

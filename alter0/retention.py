@@ -1,4 +1,5 @@
-"""Retention: forget old task memory, delete old dated stage/audit folders and old process log files.
+"""Retention: forget old task memory, delete old dated stage/audit folders and old process log files, and the
+notification feed's and webhook delivery log's rows past the same age.
 
 Messages are never deleted: task memory is a snapshot rebuilt on the task's next turn. Each job's last
 run, last error and consecutive failures are kept in the maintenancestate table for /api/status. Every
@@ -17,7 +18,7 @@ from typing import Iterator
 
 from .config import Config
 from .database import write_tx
-from .models import MaintenanceState, Task, TaskMemory
+from .models import ChannelDelivery, MaintenanceState, NotifyCursor, NotifyEvent, Task, TaskMemory
 from .paths import output_paths
 
 log = logging.getLogger(__name__)
@@ -104,7 +105,22 @@ def purge_logs(cfg: Config, now: float) -> dict[str, int]:
     paths = output_paths(cfg.output_dir)
     return {"orchestrator_dirs": purge_dated_dirs(paths["orchestrator"], cutoff),
             "audit_dirs": purge_dated_dirs(paths["audit"], cutoff),
-            "log_files": purge_log_files(paths["logs"], cutoff)}
+            "log_files": purge_log_files(paths["logs"], cutoff), **purge_notifications(cutoff)}
+
+
+def purge_notifications(cutoff: float) -> dict[str, int]:
+    """Feed events older than ``cutoff`` that every active reader has passed, and webhook deliveries (sent or
+    refused, never pending ones) queued before it."""
+    readers = NotifyCursor.select(NotifyCursor.position).where(NotifyCursor.active, ~NotifyCursor.name.startswith(
+        "feed.")).scalars()
+    read = [int(p) for p in readers]
+    unread_ok = (NotifyEvent.id <= min(read)) if read else True
+    with write_tx():
+        events = NotifyEvent.delete().where(NotifyEvent.created_at < cutoff, unread_ok).execute()
+        sent = ChannelDelivery.delete().where(ChannelDelivery.platform.startswith("webhook:"),
+                                              ChannelDelivery.state != "pending",
+                                              ChannelDelivery.created_at < cutoff).execute()
+    return {"notify_events": events, "webhook_deliveries": sent}
 
 
 def run_retention(cfg: Config, now: float | None = None) -> dict[str, int]:

@@ -270,10 +270,10 @@ def test_doctor_checks_the_matrix_settings_and_the_homeserver(make_env, synapse)
 
 
 def test_notification_is_posted_to_the_notify_room(synapse, tmp_path):
-    """The hook the notification feed calls: an event dict becomes one message in channels.matrix.notify_room."""
+    """The hook the notification feed calls: a feed event becomes one notice in channels.matrix.notify_room."""
     from alter0.channels.matrix import MatrixChannel
     from alter0.config import load_config
-    from alter0.models import ChannelDelivery
+    from alter0.models import ChannelDelivery, NotifyEvent
     bot, alice = synapse.register("bot"), synapse.register("alice")
     room = alice.create_room([bot.user_id])
     bot.join(room)
@@ -282,21 +282,28 @@ def test_notification_is_posted_to_the_notify_room(synapse, tmp_path):
 
     path = tmp_path / "config.json"
     path.write_text("{}")
+    task = {"id": 3, "title": "release notes"}
+    done_event = NotifyEvent(id=1, kind="job.done", payload={"job": {"id": 7, "channel_id": "cli"}, "task": task})
+    failed_event = NotifyEvent(id=2, kind="job.failed", payload={"job": {"id": 8, "error": "executor exited 1"},
+                                                                  "task": task})
+    own_room = NotifyEvent(id=3, kind="job.done", payload={"job": {"id": 9, "channel_id": f"matrix:{room}"}})
 
     class Rt:
         cfg = load_config(path, overrides=settings, env={})
-    assert MatrixChannel(Rt()).notification({"event": "job.done", "job_id": 7}) == []  # no notify_room: none
+    assert not MatrixChannel.notifies(Rt.cfg)
+    assert MatrixChannel(Rt()).notification(done_event) == []  # no notify_room: none
     Rt.cfg = load_config(path, overrides=dict(settings, **{"channels.matrix.notify_room": room}), env={})
+    assert MatrixChannel.notifies(Rt.cfg)
     channel = MatrixChannel(Rt())
     try:
-        [done] = channel.notification({"event": "job.done", "job_id": 7, "task_id": 3, "title": "release notes"})
-        [failed] = channel.notification({"event": "job.failed", "job_id": 8, "task_id": 3, "title": "release notes",
-                                         "error": "executor exited 1"})
+        assert channel.notification(own_room) == []  # answered in its own room already
+        [done] = channel.notification(done_event)
+        [failed] = channel.notification(failed_event)
         for item in (done, failed):
             channel.send(ChannelDelivery(key=item.key, method=item.method, payload=item.payload, created_at=1.0))
     finally:
         channel.close()
     bodies = [m["body"] for m in alice.bot_messages(room, bot.user_id)]
-    assert bodies == ["✅ job #7 done · task #3: release notes",
-                      "❌ job #8 failed · task #3: release notes\nexecutor exited 1"]
+    assert bodies == ["job 7 done in task 3 'release notes'",
+                      "job 8 failed in task 3 'release notes': executor exited 1"]
     assert done.key != failed.key and done.payload["content"]["msgtype"] == "m.notice"

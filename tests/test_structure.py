@@ -17,13 +17,13 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("storage", ("alter0.database", "alter0.migrations", "alter0.archive", "alter0.jobstate", "alter0.taskstate",
                  "alter0.turns", "alter0.liveness", "alter0.retention", "alter0.memory", "alter0.jsonlog",
                  "alter0.logging_setup", "alter0.bind", "alter0.inflight", "alter0.principals", "alter0.audit",
-                 "alter0.bounded", "alter0.tokens", "alter0.clock", "alter0.threads")),
+                 "alter0.bounded", "alter0.tokens", "alter0.clock", "alter0.threads", "alter0.leader")),
     ("adapters", ("alter0.executors", "alter0.routing", "alter0.workspaces")),
     ("pipeline", ("alter0.candidates", "alter0.decide", "alter0.retry", "alter0.queue", "alter0.runtime",
                   "alter0.stages")),
     ("service", ("alter0.service", "alter0.views", "alter0.supervisor", "alter0.busy")),
     ("operations", ("alter0.ops", "alter0.commands")),
-    ("channels", ("alter0.channels", "alter0.channels.trackers")),
+    ("channels", ("alter0.channels", "alter0.channels.trackers", "alter0.notify")),
     ("entry", ("alter0.cli", "alter0.tools", "alter0.config_docs", "tasks", "web")),
 ]
 #: Third-party libraries each confined to one folder.

@@ -19,6 +19,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     set_runtime(rt)
     rt.open_queue()  # at start, not on the first submit (after its job is committed)
     app.extensions["alter0"] = rt
+    if not app.config.get("TESTING"):  # each gunicorn worker competes for the notifier lease (one acts)
+        from alter0.notify import notifier
+        notifier.start(rt.cfg, "web")
     # A JSON-escaped body may be up to 6x its text; the content limit itself is checked by service.submit.
     if app.config.get("MAX_CONTENT_LENGTH") is None:
         app.config["MAX_CONTENT_LENGTH"] = rt.cfg["task.max_content_bytes"] * 6 + 65536

@@ -110,7 +110,7 @@ SCHEMAS = {
         "ok": {"type": "boolean"}, "text": {"type": "string"}, "data": {}}},
     "Status": {"type": "object", "required": ["gateway", "backlog", "workers", "in_flight", "executors"],
                "properties": {k: {} for k in ("gateway", "backlog", "workers", "in_flight", "executors",
-                                              "maintenance", "channels", "audit_tail", "git_revision")}},
+                                              "maintenance", "channels", "notify", "audit_tail", "git_revision")}},
 }
 JOB_ID = [path_id("job_id")]
 TASK_ID = [path_id("tid")]

@@ -18,6 +18,7 @@ from typing import Any
 from alter0 import liveness, views
 from alter0.channels import state as channel_state
 from alter0.models import Job
+from alter0.notify import notifier
 from alter0.principals import tokens_configured
 from alter0.retention import maintenance_status
 from alter0.runtime import Runtime
@@ -116,6 +117,7 @@ def snapshot(rt: Runtime, admin: bool = False) -> dict[str, Any]:
         "executors": executors(rt),
         "maintenance": maintenance_status(),
         "channels": channel_state.snapshot(rt.cfg),
+        "notify": notifier.status(rt.cfg),
         "audit_tail": audit_tail(rt.output_dir) if admin else None,
         "git_revision": git_revision(),
     }

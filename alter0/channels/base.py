@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import Alter0Error
-from ..models import ChannelDelivery, ChannelEvent, Job
+from ..models import ChannelDelivery, ChannelEvent, Job, NotifyEvent
 from ..runtime import Runtime
 
 
@@ -52,17 +52,39 @@ class Outgoing:
     payload: dict
 
 
-class Channel:
+class Sender:
+    """What the outbox's Deliverer sends through: a platform (its rows), ``send`` and an ordering lane. Chat
+    channels and webhook targets are both senders."""
+
+    platform: str = ""
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+
+    def lane(self, delivery: ChannelDelivery) -> object:
+        """Rows of one lane go out strictly in order (a failed one holds back the later ones of its lane); None =
+        not ordered. A chat's lane is its conversation (the event the rows answer)."""
+        return delivery.event_id
+
+    def send(self, delivery: ChannelDelivery) -> str | None:
+        """Send one delivery; the platform's message id, or raise Transient / Permanent."""
+        raise NotImplementedError
+
+    def delivered(self, delivery: ChannelDelivery, result_id: str | None) -> None:
+        """After a delivery went out."""
+
+
+class Channel(Sender):
     """A chat platform. Subclasses set ``platform`` and implement the hooks; ``alter0.channels.runner`` drives them
-    (poll → inbox → handle → submit; watch jobs → outbox → deliver)."""
+    (poll → inbox → handle → submit; watch jobs → outbox → deliver; the notification feed → outbox → deliver)."""
 
     platform: str = ""
     #: Most events one poll returns; a full batch on a cold start means older ones are still coming.
     batch_limit: int = 100
 
     def __init__(self, rt: Runtime):
+        super().__init__(rt.cfg)
         self.rt = rt
-        self.cfg = rt.cfg
 
     @classmethod
     def problems(cls, cfg) -> list[str]:
@@ -127,9 +149,17 @@ class Channel:
         """The job's reply or error, replacing the "working…" message where it can."""
         raise NotImplementedError
 
-    def send(self, delivery: ChannelDelivery) -> str | None:
-        """Send one delivery; the platform's message id, or raise Transient / Permanent."""
-        raise NotImplementedError
+    @classmethod
+    def notifies(cls, cfg) -> bool:
+        """Whether this channel posts notifications with ``cfg`` (a notify chat or room is set): then the
+        processes keep the notification feed (``alter0.notify``) running."""
+        return False
+
+    def notification(self, event: NotifyEvent) -> list[Outgoing]:
+        """What to post for one feed event (job.done, job.failed, job.timed_out, task.closed, worker.down,
+        worker.up; ``event.payload`` has the summary); [] = nothing. Keys must be unique per event and target,
+        e.g. ``notify:<platform>:<event.id>``. The runner queues them once, whatever crashes."""
+        return []
 
     def delivered(self, delivery: ChannelDelivery, result_id: str | None) -> None:
         """After a delivery went out (bind the sent message to the job's task, so a reply to it goes there)."""

@@ -12,7 +12,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_aft
 from ..database import write_tx
 from ..models import ChannelDelivery, ChannelEvent, now
 from ..secrets import scrub
-from .base import Channel, Outgoing, Permanent, Transient
+from .base import Outgoing, Permanent, Sender, Transient
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +57,10 @@ def backoff(attempts: int, max_delay: float, retry_after: float | None) -> float
 
 
 class Deliverer:
-    """Sends a platform's due deliveries in order, one event's rows strictly in sequence."""
+    """Sends a platform's due deliveries in order, one lane's rows (a conversation, a webhook target) strictly in
+    sequence."""
 
-    def __init__(self, channel: Channel, max_delay: float, on_error: Callable[[str], None] = lambda e: None):
+    def __init__(self, channel: Sender, max_delay: float, on_error: Callable[[str], None] = lambda e: None):
         self.channel = channel
         self.platform = channel.platform
         self.max_delay = max_delay
@@ -76,11 +77,12 @@ class Deliverer:
                                                     ChannelDelivery.state == "pending")  # no open snapshot
                     .order_by(ChannelDelivery.id).limit(200))
         for row in rows:
-            if row.event_id in blocked and row.event_id is not None:
+            lane = self.channel.lane(row)
+            if lane is not None and lane in blocked:
                 continue
             if row.next_at > time.time() or not self._deliver(row):
-                if row.event_id is not None:
-                    blocked.add(row.event_id)  # later rows of this conversation wait for this one
+                if lane is not None:
+                    blocked.add(lane)  # later rows of this conversation wait for this one
                 if time.time() < self.paused_until:
                     break
                 continue
@@ -122,7 +124,8 @@ class Deliverer:
         log.warning("delivery %s (%s) delayed %.1fs: %s", row.id, row.key, delay, error)
 
     def _finish(self, row: ChannelDelivery, state: str, result: str | None, error: str | None) -> None:
+        fields = {"last_error": error} if error is not None else {}  # a delivered row keeps what delayed it
         with write_tx():
-            ChannelDelivery.update(state=state, result_id=result, delivered_at=now(), last_error=error,
-                                   attempts=ChannelDelivery.attempts + 1).where(ChannelDelivery.id == row.id).execute()
+            ChannelDelivery.update(state=state, result_id=result, delivered_at=now(), attempts=ChannelDelivery.attempts
+                                   + 1, **fields).where(ChannelDelivery.id == row.id).execute()
         row.state, row.result_id = state, result

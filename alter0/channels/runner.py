@@ -1,5 +1,6 @@
 """A channel's process loop: poll the platform into the inbox, handle each recorded event once (submit or answer),
-follow submitted jobs into outbox deliveries, and send the outbox. Serial per channel; a restart resumes."""
+follow submitted jobs into outbox deliveries, queue the channel's posts of the notification feed, and send the
+outbox. Serial per channel; a restart resumes."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from ..audit import record as audit
 from ..database import write_tx
 from ..errors import Alter0Error
 from ..models import ChannelEvent, Job, TERMINAL
+from ..notify import feed
 from . import inbox, outbox, state
 from .base import Channel, Transient
 
@@ -32,6 +34,7 @@ class Runner:
         self.deliverer = outbox.Deliverer(channel, channel.cfg["channels.delivery.max_delay_sec"],
                                           on_error=lambda e: state.failed(self.platform, e, disconnected=False))
         self.wake = threading.Event()
+        self.notifying = type(channel).notifies(channel.cfg)  # posts the notification feed (a notify chat)
         self.draining = False  # a cold start's backlog is still coming in full batches: still cold
         self.next_sweep = 0.0
 
@@ -135,6 +138,8 @@ class Runner:
             self.next_sweep = time.time() + SWEEP_SEC
             for event, items in self.channel.sweep():
                 outbox.enqueue(self.platform, items, event)
+        if self.notifying:
+            feed.fan_out(f"channel:{self.platform}", self.platform, self.channel.notification)
         return self.deliverer.run_once()
 
     def run(self, stop: threading.Event) -> None:

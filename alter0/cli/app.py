@@ -13,9 +13,10 @@ from ..config import BUSY_POLICIES
 from ..database import sizes, storage_error
 from ..errors import Alter0Error
 from ..models import TERMINAL, JobEvent
+from ..notify import notifier
 from ..principals import cli_principal
 from ..queue import run_worker
-from . import bench, channel, ops, progress, security, tracker, web, workspace
+from . import bench, channel, notify, ops, progress, security, tracker, web, workspace
 from .codes import RET_JOB_FAILED, RET_OK, RET_PENDING, RET_USAGE
 from .common import fail as _fail, print_json as _print_json, runtime as _runtime
 from .workspace import cmd_task_workspace, receipt_text
@@ -191,6 +192,7 @@ def cmd_status(args) -> int:
     except Alter0Error as exc:
         data["executor"] = f"unavailable: {exc.message}"
     data["channels"] = channel_state.snapshot(rt.cfg)
+    data["notify"] = notifier.status(rt.cfg)
     if args.json:
         _print_json(data)
         return RET_OK
@@ -204,6 +206,14 @@ def cmd_status(args) -> int:
         print(f"channel {c['platform']}: {'connected' if c['connected'] else 'not connected'}, backlog "
               f"{c['backlog']}, last event {_ago(c['last_event_at'])}" +
               (f", last error {_ago(c['last_error_at'])}: {c['last_error']}" if c["last_error"] else ""))
+    if data["notify"]["enabled"]:
+        holder = data["notify"]["holder"]
+        print(f"notifier: {'held by ' + holder['owner'] if holder else 'NOT RUNNING (no process holds its lease)'}")
+    for w in data["notify"]["webhooks"]:
+        print(f"webhook {w['target']} {w['url']}: backlog {w['backlog']}, delivered {w['delivered']}, failed "
+              f"{w['failed']}, last delivery {_ago(w['last_delivery_at'])}" +
+              (f", last error: {w['last_error']}" + (" (since delivered)" if w["last_error_resolved"] else "")
+               if w["last_error"] else ""))
     return RET_OK
 
 
@@ -231,7 +241,12 @@ def cmd_worker(args) -> int:
         return RET_USAGE
     rt = _runtime(args)
     setup_process_logging(rt, "worker")
-    run_worker(rt.cfg, workers=args.workers)
+    stop = notifier.start(rt.cfg, "worker")
+    try:
+        run_worker(rt.cfg, workers=args.workers)
+    finally:
+        if stop is not None:
+            stop.set()
     return RET_OK
 
 
@@ -293,6 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     channel.add_commands(sub)
     tracker.add_commands(sub)
+    notify.add_commands(sub)
     ops.add_commands(sub)
     web.add_commands(sub)
     bench.add_commands(sub)

@@ -27,6 +27,8 @@ def cmd_channel(args) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    from ..notify import notifier
+    notifier.start(rt.cfg, f"channel-{args.platform}", stop)
     print(f"alter0 channel {args.platform}: running", flush=True)
     Runner(channel).run(stop)
     return RET_OK

@@ -10,7 +10,8 @@ from typing import Any
 
 import httpx
 
-from ...models import ChannelDelivery, ChannelEvent, Job
+from ...models import ChannelDelivery, ChannelEvent, Job, NotifyEvent
+from ...notify import notices
 from ...runtime import Runtime
 from .. import chat, outbox
 from ..base import Channel, Outgoing, Permanent
@@ -32,8 +33,6 @@ ONLY_TEXT = "Only text for now: this {what} was not sent to the agent."
 EDITS = "Edits are not applied: send the change as a new message."
 DELETIONS = "Deleting a message does not undo it: use !cancel to stop its job."
 GREETING = "alter0 is here. Send a message to start, or !help."
-NOTICE = {"job.done": "✅ job #{job_id} done", "job.failed": "❌ job #{job_id} failed",
-          "job.timed_out": "⏱ job #{job_id} timed out", "worker.down": "⚠ worker down"}
 #: Sync filter: only what the channel reads (room timelines and invites), no presence, receipts or typing.
 FILTER = {"presence": {"not_types": ["*"]}, "account_data": {"not_types": ["*"]},
           "room": {"ephemeral": {"not_types": ["*"]}, "account_data": {"not_types": ["*"]},
@@ -159,22 +158,20 @@ class MatrixChannel(Channel):
             out.append(item)
         return out
 
-    def notification(self, event: dict) -> list[Outgoing]:
-        """A job or worker event ({"event": "job.done"|"job.failed"|"job.timed_out"|"worker.down", "job_id",
-        "task_id", "title", "error"}) as a message to ``channels.matrix.notify_room`` (none when it is unset)."""
+    @classmethod
+    def notifies(cls, cfg) -> bool:
+        return bool(cfg["channels.matrix.notify_room"])
+
+    def notification(self, event: NotifyEvent) -> list[Outgoing]:
+        """A feed event as one ``m.notice`` in ``channels.matrix.notify_room`` (the shared one-line text); a job
+        started from that room is answered there already, so it gets none."""
         room = self.cfg["channels.matrix.notify_room"]
-        if not room:
+        job = event.payload.get("job") or {}
+        if not room or (job and job.get("channel_id") == f"{PLATFORM}:{room}"):
             return []
-        kind = str(event.get("event", ""))
-        line = NOTICE.get(kind, kind or "event").format(job_id=event.get("job_id"))
-        if event.get("task_id"):
-            line += f" · task #{event['task_id']}" + (f": {event['title']}" if event.get("title") else "")
-        if event.get("error"):
-            line += f"\n{event['error']}"
-        # One message per event: the same event offered twice is one delivery (a job failing again after a retry
-        # is a new event when the feed passes its time as "at").
-        key = f"notify:{PLATFORM}:{kind}:{event.get('job_id') or event.get('worker') or ''}:{event.get('at') or ''}"
-        return [Outgoing(key, "send", {"room_id": room, "content": html.content(line, "m.notice")})]
+        line = notices.line(event.kind, event.payload)
+        return [Outgoing(f"notify:{PLATFORM}:{event.id}", "send", {"room_id": room,
+                                                                   "content": html.content(line, "m.notice")})]
 
     # --- out ----------------------------------------------------------------------------------------
     def _message(self, event: ChannelEvent, kind: str, text: str) -> Outgoing:

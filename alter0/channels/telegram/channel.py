@@ -8,7 +8,8 @@ from typing import Any
 
 from ... import service, threads, views
 from ...errors import Alter0Error
-from ...models import ChannelDelivery, ChannelEvent, Job, JobStatus as S
+from ...models import ChannelDelivery, ChannelEvent, Job, JobStatus as S, NotifyEvent
+from ...notify import notices
 from ...runtime import Runtime
 from .. import chat, outbox
 from ..base import Channel, Outgoing, Permanent
@@ -174,6 +175,21 @@ class TelegramChannel(Channel):
                 item.payload["reply_markup"] = _buttons(buttons)
             out.append(item)
         return out
+
+    # --- notifications ------------------------------------------------------------------------------
+    @classmethod
+    def notifies(cls, cfg) -> bool:
+        return bool(cfg["channels.telegram.notify_chat"])
+
+    def notification(self, event: NotifyEvent) -> list[Outgoing]:
+        """A one-line notice in ``channels.telegram.notify_chat``; a job started from that chat is answered
+        there already, so it gets none."""
+        chat = self.cfg["channels.telegram.notify_chat"]
+        job = event.payload.get("job") or {}
+        if not chat or (job and job.get("channel_id") == f"{PLATFORM}:{chat}"):
+            return []
+        line = notices.line(event.kind, event.payload)
+        return [Outgoing(f"notify:{PLATFORM}:{event.id}", "sendMessage", {"chat_id": chat, "text": line[:LIMIT]})]
 
     # --- out ----------------------------------------------------------------------------------------
     def _message(self, event: ChannelEvent, kind: str, text: str) -> Outgoing:
