@@ -27,7 +27,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("entry", ("alter0.cli", "alter0.tools", "alter0.config_docs", "tasks", "web")),
 ]
 #: Third-party libraries each confined to one folder.
-LIBRARY_HOME = {"huey": "tasks/huey_engine/", "dramatiq": "tasks/dramatiq_engine/", "flask": "web/"}
+LIBRARY_HOME = {"huey": "tasks/huey_engine/", "dramatiq": "tasks/dramatiq_engine/", "flask": "web/",
+                "ik_llama_cpp": "alter0/executors/gguf_runner.py"}
 
 
 def modules() -> dict[str, Path]:
