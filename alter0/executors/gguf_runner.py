@@ -28,15 +28,25 @@ USAGE_MARK = "alter0-usage "
 #: unrelated reply); smaller batches take the per-row path, which matches llama.cpp.
 PREFILL_BATCH = 16
 
-#: Chat templates by name: (one message, the assistant's turn opening). ChatML is SmolLM2's (its GGUF's
-#: tokenizer.chat_template) and Qwen's.
-TEMPLATES = {"chatml": ("<|im_start|>{role}\n{content}<|im_end|>\n", "<|im_start|>assistant\n")}
+#: Chat templates by name: (a message's opening, its closing, the assistant's turn opening). ChatML is SmolLM2's
+#: (its GGUF's tokenizer.chat_template) and Qwen's.
+TEMPLATES = {"chatml": ("<|im_start|>{role}\n", "<|im_end|>\n", "<|im_start|>assistant\n")}
+
+
+def segments(messages: list[dict], template: str) -> list[tuple[str, bool]]:
+    """The prompt as (text, is_template) pieces, ending with the assistant's turn opening. Only the template's
+    pieces are tokenized with special tokens parsed: a message that holds ``<|im_start|>`` stays text and cannot
+    open a turn of its own."""
+    opening, closing, assistant = TEMPLATES[template]
+    pieces: list[tuple[str, bool]] = []
+    for m in messages:
+        pieces += [(opening.format(role=m["role"]), True), (m["content"], False), (closing, True)]
+    return pieces + [(assistant, True)]
 
 
 def render(messages: list[dict], template: str) -> str:
-    """The prompt text of ``messages`` in ``template``, ending with the assistant's turn opening."""
-    message, opening = TEMPLATES[template]
-    return "".join(message.format(role=m["role"], content=m["content"]) for m in messages) + opening
+    """The prompt text of ``messages`` in ``template`` (what the model reads)."""
+    return "".join(text for text, _ in segments(messages, template))
 
 
 def penalize(logits: np.ndarray, recent: list[int], penalty: float) -> None:
@@ -75,8 +85,10 @@ class Model:
         self.ctx = IkContext(self.model, n_ctx=n_ctx, n_threads=threads, flash_attn=False)
         self.n_ctx, self.n_vocab = n_ctx, self.model.n_vocab
 
-    def tokenize(self, text: str) -> list[int]:
-        return self.model.tokenize(text, add_bos=False, special=True)
+    def tokenize(self, pieces: list[tuple[str, bool]]) -> list[int]:
+        """Tokens of the prompt's pieces, special tokens parsed in the template's pieces only."""
+        return [t for text, special in pieces if text for t in self.model.tokenize(text, add_bos=False,
+                                                                                    special=special)]
 
     def _decode(self, batch) -> None:
         failed = self.api.llama_decode(self.ctx.ctx, batch)
@@ -120,7 +132,7 @@ def fit(tokens: list[int], n_ctx: int, max_tokens: int) -> list[int]:
 def main() -> int:
     req = json.loads(sys.stdin.read())
     model = Model(req["model_path"], req["n_ctx"], req["threads"])
-    tokens = fit(model.tokenize(render(req["messages"], req["template"])), req["n_ctx"], req["max_tokens"])
+    tokens = fit(model.tokenize(segments(req["messages"], req["template"])), req["n_ctx"], req["max_tokens"])
     decoder = codecs.getincrementaldecoder("utf-8")("replace")
     stops = [s for s in req.get("stop") or [] if s]
     text, shown, produced = "", 0, 0
