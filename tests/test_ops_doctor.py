@@ -130,7 +130,7 @@ def test_auto_executor_finds_nothing_on_path(tmp_path, monkeypatch):
     monkeypatch.setattr(sys, "executable", str(tmp_path / "empty-bin" / "python"))  # nor in the install's bin
     cfg = healthy_cfg(tmp_path, executor={"name": "auto"})
     problem = only(preflight(cfg), "executor")
-    assert "none of codex, claude, llm is on PATH" in problem.what and "executor.name" in problem.fix
+    assert "none of codex, claude, local, llm is installed" in problem.what and "executor.name" in problem.fix
 
 
 def test_openai_server_unreachable(tmp_path):
@@ -202,7 +202,7 @@ def test_local_model_still_installing_is_no_startup_problem(tmp_path, monkeypatc
     assert "still installing (log: /x/output/logs/local-model-install.log)" in problem.what
     assert not [p for p in preflight(cfg, skip=STARTUP_SKIP) if p.check in ("executor", "local_model")]
     (install / INSTALLING_MARKER).unlink()  # install finished (or failed): a real problem again
-    assert "none of codex, claude, llm" in only(preflight(cfg, skip=STARTUP_SKIP), "executor").what
+    assert "none of codex, claude, local, llm" in only(preflight(cfg, skip=STARTUP_SKIP), "executor").what
 
 
 def test_start_up_checks_the_router_model_file_without_loading_it(tmp_path, monkeypatch):

@@ -28,7 +28,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
 ]
 #: Third-party libraries each confined to one folder.
 LIBRARY_HOME = {"huey": "tasks/huey_engine/", "dramatiq": "tasks/dramatiq_engine/", "flask": "web/",
-                "nio": "alter0/channels/matrix/"}
+                "nio": "alter0/channels/matrix/",
+                "ik_llama_cpp": "alter0/executors/gguf_runner.py"}
 
 
 def modules() -> dict[str, Path]:

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from ..errors import InputError
+from .progress import NoBar, progress_bar
 
 
 def cmd_bench_routing(args) -> int:
@@ -20,8 +21,11 @@ def cmd_bench_routing(args) -> int:
     if args.jobs is not None and args.jobs < 1:
         raise InputError("--jobs must be at least 1")
     from ..tools.bench_routing import BENCH_CANDIDATE_LIMIT, run  # a development tool: loaded only when asked for
-    stats = run(args.input, args.context, args.output, args.backend, args.engine,
-                args.candidate_limit or BENCH_CANDIDATE_LIMIT, args.config, jobs=args.jobs)
+    with progress_bar(args, "bench routing") as bar:
+        on_terminal = not isinstance(bar, NoBar)  # the bar replaces the periodic progress lines
+        stats = run(args.input, args.context, args.output, args.backend, args.engine,
+                    args.candidate_limit or BENCH_CANDIDATE_LIMIT, args.config, jobs=args.jobs,
+                    progress=not on_terminal, on_progress=bar if on_terminal else None)
     print(json.dumps(stats))
     return 0
 

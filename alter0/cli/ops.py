@@ -20,6 +20,7 @@ from .channel import channel_problems
 from ..migrations import EXPECTED_VERSION
 from ..ops.verify import verify
 from .common import command
+from .progress import progress_bar
 from ..ops.restore_config import approve
 
 RET_OK, RET_PROBLEMS = 0, 1
@@ -53,7 +54,8 @@ def cmd_doctor(args) -> int:
 
 def cmd_backup(args) -> int:
     cfg = load_config(args.config)
-    path = ops_backup.backup(cfg, Path(args.dest) if args.dest else None)
+    with progress_bar(args, "backup") as bar:
+        path = ops_backup.backup(cfg, Path(args.dest) if args.dest else None, on_progress=bar)
     print(path)
     if args.keep is not None:
         for removed in ops_backup.prune(cfg, args.keep):
@@ -63,8 +65,13 @@ def cmd_backup(args) -> int:
 
 def cmd_restore(args) -> int:
     ask = input if sys.stdin.isatty() and not args.yes else None
-    result = ops_backup.restore(load_config(args.config), Path(args.archive), with_config=args.with_config,
-                                approve=lambda diff: approve(diff, args.yes, ask))
+    with progress_bar(args, "restore") as bar:
+        def asked(diff: list[str]) -> None:
+            bar.close()  # the question gets a clean line
+            approve(diff, args.yes, ask)
+
+        result = ops_backup.restore(load_config(args.config), Path(args.archive), with_config=args.with_config,
+                                    approve=asked, on_progress=bar)
     if args.json:
         _print_json(result)
     else:
@@ -74,7 +81,8 @@ def cmd_restore(args) -> int:
 
 
 def cmd_verify(args) -> int:
-    checks = verify(load_config(args.config), Path(args.archive) if args.archive else None)
+    with progress_bar(args, "verify") as bar:
+        checks = verify(load_config(args.config), Path(args.archive) if args.archive else None, bar)
     if args.json:
         _print_json([c.__dict__ for c in checks])
     else:

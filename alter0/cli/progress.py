@@ -4,6 +4,10 @@
 they happen (a spinner line on stderr, redrawn in place; the permanent lines stay above it), then the
 reply on stdout. ``alter0 job show ID --follow`` prints every timeline entry as it appears. Both poll the
 job's JobEvent rows by seq, as the web streams do; nothing here writes.
+
+The long commands (``bench routing``, ``backup``, ``restore``, ``verify``, ``workspace prune``) draw a
+``Bar`` on stderr while they work: ``with progress_bar(args, label) as bar`` gives one on a terminal and a
+``NoBar`` elsewhere (a pipe, a file, ``--json``); the operation calls it as ``on_progress(done, total, what)``.
 """
 
 from __future__ import annotations
@@ -11,8 +15,9 @@ from __future__ import annotations
 import shutil
 import sys
 import time
+from contextlib import contextmanager
 from datetime import datetime
-from typing import TextIO
+from typing import Iterator, TextIO
 
 from .. import views
 from ..models import TERMINAL, Job, JobEvent, stage_of
@@ -58,6 +63,59 @@ class StatusLine:
         self.clear()
         self.out.write(line + "\n")
         self.out.flush()
+
+
+class Bar:
+    """A progress bar redrawn in place on a terminal: ``label [#####.....] done/total  what  elapsed``."""
+
+    WIDTH = 24
+    #: Seconds between two redraws (the last step is always drawn).
+    EVERY_SEC = 0.1
+
+    def __init__(self, label: str, out: TextIO):
+        self.label, self.out = label, out
+        self.started = time.monotonic()
+        self.drawn_at = 0.0
+        self.line = StatusLine(out)
+
+    def __call__(self, done: int, total: int, what: str = "") -> None:
+        now = time.monotonic()
+        if done < total and now - self.drawn_at < self.EVERY_SEC:
+            return
+        self.drawn_at = now
+        filled = self.WIDTH * done // total if total > 0 else self.WIDTH  # nothing to do: done
+        bar = "#" * filled + "." * (self.WIDTH - filled)
+        width = shutil.get_terminal_size((80, 24)).columns - 1
+        text = f"{self.label} [{bar}] {done}/{total}  {now - self.started:5.1f}s  {what}"
+        self.out.write("\r\x1b[K" + " ".join(text.split())[:width])
+        self.out.flush()
+        self.line.shown = True
+
+    def close(self) -> None:
+        """Take the bar off the screen (what the command prints next starts on a clean line)."""
+        self.line.clear()
+
+
+class NoBar:
+    """What a command gets off a terminal or with --json: draws nothing."""
+
+    def __call__(self, done: int, total: int, what: str = "") -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+@contextmanager
+def progress_bar(args, label: str, out: TextIO | None = None) -> Iterator[Bar | NoBar]:
+    """A Bar on stderr when it is a terminal and the command does not print JSON, else a NoBar; taken off the
+    screen when the block ends, however it ends."""
+    out = out or sys.stderr
+    bar = NoBar() if getattr(args, "json", False) or not out.isatty() else Bar(label, out)
+    try:
+        yield bar
+    finally:
+        bar.close()
 
 
 def follow(job_id: int, timeout: float, out: TextIO = sys.stderr, live: bool = True, every_event: bool = False) -> Job:

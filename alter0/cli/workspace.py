@@ -9,6 +9,7 @@ import sys
 from ..workspaces import actions
 from ..workspaces.merge import MergeConflict
 from .codes import RET_OK
+from .progress import progress_bar
 
 
 def _who() -> str:
@@ -75,7 +76,8 @@ def cmd_prune(args) -> int:
     from ..runtime import Runtime, set_runtime
     rt = Runtime.open(args.config)
     set_runtime(rt)
-    report = actions.prune(rt.cfg, force=args.force, who=_who())
+    with progress_bar(args, "workspace prune") as bar:
+        report = actions.prune(rt.cfg, force=args.force, who=_who(), on_progress=bar)
     if args.json:
         print(json.dumps(report))
         return RET_OK

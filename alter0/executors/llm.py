@@ -19,8 +19,8 @@ from ..errors import ExecutorError
 from .. import repetition
 from . import model_server, session_ids
 from .base import ExecRequest, ExecResult
-from .cli_base import AgentCliExecutor, classify_failure
-from .process import run_process
+from .cli_base import AgentCliExecutor, CliExecutor, classify_failure
+from .process import ProcessResult, run_process
 
 #: Log entries searched for this run's conversation id.
 LOG_WINDOW = 5
@@ -36,6 +36,12 @@ def pick_log_entry(entries: list[dict], prompt: str, reply: str) -> dict | None:
         if (entry.get("prompt") or "").strip() == prompt.strip() and (entry.get("response") or "").strip() == reply:
             return entry
     return entries[0] if entries else None
+
+
+def estimated_usage(prompt: str, reply: str) -> dict:
+    """Token counts estimated from the text (CHARS_PER_TOKEN), marked so."""
+    return {"input_tokens": -(-len(prompt) // CHARS_PER_TOKEN), "output_tokens": -(-len(reply) // CHARS_PER_TOKEN),
+            "estimated": True}
 
 
 class LlmExecutor(AgentCliExecutor):
@@ -70,26 +76,16 @@ class LlmExecutor(AgentCliExecutor):
 
     def run(self, req: ExecRequest) -> ExecResult:
         """Stream one prompt's reply (stopping a loop early), then read the conversation id and usage from ``llm logs``."""
-        stream = _Stream(self, req)
+        stream = ReplyStream(self, req, self.setting("executor.llm.max_chars"))
         proc = self.spawn_streaming(req, stream)
-        if proc.returncode != 0 and not proc.stopped:
-            tail = proc.stderr_tail.strip()[-1000:]
-            raise self.failure(classify_failure(tail), f"llm exited with status {proc.returncode}"
-                               + (f": {tail}" if tail else ""))
-        stream.flush()
-        text = repetition.collapse(repetition.trim_partial(proc.stdout) if proc.stopped else proc.stdout).strip()
-        if not text:
-            raise ExecutorError("bad_output", "llm printed nothing on stdout")
-        if proc.stopped:
-            self.emit(req, "executor.stopped", {"reason": stream.stop_reason, "chars": len(proc.stdout)})
+        text = stream.reply(proc, "llm")
         entry = {} if proc.stopped else self._log_entry(req, proc.stdout.strip())  # a stopped run is not logged
         usage = {k: entry[k] for k in ("input_tokens", "output_tokens") if isinstance(entry.get(k), int)}
         if not usage:  # the plugin counted nothing: estimate, and say so
-            usage = {"input_tokens": -(-len(req.prompt) // CHARS_PER_TOKEN),
-                     "output_tokens": -(-len(proc.stdout) // CHARS_PER_TOKEN), "estimated": True}
+            usage = estimated_usage(req.prompt, proc.stdout)
         return ExecResult(text=text, session_id=self.reported_id(req, entry.get("conversation_id")), usage=usage)
 
-    def spawn_streaming(self, req: ExecRequest, stream: "_Stream"):
+    def spawn_streaming(self, req: ExecRequest, stream: "ReplyStream"):
         """Run the prompt with its output read as it arrives; ``stream.stop`` ends it early."""
         found = self.which()
         if found is None:
@@ -116,16 +112,17 @@ class LlmExecutor(AgentCliExecutor):
         return pick_log_entry(entries if isinstance(entries, list) else [], req.prompt, reply) or {}
 
 
-class _Stream:
-    """One run's streamed output: delta events (throttled), and the stop when it loops or runs too long."""
+class ReplyStream:
+    """One run's streamed output (llm, local): delta events (throttled), and the stop when it loops or passes
+    ``max_chars`` (0: no limit)."""
 
-    def __init__(self, executor: LlmExecutor, req: ExecRequest):
+    def __init__(self, executor: CliExecutor, req: ExecRequest, max_chars: int = 0):
         self.executor, self.req = executor, req
         self.text, self.pending = "", ""
         self.last_emit = 0.0
         self.stop = threading.Event()
         self.stop_reason = ""
-        self.max_chars = executor.setting("executor.llm.max_chars")
+        self.max_chars = max_chars
 
     def feed(self, chunk: str) -> None:
         self.text += chunk
@@ -139,6 +136,21 @@ class _Stream:
             elif self.max_chars and len(self.text) >= self.max_chars:
                 self.stop_reason = "max_chars"
                 self.stop.set()
+
+    def reply(self, proc: ProcessResult, who: str) -> str:
+        """The finished run's reply (the text so far, repeats dropped, when it was stopped); ExecutorError when
+        the process failed or printed nothing."""
+        if proc.returncode != 0 and not proc.stopped:
+            tail = proc.stderr_tail.strip()[-1000:]
+            raise self.executor.failure(classify_failure(tail), f"{who} exited with status {proc.returncode}"
+                                        + (f": {tail}" if tail else ""))
+        self.flush()
+        text = repetition.collapse(repetition.trim_partial(proc.stdout) if proc.stopped else proc.stdout).strip()
+        if not text:
+            raise ExecutorError("bad_output", f"{who} printed nothing on stdout")
+        if proc.stopped:
+            self.executor.emit(self.req, "executor.stopped", {"reason": self.stop_reason, "chars": len(proc.stdout)})
+        return text
 
     def flush(self) -> None:
         if self.pending:

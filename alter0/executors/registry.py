@@ -14,15 +14,17 @@ from .cli_base import install_bin
 from .codex import CodexExecutor
 from .command import CommandExecutor
 from .llm import LlmExecutor
+from .local import LocalExecutor
 from .openai import OpenAIExecutor
 
 EXECUTORS: dict[str, type[Executor]] = {
-    "codex": CodexExecutor, "claude": ClaudeExecutor, "llm": LlmExecutor,
+    "codex": CodexExecutor, "claude": ClaudeExecutor, "llm": LlmExecutor, "local": LocalExecutor,
     "command": CommandExecutor, "openai": OpenAIExecutor,
 }
 EXECUTOR_NAMES: tuple[str, ...] = tuple(EXECUTORS)
-#: What ``executor.name = auto`` looks for on PATH, in order.
-AUTO_ORDER: tuple[str, ...] = ("codex", "claude", "llm")
+#: What ``executor.name = auto`` looks for, in order: the agent CLIs on PATH (or in the install's bin), then the
+#: bundled local model (the ``local-model`` extra), then ``llm``.
+AUTO_ORDER: tuple[str, ...] = ("codex", "claude", "local", "llm")
 
 _cache: dict[tuple[str, str], Executor] = {}
 _lock = threading.Lock()
@@ -46,7 +48,7 @@ def local_model_installing() -> str | None:
 
 
 def resolve_name(cfg: Any) -> str:
-    """executor.name, with ``auto`` replaced by the first of codex, claude, llm found on PATH or in the install's bin.
+    """executor.name, with ``auto`` replaced by the first of AUTO_ORDER that is installed (on PATH or in the install's bin).
 
     The same answer in the CLI, the web front end and the worker whatever PATH each was started with
     (``CliExecutor.search_path``)."""
@@ -58,11 +60,11 @@ def resolve_name(cfg: Any) -> str:
             return candidate
     installing = local_model_installing()
     if installing:
-        raise ExecutorError("not_found", f"the local model (llm + SmolLM2) is still installing (log: {installing}); "
+        raise ExecutorError("not_found", f"the local model (SmolLM2) is still installing (log: {installing}); "
                             "executor.name = auto answers with it as soon as it is ready -- try again in a few "
                             "minutes, or set executor.name (codex, claude, openai with executor.base_url)")
-    raise ExecutorError("not_found", f"executor.name is auto but none of {', '.join(AUTO_ORDER)} is on PATH "
-                        f"nor in alter0's own {install_bin()}; "
+    raise ExecutorError("not_found", f"executor.name is auto but none of {', '.join(AUTO_ORDER)} is installed "
+                        f"(on PATH nor in alter0's own {install_bin()}; the local model: scripts/setup --local-model); "
                         "install one of them or set executor.name (command, openai)")
 
 

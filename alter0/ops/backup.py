@@ -4,6 +4,7 @@ Backups read the live files with SQLite's backup API while web and worker keep r
 first, then the queue store, so a queue message may name a job the database snapshot lacks (the stage
 ignores it) but a queued job never lacks a message it already had. Restore writes back through the same
 API, so open connections see the restored data and no file is swapped under them.
+Both report each step to an optional ``on_progress(done, total, what)`` (the CLI's bar on a terminal).
 """
 
 from __future__ import annotations
@@ -15,6 +16,13 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Callable
+
+#: ``on_progress(done, total, what)``: the step about to run (done < total), then (total, total, "done").
+Progress = Callable[[int, int, str], None]
+
+
+def _no_progress(done: int, total: int, what: str) -> None:
+    """The default: report nothing."""
 
 from peewee import SqliteDatabase
 
@@ -32,7 +40,7 @@ BACKUP_GLOB = "alter0-backup-*.tar.gz"
 _NAME = re.compile(r"^alter0-backup-(\d{8}T\d{6}Z)")
 
 
-def backup(cfg: Config, dest_dir: Path | None = None, label: str = "") -> Path:
+def backup(cfg: Config, dest_dir: Path | None = None, label: str = "", on_progress: Progress = _no_progress) -> Path:
     """Snapshot database, queue store and config into backups/alter0-backup-<UTC>.tar.gz; return its path."""
     sqlite_only(cfg)
     paths = output_paths(cfg.output_dir)
@@ -40,19 +48,25 @@ def backup(cfg: Config, dest_dir: Path | None = None, label: str = "") -> Path:
         raise NotFound(f"no database at {paths['db']}: nothing to back up")
     dest_dir = dest_dir or paths["backups"]
     dest_dir.mkdir(parents=True, exist_ok=True)
+    total = 4
     with tempfile.TemporaryDirectory(dir=dest_dir, prefix=".backup-") as tmp:
         members = {archive.DB_MEMBER: Path(tmp) / "alter0.db"}
+        on_progress(0, total, "database snapshot")
         archive.snapshot_sqlite(paths["db"], members[archive.DB_MEMBER])
+        on_progress(1, total, "queue store snapshot")
         if paths["queue"].exists():
             members[archive.QUEUE_MEMBER] = Path(tmp) / "huey.db"
             archive.snapshot_sqlite(paths["queue"], members[archive.QUEUE_MEMBER])
+        on_progress(2, total, "config")
         if cfg.path and Path(cfg.path).is_file():
             members[archive.CONFIG_MEMBER] = Path(tmp) / "config.json"
             shutil.copyfile(cfg.path, members[archive.CONFIG_MEMBER])
         created = time.time()
         dest = _free_name(dest_dir, archive.archive_name(created, label))
+        on_progress(3, total, f"writing {dest.name}")
         archive.write_archive(dest, members, {"schema_version": schema_version_of(members[archive.DB_MEMBER]),
                                               "created_at": created, "output_dir": str(cfg.output_dir)})
+    on_progress(total, total, "done")
     return dest
 
 
@@ -65,7 +79,7 @@ def _free_name(folder: Path, name: str) -> Path:
 
 
 def restore(cfg: Config, archive_path: Path, with_config: bool = False,
-            approve: Callable[[list[str]], None] | None = None) -> dict:
+            approve: Callable[[list[str]], None] | None = None, on_progress: Progress = _no_progress) -> dict:
     """Check ``archive_path`` and write it over the live database and queue store (worker must be stopped).
 
     With ``with_config``, ``approve`` gets the executor-setting differences first and raises to refuse.
@@ -79,14 +93,20 @@ def restore(cfg: Config, archive_path: Path, with_config: bool = False,
         names = ", ".join(f"{w['id']} (pid {w['pid']} on {w['host']})" for w in live)
         raise Conflict(f"a worker is running ({names}): stop it (systemctl stop alter0-worker) before restoring")
     paths["backups"].mkdir(parents=True, exist_ok=True)
+    total = 6
     with tempfile.TemporaryDirectory(dir=paths["backups"], prefix=".restore-") as tmp:
+        on_progress(0, total, "extracting the archive")
         manifest = archive.extract_archive(Path(archive_path), Path(tmp))
         staged = {name: Path(tmp) / name for name in manifest["members"]}
+        on_progress(1, total, "checking its members")
         check_staged(manifest, staged)
         if with_config and archive.CONFIG_MEMBER in staged and approve is not None:
             approve(executor_diff(Path(cfg.path or DEFAULT_CONFIG_PATH), staged[archive.CONFIG_MEMBER]))
+        on_progress(2, total, "keeping the files it replaces")
         replaced = _keep_replaced(cfg, paths, staged, with_config)
+        on_progress(3, total, "writing the database back")
         _write_back(staged[archive.DB_MEMBER], paths["db"])
+        on_progress(4, total, "writing the queue store back")
         if archive.QUEUE_MEMBER in staged:
             _write_back(staged[archive.QUEUE_MEMBER], paths["queue"])
         if with_config:
@@ -95,7 +115,9 @@ def restore(cfg: Config, archive_path: Path, with_config: bool = False,
             target = Path(cfg.path or DEFAULT_CONFIG_PATH)
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(staged[archive.CONFIG_MEMBER], target)
+    on_progress(5, total, "migrating")
     applied = _migrate_file(paths["db"])
+    on_progress(total, total, "done")
     return {"archive": str(archive_path), "replaced_dir": str(replaced), "members": sorted(manifest["members"]),
             "schema_version": manifest["schema_version"], "migrated": applied}
 

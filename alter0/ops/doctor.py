@@ -174,7 +174,8 @@ def check_executor(cfg: Config) -> list[Problem]:
             return [Problem("local_model", exc.message.split("; ")[0], "wait for the install to finish "
                             "(scripts/run prints when), or set executor.name")]
         return [Problem("executor", exc.message.split("; ")[0],
-                        "put codex, claude or llm on PATH, or set executor.name (command + executor.command, openai)")]
+                        "put codex or claude on PATH, install the local model (scripts/setup --local-model) or llm, "
+                        "or set executor.name (command + executor.command, openai)")]
     ok, detail = available_executors(cfg).get(name, (False, f"unknown executor {name!r}"))
     if not ok:
         return [Problem("executor", f"executor {name} is not usable: {detail}",
@@ -203,6 +204,7 @@ _EXECUTOR_FIX = {
     "codex": "npm install -g @openai/codex (or put codex on PATH), or set executor.name",
     "claude": "npm install -g @anthropic-ai/claude-code (or put claude on PATH), or set executor.name",
     "llm": "pip install llm (or put llm on PATH), or set executor.name",
+    "local": "scripts/setup --local-model (or set executor.local.model_path to a GGUF file), or set executor.name",
     "command": "set executor.command to the argv of an executable that exists",
     "openai": "start the server at executor.base_url (or executor.openai.base_url) or fix that URL",
 }

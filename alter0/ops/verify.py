@@ -1,7 +1,8 @@
 """Verification of alter0's SQLite files, live or inside a backup archive.
 
 integrity_check and foreign_key_check of the database, its schema version, and the Huey store's
-integrity_check plus a count of each of its tables.
+integrity_check plus a count of each of its tables. Each check is reported to an optional
+``on_progress(done, total, what)`` before it runs (the CLI's bar on a terminal).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import sqlite3
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from peewee import SqliteDatabase
 
@@ -82,38 +84,59 @@ def _integrity_rows(rows: list) -> tuple[bool, str]:
     return texts == ["ok"], "; ".join(texts[:5])
 
 
-def _checks_of(db_path: Path, queue_path: Path | None, label: str = "") -> list[Check]:
-    checks = [_probe(f"{label}database integrity_check", db_path, "PRAGMA integrity_check", _integrity_rows),
-              _probe(f"{label}database foreign keys", db_path, "PRAGMA foreign_key_check",
-                     lambda rows: (not rows, f"{len(rows)} broken, first {rows[0]}" if rows else "ok"))]
+#: ``on_progress(done, total, what)``: the check about to run, then (total, total, "done").
+Progress = Callable[[int, int, str], None]
+
+
+def _schema_check(db_path: Path, name: str) -> Check:
     try:
         version = schema_version_of(db_path)
-        checks.append(Check(f"{label}database schema version", 1 <= version <= EXPECTED_VERSION,
-                            f"{version} (expected {EXPECTED_VERSION})"))
+        return Check(name, 1 <= version <= EXPECTED_VERSION, f"{version} (expected {EXPECTED_VERSION})")
     except Exception as exc:  # a damaged file may fail in any driver call
-        checks.append(Check(f"{label}database schema version", False, str(exc)))
+        return Check(name, False, str(exc))
+
+
+def _checks_of(db_path: Path, queue_path: Path | None, label: str = "",
+               on_progress: Progress | None = None, done: int = 0) -> list[Check]:
+    """Run the checks of one database (and queue store), reporting each; ``done`` steps came before."""
+    runs = [(f"{label}database integrity_check",
+             lambda name: _probe(name, db_path, "PRAGMA integrity_check", _integrity_rows)),
+            (f"{label}database foreign keys",
+             lambda name: _probe(name, db_path, "PRAGMA foreign_key_check",
+                                 lambda rows: (not rows, f"{len(rows)} broken, first {rows[0]}" if rows else "ok"))),
+            (f"{label}database schema version", lambda name: _schema_check(db_path, name))]
     if queue_path is not None:
-        checks.append(_probe(f"{label}queue store integrity_check", queue_path, "PRAGMA integrity_check",
-                             _integrity_rows))
         counts = " UNION ALL ".join(f"SELECT '{t}', COUNT(*) FROM \"{t}\"" for t in QUEUE_TABLES)
-        checks.append(_probe(f"{label}queue store tables", queue_path, counts,
-                             lambda rows: (True, ", ".join(f"{t}={n}" for t, n in rows))))
+        runs += [(f"{label}queue store integrity_check",
+                  lambda name: _probe(name, queue_path, "PRAGMA integrity_check", _integrity_rows)),
+                 (f"{label}queue store tables",
+                  lambda name: _probe(name, queue_path, counts,
+                                      lambda rows: (True, ", ".join(f"{t}={n}" for t, n in rows))))]
+    checks = []
+    for i, (name, run) in enumerate(runs):
+        if on_progress:
+            on_progress(done + i, done + len(runs), name)
+        checks.append(run(name))
+    if on_progress:
+        on_progress(done + len(runs), done + len(runs), "done")
     return checks
 
 
-def verify(cfg: Config, archive_path: Path | None = None) -> list[Check]:
+def verify(cfg: Config, archive_path: Path | None = None, on_progress: Progress | None = None) -> list[Check]:
     """Integrity, foreign keys, schema version and queue store checks of the live files or an archive."""
     sqlite_only(cfg)
     if archive_path is not None:
-        return _verify_archive(Path(archive_path))
+        return _verify_archive(Path(archive_path), on_progress)
     paths = output_paths(cfg.output_dir)
     if not paths["db"].exists():
         return [Check("database present", False, f"no database at {paths['db']}")]
-    return _checks_of(paths["db"], paths["queue"] if paths["queue"].exists() else None)
+    return _checks_of(paths["db"], paths["queue"] if paths["queue"].exists() else None, on_progress=on_progress)
 
 
-def _verify_archive(path: Path) -> list[Check]:
+def _verify_archive(path: Path, on_progress: Progress | None = None) -> list[Check]:
     with tempfile.TemporaryDirectory(prefix="alter0-verify-") as tmp:
+        if on_progress:
+            on_progress(0, 6, "extracting the archive")
         try:
             manifest = archive.extract_archive(path, Path(tmp))
             staged = {name: Path(tmp) / name for name in manifest["members"]}
@@ -122,4 +145,4 @@ def _verify_archive(path: Path) -> list[Check]:
             return [Check("archive members and checksums", False, exc.message)]
         queue = staged.get(archive.QUEUE_MEMBER)
         return [Check("archive members and checksums", True, "ok"),
-                *_checks_of(staged[archive.DB_MEMBER], queue, "archive ")]
+                *_checks_of(staged[archive.DB_MEMBER], queue, "archive ", on_progress, done=1)]

@@ -23,6 +23,23 @@ BENCH_MEMORY_TURNS = 8
 EMPTY = "(empty message)"  # the kernel refuses empty content; a few chat lines are empty
 
 
+#: Work done in this process and its pool's (a shared multiprocessing Value, or None): each message counts twice,
+#: once embedded (prewarm) and once routed, so a replay of N messages is 2N ticks; ``run`` draws the bar from it.
+_TICKS = None
+
+
+def _share_ticks(ticks) -> None:
+    """Pool initializer: count into the parent's shared Value."""
+    global _TICKS
+    _TICKS = ticks
+
+
+def _tick(n: int = 1) -> None:
+    if _TICKS is not None:
+        with _TICKS.get_lock():
+            _TICKS.value += n
+
+
 def read_jsonl(path: str | Path) -> list[dict]:
     with open(path, encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.strip()]
@@ -115,6 +132,7 @@ def replay(records: Iterable[dict], router, threshold: float, limit: int = BENCH
             if hook:
                 hook(r, inp, dec, task_id, room)
             done += 1
+            _tick()
             if progress and done % 500 == 0:
                 print(f"  routed {done}/{total} messages ({time.time() - started:.0f}s)", file=sys.stderr)
     return preds
@@ -167,6 +185,7 @@ def replay_kernel(records: list[dict], cfg_overrides: dict, workdir: str | Path,
                     if hook:
                         hook(r, job)
                     done += 1
+                    _tick()
                     if progress and done % 500 == 0:
                         print(f"  {tag}routed {done}/{total} messages ({time.monotonic() - started:.0f}s)",
                               file=sys.stderr, flush=True)
@@ -186,38 +205,56 @@ def load_stream(input: str | Path, context: str | Path | None = None) -> list[di
 
 def run(input: str, context: str | None, output: str, backend: str = "embedded", engine: str = "kernel",
         candidate_limit: int = BENCH_CANDIDATE_LIMIT, config: str | None = None, progress: bool = True,
-        jobs: int | None = None) -> dict:
+        jobs: int | None = None, on_progress: Callable[[int, int, str], None] | None = None) -> dict:
     """Replay ``input`` (after ``context``) through the router; write predictions to ``output``; return stats.
 
     engine ``kernel`` runs the real route stage on temp SQLite databases (channel scope), rooms spread over
     ``jobs`` processes (default: one per core), each with a database of its own;
     engine ``inline`` keeps the same open-task state in memory (one process; a faster approximation).
+    ``on_progress(done, total, what)`` is called about ten times a second with the work done (each message
+    embedded, then routed: 2 per message), from this process whatever the number of workers.
     """
+    import multiprocessing
+    import threading
+
     from ..config import load_config
     from ..routing.registry import build_router
 
     overrides = {"router.backend": backend, "task.open_task_candidate_limit": candidate_limit}
     records = load_stream(input, context)
     started = time.monotonic()
-    if engine == "kernel":
-        groups = room_groups(records, jobs or os.cpu_count() or 1)
-        if len(groups) == 1:
-            preds, about = _replay_kernel_group((records, overrides, config, progress, ""))
+    ticks = multiprocessing.get_context("spawn").Value("q", 0)
+    _share_ticks(ticks)
+    stop = threading.Event()
+    reporter = threading.Thread(target=_report, args=(ticks, 2 * len(records), on_progress, stop), daemon=True)
+    if on_progress is not None:
+        reporter.start()
+    try:
+        if engine == "kernel":
+            groups = room_groups(records, jobs or os.cpu_count() or 1)
+            if len(groups) == 1:
+                preds, about = _replay_kernel_group((records, overrides, config, progress, ""))
+            else:
+                with multiprocessing.get_context("spawn").Pool(len(groups), _share_ticks, (ticks,)) as pool:
+                    done = pool.map(_replay_kernel_group, [(g, overrides, config, progress,
+                                                            f"[{i + 1}/{len(groups)}] ") for i, g in enumerate(groups)])
+                order = {name: i for i, name in enumerate(by_room(records))}
+                preds = sorted((p for part, _ in done for p in part), key=lambda p: order[p["channel_file"]])
+                about = done[0][1]
         else:
-            import multiprocessing
-            with multiprocessing.get_context("spawn").Pool(len(groups)) as pool:
-                done = pool.map(_replay_kernel_group, [(g, overrides, config, progress, f"[{i + 1}/{len(groups)}] ")
-                                                       for i, g in enumerate(groups)])
-            order = {name: i for i, name in enumerate(by_room(records))}
-            preds = sorted((p for part, _ in done for p in part), key=lambda p: order[p["channel_file"]])
-            about = done[0][1]
-    else:
-        cfg = load_config(config, overrides=overrides)
-        router = build_router(cfg)
-        prewarm(router, records, progress)
-        preds = replay(records, router, cfg["task.routing_confidence_threshold"], candidate_limit,
-                       cfg["task.memory_turns"], progress=progress)
-        about = _about(router)
+            cfg = load_config(config, overrides=overrides)
+            router = build_router(cfg)
+            prewarm(router, records, progress)
+            preds = replay(records, router, cfg["task.routing_confidence_threshold"], candidate_limit,
+                           cfg["task.memory_turns"], progress=progress)
+            about = _about(router)
+    finally:
+        stop.set()
+        if reporter.is_alive():
+            reporter.join()
+        _share_ticks(None)
+    if on_progress is not None:
+        on_progress(2 * len(records), 2 * len(records), f"{len(records)} messages routed")
     Path(output).parent.mkdir(parents=True, exist_ok=True)
     with open(output, "w", encoding="utf-8") as f:
         for p in preds:
@@ -225,6 +262,13 @@ def run(input: str, context: str | None, output: str, backend: str = "embedded",
     return {"messages": len(preds), "scored": sum(1 for p in preds if not p.get("context")),
             "seconds": round(time.monotonic() - started, 1), **about, "engine": engine,
             "candidate_limit": candidate_limit}
+
+
+def _report(ticks, total: int, on_progress: Callable[[int, int, str], None], stop) -> None:
+    """Call ``on_progress`` with the shared count about ten times a second until ``stop`` is set."""
+    while not stop.wait(0.1):
+        done = ticks.value
+        on_progress(min(done, total), total, "embedding and routing messages")
 
 
 def room_groups(records: list[dict], jobs: int) -> list[list[dict]]:
@@ -263,14 +307,18 @@ def prewarm(router, records: list[dict], progress: bool, tag: str = "", batch: i
     quantized per run: a batch's vectors differ slightly from single runs)."""
     embedder = getattr(router, "embedder", None)
     if embedder is None:
+        _tick(len(records))
         return
     from ..routing.text import is_notice
     texts = [r["text"] for r in records if r["text"].strip() and not is_notice(r["text"])]
+    _tick(len(records) - len(texts))  # nothing to embed for these
     for i in range(0, len(texts), 2000):
         if batch > 1:
             embedder.embed_many(texts[i:i + 2000], batch)
+            _tick(len(texts[i:i + 2000]))
         else:
             for text in texts[i:i + 2000]:
                 embedder.embed(text)
+                _tick()
         if progress:
             print(f"  {tag}embedded {min(i + 2000, len(texts))}/{len(texts)} texts", file=sys.stderr, flush=True)

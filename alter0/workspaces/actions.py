@@ -53,6 +53,7 @@ def discard(cfg, task_id: Any, force: bool = False, who: str = "") -> dict[str, 
     return _audited(cfg, "task.discard", who, lambda: merging.discard(cfg, task, force), task_id=task.id, force=force)
 
 
-def prune(cfg, force: bool = False, who: str = "") -> dict[str, Any]:
-    """Remove worktrees of closed, merged and discarded tasks and orphans; report disk use."""
-    return _audited(cfg, "workspace.prune", who, lambda: pruning.prune(cfg, force), force=force)
+def prune(cfg, force: bool = False, who: str = "", on_progress=None) -> dict[str, Any]:
+    """Remove worktrees of closed, merged and discarded tasks and orphans; report disk use (each step to
+    ``on_progress(done, total, what)`` when given)."""
+    return _audited(cfg, "workspace.prune", who, lambda: pruning.prune(cfg, force, on_progress), force=force)

@@ -1,12 +1,13 @@
 """``alter0 workspace prune``: remove the worktrees of closed, merged or discarded tasks and orphans under
 workspace.root, never one holding uncommitted work unless forced; report what was removed, kept and the disk used.
-Branches stay (a closed task's commits are kept; a later message makes its worktree again)."""
+Branches stay (a closed task's commits are kept; a later message makes its worktree again). Each worktree looked
+at is reported to an optional ``on_progress(done, total, what)`` (the CLI's bar on a terminal)."""
 
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .. import taskstate
 from ..models import Task
@@ -14,10 +15,16 @@ from .git import WorkspaceError, dirty_paths, git
 from .worktree import Workspace, admin_dir, disk_bytes, remove, root_of, stored
 
 
-def prune(cfg, force: bool = False) -> dict[str, Any]:
+def prune(cfg, force: bool = False, on_progress: Callable[[int, int, str], None] | None = None) -> dict[str, Any]:
     """Remove what is no longer needed; {removed, kept, disk_bytes_freed, disk_bytes_in_use}."""
     removed, kept, live = [], [], set()
-    for task in Task.select().where(Task.worktree.is_null(False)):
+    tasks = list(Task.select().where(Task.worktree.is_null(False)))
+    root = root_of(cfg)
+    under_root = sorted(root.iterdir()) if root.is_dir() else []
+    total = len(tasks) + len(under_root)
+    report = on_progress or (lambda done, total, what: None)
+    for i, task in enumerate(tasks):
+        report(i, total, f"task #{task.id}")
         ws = stored(task)
         if ws is None:
             continue
@@ -31,10 +38,11 @@ def prune(cfg, force: bool = False) -> dict[str, Any]:
                                         else task.workspace_state)
             else:
                 live.add(ws.path.resolve())
-    root = root_of(cfg)
-    for path in sorted(root.iterdir()) if root.is_dir() else []:
+    for i, path in enumerate(under_root):
+        report(len(tasks) + i, total, path.name)
         if path.resolve() not in live and path.is_dir():
             _remove_orphan(path, force, removed, kept)
+    report(total, total, "done")
     in_use = sum(disk_bytes(p) for p in live if p.is_dir())
     return {"removed": removed, "kept": kept, "disk_bytes_freed": sum(r["bytes"] for r in removed),
             "disk_bytes_in_use": in_use, "worktrees_in_use": len(live)}

