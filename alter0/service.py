@@ -136,7 +136,7 @@ def move(rt: Runtime, job_id: Any, task_id: Any, as_user: str | None = None, who
         return job, False
     if job.state not in TERMINAL:
         raise Conflict(f"job {job.id} is still {job.status}; wait for its reply (or cancel it), then move it")
-    source_task = job.task_id
+    source_task, emptied = job.task_id, False
     try:
         with write_tx():  # one commit: the old task forgets the turn, the thread follows, the new job exists
             forgot = 0
@@ -148,7 +148,7 @@ def move(rt: Runtime, job_id: Any, task_id: Any, as_user: str | None = None, who
                     taskstate.forget_session(source_task)
                 if job.decision == "new" and not Job.select().where(
                         (Job.task == source_task) & (Job.id != job.id)).exists():
-                    taskstate.close(source_task, "manual", f"its only message moved to task {target.id}", 1.0)
+                    emptied = taskstate.close(source_task, "manual", f"its only message moved to task {target.id}", 1.0)
             if job.thread_key and threads.bound_task(job.channel_id, job.thread_key) in (source_task, None):
                 threads.bind(job.channel_id, job.thread_key, target.id, replace=True)
             moved = jobstate.create(content=job.content, user_id=job.user_id, channel_id=job.channel_id,
@@ -161,6 +161,8 @@ def move(rt: Runtime, job_id: Any, task_id: Any, as_user: str | None = None, who
         if existing is None:
             raise
         return existing, False
+    if emptied:
+        workspaces.on_task_closed(rt.cfg, source_task)  # workspace.cleanup = on_close, as for any closed task
     record(rt.output_dir, rt.cfg.secrets(), "job_move", who=who or job.user_id, source=source, what=what,
            allowed=True, job_id=moved.id, from_task=source_task)
     rt.queue.enqueue("route", moved.id, stamped=True)  # if this is lost, the dispatch sweep re-sends it
