@@ -348,5 +348,30 @@ def test_the_stand_in_serves_its_document_and_refuses_requests_that_break_it():
         assert requests.post(url, json={"body": "ok"}, timeout=5).status_code == 401
         assert requests.post(url, json={"body": "ok"}, headers=auth, timeout=5).status_code == 201
         assert len(stub.invalid) == 2
+        # copied from Forgejo/Gitea's document: IssueLabelsOption takes label ids, not names
+        assert doc["x-excerpt-of"]["commit"] == "67ce9ca11034c00ea81f36f0e574529079534071"
+        assert doc["definitions"]["IssueLabelsOption"]["properties"]["labels"]["items"]["type"] == "integer"
+        labels = f"{stub.api_url}/repos/{REPO}/issues/1/labels"
+        assert requests.put(labels, json={"labels": ["bug"]}, headers=auth, timeout=5).status_code == 422
+        made = requests.post(f"{stub.api_url}/repos/{REPO}/labels", json={"name": "bug", "color": "#ee0701"},
+                             headers=auth, timeout=5)
+        assert made.status_code == 201
+        put = requests.put(labels, json={"labels": [made.json()["id"]]}, headers=auth, timeout=5)
+        assert put.status_code == 200 and [lb["name"] for lb in put.json()] == ["bug"]
+        # query parameters as the operation documents them
+        issues = f"{stub.api_url}/repos/{REPO}/issues"
+        assert requests.get(issues, params={"state": "all", "type": "issues", "since": "2024-01-02T03:04:05Z",
+                                            "limit": 50, "page": 1}, headers=auth, timeout=5).status_code == 200
+        for bad in ({"state": "any"}, {"since": "yesterday"}, {"per_page": 50}, {"limit": "many"}):
+            assert requests.get(issues, params=bad, headers=auth, timeout=5).status_code == 422, bad
+        assert len(stub.invalid) == 7 and not [i for i in stub.invalid if i.startswith("answer of")]
+        # a label change is delivered as Forgejo sends it: event issues, event type issue_label, signed bytes
+        record = stub.add_label("alice", REPO, 1, "bug") or stub.deliveries[-1]
+        h = record["headers"]
+        assert (h["X-Forgejo-Event"], h["X-Gitea-Event"], h["X-Forgejo-Event-Type"]) == \
+            ("issues", "issues", "issue_label")
+        sig = hmac.new(stub.secret.encode(), record["body"], hashlib.sha256).hexdigest()
+        assert h["X-Forgejo-Signature"] == h["X-Gitea-Signature"] == sig and h["X-Hub-Signature-256"] == f"sha256={sig}"
+        assert h["X-Forgejo-Delivery"] == h["X-Gitea-Delivery"] and json.loads(record["body"])["commit_id"] == ""
     finally:
         stub.close()

@@ -211,8 +211,9 @@ class TrackerChannel(Channel):
             return str(self.api.edit_comment(p["repo"], target, p["body"])["id"])
         if delivery.method == "status":
             issue = self.api.issue(p["repo"], p["number"])
-            names = [lb["name"] for lb in issue.get("labels") or [] if not lb["name"].startswith(STATUS_PREFIX)]
-            self.api.set_labels(p["repo"], p["number"], names + [STATUS_PREFIX + p["status"]])
+            kept = [lb for lb in issue.get("labels") or [] if not lb["name"].startswith(STATUS_PREFIX)]
+            self.api.set_labels(p["repo"], p["number"], [lb["name"] for lb in kept] + [STATUS_PREFIX + p["status"]],
+                                known={lb["name"]: lb["id"] for lb in kept if "id" in lb})
             if p.get("assign"):
                 self.api.edit_issue(p["repo"], p["number"], assignees=[self.rules.bot_name])
             return None
