@@ -26,6 +26,7 @@ import uuid
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Callable
 from urllib.parse import parse_qs, urlsplit
 
 import jsonschema
@@ -131,6 +132,9 @@ class ForgejoStub:
         self.invalid: list[str] = []  # requests that failed schema validation
         self.down_until = 0.0
         self.drop_webhooks = False
+        #: operationId -> called with the answer once the call took effect, before it is sent: a test's way to
+        #: crash the client between the tracker's change and the client learning of it
+        self.after: dict[str, Callable[[object], None]] = {}
         self.hook_url: str | None = None
         self.deliveries: list[dict] = []  # every webhook sent: headers, body, status answered
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -355,6 +359,8 @@ class ForgejoStub:
                 return 404, {"message": "repository does not exist"}, {}
             with self.lock:
                 status, out, headers = getattr(self, "_op_" + op)(repo, found.groupdict(), query, data)
+            if op in self.after and status < 300:
+                self.after[op](out)
             if forgejo and answer and status < 300:
                 wrong = check(answer, _no_nulls(out), STRICT)
                 if wrong:  # the stand-in's own answer breaks the document: a fault of the stand-in, reported
