@@ -1,11 +1,17 @@
 """A local stand-in of a Forgejo (Gitea) server — and, with ``flavor="github"``, of the GitHub REST API — for the
-tracker tests: the operations alter0 calls, at their real paths, validated against the request schemas of
-Forgejo/Gitea's published API document (``templates/swagger/v1_json.tmpl``; the excerpt below is served at
-``/swagger.v1.json`` as Forgejo serves its own), real-shaped responses (Issue, Comment, Label, PullRequest) with
-``Link`` / ``X-Total-Count`` pagination and ``since`` filtering, and real-shaped webhook deliveries (``issues``,
-``issue_comment``) really signed with HMAC-SHA256 (``X-Forgejo-Signature`` + ``X-Gitea-Signature``, or
-``X-Hub-Signature-256: sha256=…``). Faults: an outage (``down_until``: 503 on every API call), lost webhooks
-(``drop_webhooks``). A pull request's head must exist in the bare repository the test serves as the remote."""
+tracker tests: the operations alter0 calls, at their real paths, checked against an excerpt of Forgejo/Gitea's
+published API document (``forgejo_v1_json_excerpt.json``: the operations, definitions and responses copied verbatim
+from go-gitea/gitea ``templates/swagger/v1_json.tmpl`` at commit 67ce9ca11034c00ea81f36f0e574529079534071, served at
+``/swagger.v1.json`` as Forgejo serves its own). On the Forgejo flavor every request body is validated against its
+definition, every query parameter against the operation's parameters (name, type, enum, RFC 3339 date-time), and every
+answer the stand-in gives against the documented response schema (no undocumented field; ``null`` stands for an absent
+Go pointer, as the real server sends it). ``Link`` / ``X-Total-Count`` pagination and ``since`` filtering; webhook
+deliveries (``issues``, ``issue_comment``) shaped and headed as Forgejo's ``services/webhook/shared/payloader.go``
+sends them: indented JSON, ``X-Forgejo-``/``X-Gitea-``/``X-Gogs-``/``X-GitHub-`` ``Event``, ``Event-Type`` and
+``Delivery`` headers, the bare hex HMAC-SHA256 in ``X-Forgejo-Signature``/``X-Gitea-Signature``/``X-Gogs-Signature``,
+``X-Hub-Signature: sha1=…`` and ``X-Hub-Signature-256: sha256=…`` (GitHub flavor: ``X-GitHub-Event``,
+``X-GitHub-Delivery``, ``X-Hub-Signature-256``). Faults: an outage (``down_until``: 503 on every API call), lost
+webhooks (``drop_webhooks``). A pull request's head must exist in the bare repository the test serves as the remote."""
 
 from __future__ import annotations
 
@@ -19,71 +25,85 @@ import time
 import uuid
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Callable
 from urllib.parse import parse_qs, urlsplit
 
 import jsonschema
+import jsonschema.exceptions
 import requests
 
 TOKEN = "forgejo-test-token-0123456789abcdef"
 SECRET = "webhook-secret-for-tests"
 BOT = "alter0-bot"
 
-#: Request-body definitions from Forgejo/Gitea's API document (templates/swagger/v1_json.tmpl), as published.
-DEFINITIONS = {
-    "CreateIssueCommentOption": {
-        "description": "CreateIssueCommentOption options for creating a comment on an issue", "type": "object",
-        "required": ["body"], "properties": {"body": {"type": "string", "x-go-name": "Body"}}},
-    "EditIssueCommentOption": {
-        "description": "EditIssueCommentOption options for editing a comment", "type": "object",
-        "required": ["body"], "properties": {"body": {"type": "string", "x-go-name": "Body"}}},
-    "EditIssueOption": {
-        "description": "EditIssueOption options for editing an issue", "type": "object", "properties": {
-            "assignee": {"description": "deprecated", "type": "string"},
-            "assignees": {"type": "array", "items": {"type": "string"}},
-            "body": {"type": "string"}, "due_date": {"type": "string", "format": "date-time"},
-            "milestone": {"type": "integer", "format": "int64"}, "ref": {"type": "string"},
-            "state": {"type": "string"}, "title": {"type": "string"}, "unset_due_date": {"type": "boolean"}}},
-    "IssueLabelsOption": {
-        "description": "IssueLabelsOption a collection of labels", "type": "object", "properties": {
-            "labels": {"description": "Labels can be a list of integers representing label IDs or a list of strings "
-                       "representing label names", "type": "array", "items": {}}}},
-    "CreateLabelOption": {
-        "description": "CreateLabelOption options for creating a label", "type": "object",
-        "required": ["name", "color"], "properties": {
-            "color": {"type": "string", "example": "#00aabb"}, "description": {"type": "string"},
-            "exclusive": {"type": "boolean"}, "is_archived": {"type": "boolean"}, "name": {"type": "string"}}},
-    "CreatePullRequestOption": {
-        "description": "CreatePullRequestOption options when creating a pull request", "type": "object",
-        "properties": {"assignee": {"type": "string"}, "assignees": {"type": "array", "items": {"type": "string"}},
-                       "base": {"type": "string"}, "body": {"type": "string"},
-                       "due_date": {"type": "string", "format": "date-time"}, "head": {"type": "string"},
-                       "labels": {"type": "array", "items": {"type": "integer", "format": "int64"}},
-                       "milestone": {"type": "integer", "format": "int64"}, "title": {"type": "string"}}},
-}
-#: (method, path template, operationId, body definition) — the operations of the document alter0 uses.
+#: The excerpt of Forgejo/Gitea's API document (see the module docstring for its source).
+DOC = json.loads((Path(__file__).with_name("forgejo_v1_json_excerpt.json")).read_text())
+DEFINITIONS = DOC["definitions"]
+#: (method, path template, operationId, body definition, query parameters, success response schema)
 OPERATIONS = [
-    ("GET", "/repos/{owner}/{repo}/issues", "issueListIssues", None),
-    ("GET", "/repos/{owner}/{repo}/issues/comments", "issueGetRepoComments", None),
-    ("PATCH", "/repos/{owner}/{repo}/issues/comments/{id}", "issueEditComment", "EditIssueCommentOption"),
-    ("GET", "/repos/{owner}/{repo}/issues/{index}", "issueGetIssue", None),
-    ("PATCH", "/repos/{owner}/{repo}/issues/{index}", "issueEditIssue", "EditIssueOption"),
-    ("POST", "/repos/{owner}/{repo}/issues/{index}/comments", "issueCreateComment", "CreateIssueCommentOption"),
-    ("PUT", "/repos/{owner}/{repo}/issues/{index}/labels", "issueReplaceLabels", "IssueLabelsOption"),
-    ("GET", "/repos/{owner}/{repo}/labels", "issueListLabels", None),
-    ("POST", "/repos/{owner}/{repo}/labels", "issueCreateLabel", "CreateLabelOption"),
-    ("POST", "/repos/{owner}/{repo}/pulls", "repoCreatePullRequest", "CreatePullRequestOption"),
-]
+    (method.upper(), path, op["operationId"],
+     next((p["schema"]["$ref"].rsplit("/", 1)[1] for p in op["parameters"] if p["in"] == "body"), None),
+     {p["name"]: p for p in op["parameters"] if p["in"] == "query"},
+     next((DOC["responses"][r["$ref"].rsplit("/", 1)[1]].get("schema") for code, r in op["responses"].items()
+           if code.startswith("2")), None))
+    for path, ops in DOC["paths"].items() for method, op in ops.items()]
 
 
 def document() -> dict:
     """The served excerpt of the API document (swagger 2.0)."""
-    paths: dict = {}
-    for method, path, op, body in OPERATIONS:
-        params = [{"name": n, "in": "path", "required": True, "type": "string"} for n in re.findall(r"{(\w+)}", path)]
-        if body:
-            params.append({"name": "body", "in": "body", "schema": {"$ref": f"#/definitions/{body}"}})
-        paths.setdefault(path, {})[method.lower()] = {"operationId": op, "parameters": params}
-    return {"swagger": "2.0", "basePath": "/api/v1", "paths": paths, "definitions": DEFINITIONS}
+    return DOC
+
+
+def _strict(node):
+    """A definition as the stand-in holds its own answers to it: no property the document does not list."""
+    if isinstance(node, dict):
+        out = {k: _strict(v) for k, v in node.items()}
+        if out.get("type") == "object" and "properties" in out:
+            out["additionalProperties"] = False
+        return out
+    if isinstance(node, list):
+        return [_strict(v) for v in node]
+    return node
+
+
+STRICT = _strict(DEFINITIONS)
+
+
+def _no_nulls(obj):
+    """An answer with its ``null`` fields dropped: the real server sends ``null`` for an absent Go pointer."""
+    if isinstance(obj, dict):
+        return {k: _no_nulls(v) for k, v in obj.items() if v is not None}
+    if isinstance(obj, list):
+        return [_no_nulls(v) for v in obj]
+    return obj
+
+
+def check(schema: dict, instance, definitions: dict = DEFINITIONS) -> str | None:
+    """The first way ``instance`` breaks ``schema`` (``$ref`` into the excerpt's definitions), or None."""
+    error = jsonschema.exceptions.best_match(
+        jsonschema.Draft4Validator({**schema, "definitions": definitions}).iter_errors(instance))
+    return None if error is None else f"{'/'.join(str(x) for x in error.absolute_path) or '(body)'}: {error.message}"
+
+
+def check_query(params: dict, query: dict) -> str | None:
+    """The first query parameter the operation does not document or whose value breaks its type/enum/format."""
+    for name, value in query.items():
+        spec = params.get(name)
+        if spec is None:
+            return f"query parameter {name!r} is not a parameter of this operation"
+        if spec.get("enum") and value not in spec["enum"]:
+            return f"query parameter {name}={value!r} is not one of {spec['enum']}"
+        if spec["type"] == "integer" and not re.fullmatch(r"-?\d+", value):
+            return f"query parameter {name}={value!r} is not an integer"
+        if spec.get("format") == "date-time":
+            try:
+                datetime.fromisoformat(value.replace("Z", "+00:00"))
+            except ValueError:
+                return f"query parameter {name}={value!r} is not an RFC 3339 date-time"
+            if not re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)", value):
+                return f"query parameter {name}={value!r} is not an RFC 3339 date-time"
+    return None
 
 
 def iso(ts: float) -> str:
@@ -94,7 +114,7 @@ def _route(path: str) -> re.Pattern:
     return re.compile("^" + re.sub(r"{(\w+)}", r"(?P<\1>[^/]+)", path) + "$")
 
 
-ROUTES = [(m, _route(p), op, body) for m, p, op, body in OPERATIONS]
+ROUTES = [(m, _route(p), op, body, query, answer) for m, p, op, body, query, answer in OPERATIONS]
 
 
 class ForgejoStub:
@@ -112,6 +132,9 @@ class ForgejoStub:
         self.invalid: list[str] = []  # requests that failed schema validation
         self.down_until = 0.0
         self.drop_webhooks = False
+        #: operationId -> called with the answer once the call took effect, before it is sent: a test's way to
+        #: crash the client between the tracker's change and the client learning of it
+        self.after: dict[str, Callable[[object], None]] = {}
         self.hook_url: str | None = None
         self.deliveries: list[dict] = []  # every webhook sent: headers, body, status answered
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -137,8 +160,12 @@ class ForgejoStub:
 
     def _user(self, login: str) -> dict:
         uid = int(hashlib.sha1(login.encode()).hexdigest()[:6], 16)
-        return {"id": uid, "login": login, "login_name": "", "full_name": login, "email": f"{login}@example.invalid",
-                "avatar_url": "", "html_url": f"{self.url}/{login}", "is_admin": False, "username": login}
+        return {"id": uid, "login": login, "login_name": "", "source_id": 0, "full_name": login,
+                "email": f"{login}@example.invalid", "avatar_url": f"{self.url}/avatars/{uid}", "language": "",
+                "is_admin": False, "last_login": "1970-01-01T00:00:00Z", "created": "2024-01-01T00:00:00Z",
+                "restricted": False, "active": True, "prohibit_login": False, "location": "", "website": "",
+                "description": "", "visibility": "public", "followers_count": 0, "following_count": 0,
+                "starred_repos_count": 0}
 
     def _repo_public(self, repo: dict) -> dict:
         return {k: v for k, v in repo.items() if not k.startswith("_")}
@@ -157,11 +184,13 @@ class ForgejoStub:
                      "labels": [self._label(r, n) for n in labels], "milestone": None, "assignee": None,
                      "assignees": None, "state": "open", "is_locked": False, "comments": 0,
                      "created_at": iso(now), "updated_at": iso(now), "closed_at": None, "due_date": None,
-                     "pull_request": None, "repository": {"id": r["id"], "name": r["name"],
-                                                          "owner": r["owner"]["login"], "full_name": repo}}
+                     "assets": [], "pull_request": None, "pin_order": 0,
+                     "repository": {"id": r["id"], "name": r["name"], "owner": r["owner"]["login"],
+                                    "full_name": repo}}
             r["_issues"][number] = issue
         if send:
-            self.webhook("issues", {"action": "opened", "number": number, "issue": issue}, repo, user)
+            self.webhook("issues", {"action": "opened", "number": number, "issue": issue, "commit_id": ""}, repo,
+                         user)
         return issue
 
     def comment(self, user: str, repo: str, number: int, body: str, send: bool = True) -> dict:
@@ -178,7 +207,8 @@ class ForgejoStub:
         with self.lock:
             issue.update(state="closed", closed_at=iso(time.time()), updated_at=iso(time.time()))
         if send:
-            self.webhook("issues", {"action": "closed", "number": number, "issue": issue}, repo, user)
+            self.webhook("issues", {"action": "closed", "number": number, "issue": issue, "commit_id": ""}, repo,
+                         user)
         return issue
 
     def reopen_issue(self, user: str, repo: str, number: int, send: bool = True) -> dict:
@@ -186,7 +216,8 @@ class ForgejoStub:
         with self.lock:
             issue.update(state="open", closed_at=None, updated_at=iso(time.time()))
         if send:
-            self.webhook("issues", {"action": "reopened", "number": number, "issue": issue}, repo, user)
+            self.webhook("issues", {"action": "reopened", "number": number, "issue": issue, "commit_id": ""},
+                         repo, user)
         return issue
 
     def add_label(self, user: str, repo: str, number: int, name: str, send: bool = True) -> None:
@@ -196,10 +227,12 @@ class ForgejoStub:
             issue["labels"].append(self._label(r, name))
             issue["updated_at"] = iso(time.time())
         if send:
-            action = "labeled" if self.flavor == "github" else "label_updated"
-            self.webhook("issues", {"action": action, "number": number, "issue": issue,
-                                    **({"label": self._label(r, name)} if self.flavor == "github" else {})},
-                         repo, user)
+            if self.flavor == "github":
+                self.webhook("issues", {"action": "labeled", "number": number, "issue": issue,
+                                        "label": self._label(r, name)}, repo, user)
+            else:  # Forgejo: X-Forgejo-Event issues, X-Forgejo-Event-Type issue_label
+                self.webhook("issues", {"action": "label_updated", "number": number, "issue": issue,
+                                        "commit_id": ""}, repo, user, event_type="issue_label")
 
     def _new_comment(self, r: dict, number: int, user: str, body: str) -> dict:
         now = time.time()
@@ -223,25 +256,35 @@ class ForgejoStub:
 
     # --- webhooks ---------------------------------------------------------------------------------
     def webhook(self, event: str, body: dict, repo: str, sender: str, *, secret: str | None = None,
-                signed: bool = True, delivery: str | None = None) -> dict:
-        """Send one delivery as the tracker does (unless ``drop_webhooks``); returns its record."""
+                signed: bool = True, delivery: str | None = None, event_type: str | None = None) -> dict:
+        """Send one delivery as the tracker does (unless ``drop_webhooks``); returns its record. Forgejo marshals
+        the payload indented by two spaces and signs those exact bytes."""
         payload = dict(body, repository=self._repo_public(self.repos[repo]), sender=self._user(sender))
-        raw = json.dumps(_public(payload)).encode()
-        return self.send_raw(event, raw, secret=secret, signed=signed, delivery=delivery)
+        raw = json.dumps(_public(payload), indent=2 if self.flavor == "forgejo" else None).encode()
+        return self.send_raw(event, raw, secret=secret, signed=signed, delivery=delivery, event_type=event_type)
 
     def send_raw(self, event: str, raw: bytes, *, secret: str | None = None, signed: bool = True,
-                 delivery: str | None = None) -> dict:
+                 delivery: str | None = None, event_type: str | None = None) -> dict:
+        """POST ``raw`` with the headers the tracker sends. Forgejo (``AddDefaultHeaders``): ``event`` in every
+        ``X-*-Event``, the finer ``event_type`` (``issue_label``, ``issue_assign``…) in every ``X-*-Event-Type``;
+        without a secret the signature headers are still sent, empty."""
         delivery = delivery or str(uuid.uuid4())
-        sig = hmac.new((secret or self.secret).encode(), raw, hashlib.sha256).hexdigest()
+        key = (secret or self.secret).encode() if signed else b""
+        sig256 = hmac.new(key, raw, hashlib.sha256).hexdigest() if key else ""
         if self.flavor == "github":
             headers = {"X-GitHub-Event": event, "X-GitHub-Delivery": delivery, "User-Agent": "GitHub-Hookshot/1"}
             if signed:
-                headers["X-Hub-Signature-256"] = f"sha256={sig}"
+                headers["X-Hub-Signature-256"] = f"sha256={sig256}"
         else:
-            headers = {"X-Forgejo-Event": event, "X-Gitea-Event": event, "X-Forgejo-Event-Type": event,
-                       "X-Forgejo-Delivery": delivery, "X-Gitea-Delivery": delivery, "User-Agent": "Go-http-client/1.1"}
-            if signed:
-                headers.update({"X-Forgejo-Signature": sig, "X-Gitea-Signature": sig})
+            sig1 = hmac.new(key, raw, hashlib.sha1).hexdigest() if key else ""
+            event_type = event_type or event
+            headers = {}
+            for brand in ("Forgejo", "Gitea", "Gogs"):
+                headers.update({f"X-{brand}-Delivery": delivery, f"X-{brand}-Event": event,
+                                f"X-{brand}-Event-Type": event_type, f"X-{brand}-Signature": sig256})
+            headers.update({"X-Hub-Signature": f"sha1={sig1}", "X-Hub-Signature-256": f"sha256={sig256}",
+                            "X-GitHub-Delivery": delivery, "X-GitHub-Event": event, "X-GitHub-Event-Type": event_type,
+                            "User-Agent": "Go-http-client/1.1"})
         record = {"event": event, "headers": headers, "body": raw, "status": None, "answer": None}
         self.deliveries.append(record)
         if self.drop_webhooks or not self.hook_url:
@@ -289,7 +332,8 @@ class ForgejoStub:
         scheme, _, given = headers.get("Authorization", "").partition(" ")
         if scheme.lower() not in ("token", "bearer") or given != self.token:
             return 401, {"message": "token is required"}, {}
-        for m, pattern, op, definition in ROUTES:
+        forgejo = self.flavor == "forgejo"
+        for m, pattern, op, definition, params, answer in ROUTES:
             found = pattern.match(path)
             if m != method or not found:
                 continue
@@ -299,12 +343,13 @@ class ForgejoStub:
                     data = json.loads(body)
                 except ValueError:
                     return 400, {"message": "invalid JSON"}, {}
-            if definition:
-                try:
-                    jsonschema.validate(data, DEFINITIONS[definition])
-                except jsonschema.ValidationError as exc:
-                    self.invalid.append(f"{op}: {exc.message}")
-                    return 422, {"message": f"[{definition}]: {exc.message}"}, {}
+            # GitHub's issue labels are names, not Forgejo's label ids: its flavor skips that one definition
+            problem = (check_query(params, query) if forgejo else None) or \
+                (check(DEFINITIONS[definition], data) if definition and (forgejo or definition != "IssueLabelsOption")
+                 else None)
+            if problem:
+                self.invalid.append(f"{op}: {problem}")
+                return 422, {"message": f"[{definition or 'query'}]: {problem}"}, {}
             self.calls.append((method, op, data))
             self.times.append(time.time())
             if time.time() < self.down_until:
@@ -313,7 +358,14 @@ class ForgejoStub:
             if repo is None:
                 return 404, {"message": "repository does not exist"}, {}
             with self.lock:
-                return getattr(self, "_op_" + op)(repo, found.groupdict(), query, data)
+                status, out, headers = getattr(self, "_op_" + op)(repo, found.groupdict(), query, data)
+            if op in self.after and status < 300:
+                self.after[op](out)
+            if forgejo and answer and status < 300:
+                wrong = check(answer, _no_nulls(out), STRICT)
+                if wrong:  # the stand-in's own answer breaks the document: a fault of the stand-in, reported
+                    self.invalid.append(f"answer of {op}: {wrong}")
+            return status, out, headers
         return 404, {"message": f"no route {method} {path}"}, {}
 
     def _page(self, items: list, query: dict, path: str) -> tuple[int, object, dict]:
@@ -379,8 +431,8 @@ class ForgejoStub:
             return 404, {"message": "issue does not exist"}, {}
         by_id = {lb["id"]: lb for lb in r["_labels"].values()}
         labels = []
-        for item in data.get("labels") or []:
-            label = by_id.get(item) if isinstance(item, int) else r["_labels"].get(item)
+        for item in data.get("labels") or []:  # Forgejo: ids (IssueLabelsOption); GitHub: names
+            label = by_id.get(item) if self.flavor == "forgejo" else r["_labels"].get(item)
             if label is None and self.flavor == "github":
                 label = self._label(r, item)  # GitHub creates labels named on an issue
             if label is None:
@@ -412,7 +464,8 @@ class ForgejoStub:
         r["_next_number"] += 1
         pr = {"id": self._id(), "number": number, "title": data.get("title", ""), "body": data.get("body", ""),
               "state": "open", "merged": False, "html_url": f"{self.url}/{r['full_name']}/pulls/{number}",
-              "head": {"ref": head, "sha": sha, "repo_id": r["id"]}, "base": {"ref": base, "repo_id": r["id"]},
+              "head": {"label": head, "ref": head, "sha": sha, "repo_id": r["id"]},
+              "base": {"label": base, "ref": base, "repo_id": r["id"]},
               "user": self._user(BOT), "created_at": iso(time.time())}
         r["_pulls"].append(pr)
         return 201, pr, {}

@@ -4,7 +4,8 @@ reconciliation reads (issues and comments updated since a time, every page follo
 header). Answers map to Transient (429, 5xx, timeouts, connection errors) and Permanent (other 4xx).
 
 Why not pyforgejo / PyGithub: two generated clients with different shapes for one small set of calls that the
-two APIs spell the same way (paths and bodies differ only in the page-size parameter and the auth scheme)."""
+two APIs spell the same way (they differ in the page-size parameter, the auth scheme and how an issue's labels
+are named: GitHub takes names, Forgejo/Gitea's ``IssueLabelsOption`` label ids)."""
 
 from __future__ import annotations
 
@@ -82,18 +83,30 @@ class TrackerApi:
     def edit_issue(self, repo: str, number: int, **fields) -> dict:
         return self.call("PATCH", f"repos/{repo}/issues/{number}", fields).json()
 
-    def set_labels(self, repo: str, number: int, names: list[str]) -> list:
-        """Replace the issue's labels by name (Forgejo/Gitea accept names or ids, GitHub names)."""
-        if self.platform != "github":
-            self.ensure_labels(repo, names)
-        return self.call("PUT", f"repos/{repo}/issues/{number}/labels", {"labels": names}).json()
+    def set_labels(self, repo: str, number: int, names: list[str], known: dict[str, int] | None = None) -> list:
+        """Replace the issue's labels by name. GitHub takes names; Forgejo/Gitea's ``IssueLabelsOption`` takes
+        label ids, so names become ids: ``known`` first (the issue's own labels, which may be organisation
+        labels), then the repository's labels, creating the missing ones."""
+        labels: list = names if self.platform == "github" else self.label_ids(repo, names, known or {})
+        return self.call("PUT", f"repos/{repo}/issues/{number}/labels", {"labels": labels}).json()
 
-    def ensure_labels(self, repo: str, names: list[str]) -> None:
-        """Create the repository labels a Forgejo issue is about to carry (GitHub creates them itself)."""
-        have = {lb["name"] for lb in self.pages(f"repos/{repo}/labels", {})}
-        for name in names:
-            if name not in have:
-                self.call("POST", f"repos/{repo}/labels", {"name": name, "color": "#5319e7"}, ok=(409, 422))
+    def label_ids(self, repo: str, names: list[str], known: dict[str, int]) -> list[int]:
+        """The ids of ``names`` on a Forgejo/Gitea repository, in order; missing repository labels are created."""
+        have = dict(known)
+        if any(name not in have for name in names):
+            have.update({lb["name"]: lb["id"] for lb in self.pages(f"repos/{repo}/labels", {})
+                         if lb.get("name") not in have})
+        for name in [n for n in names if n not in have]:
+            resp = self.call("POST", f"repos/{repo}/labels", {"name": name, "color": "#5319e7"}, ok=(409, 422))
+            if resp.status_code < 300:
+                have[name] = resp.json()["id"]
+        if any(name not in have for name in names):  # created meanwhile by someone else: list again
+            have.update({lb["name"]: lb["id"] for lb in self.pages(f"repos/{repo}/labels", {})
+                         if lb.get("name") not in have})
+        missing = [name for name in names if name not in have]
+        if missing:
+            raise Permanent(f"labels {', '.join(missing)} could not be created on {repo}")
+        return [have[name] for name in names]
 
     def create_pull(self, repo: str, head: str, base: str, title: str, body: str) -> dict | None:
         """Open a pull request; None when one for ``head`` already exists (409/422: opened by an earlier try)."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import datetime, timezone
 
 from ... import service, threads
 from ...models import ChannelDelivery, ChannelEvent, Job, JobStatus as S, Task, ThreadBinding
@@ -20,6 +21,8 @@ from .sync import load_cursor, reconcile
 STATUS_PREFIX = "status:"
 #: Seconds before a reconciliation that failed (tracker down) is tried again.
 RETRY_SYNC_SEC = 30.0
+#: Seconds before a delivery's creation its comment is looked for (the tracker's clock may be behind ours).
+MARK_SKEW_SEC = 600.0
 #: The end of the close reason of a task closed because its issue was.
 CLOSED_ON = "closed on {platform}"
 
@@ -200,7 +203,11 @@ class TrackerChannel(Channel):
     def send(self, delivery: ChannelDelivery) -> str | None:
         p = delivery.payload
         if delivery.method == "comment":
-            return str(self.api.comment(p["repo"], p["number"], p["body"])["id"])
+            mark = replies.marker(delivery.key)
+            made = self.marked_comment(p["repo"], mark, delivery.created_at)
+            if made is not None:
+                return made  # posted by an attempt that died before the outbox marked it: not again
+            return str(self.api.comment(p["repo"], p["number"], f"{p['body']}\n\n{mark}")["id"])
         if delivery.method == "edit_comment":
             target = p.get("comment_id")
             if p.get("_edit_of"):
@@ -211,8 +218,9 @@ class TrackerChannel(Channel):
             return str(self.api.edit_comment(p["repo"], target, p["body"])["id"])
         if delivery.method == "status":
             issue = self.api.issue(p["repo"], p["number"])
-            names = [lb["name"] for lb in issue.get("labels") or [] if not lb["name"].startswith(STATUS_PREFIX)]
-            self.api.set_labels(p["repo"], p["number"], names + [STATUS_PREFIX + p["status"]])
+            kept = [lb for lb in issue.get("labels") or [] if not lb["name"].startswith(STATUS_PREFIX)]
+            self.api.set_labels(p["repo"], p["number"], [lb["name"] for lb in kept] + [STATUS_PREFIX + p["status"]],
+                                known={lb["name"]: lb["id"] for lb in kept if "id" in lb})
             if p.get("assign"):
                 self.api.edit_issue(p["repo"], p["number"], assignees=[self.rules.bot_name])
             return None
@@ -227,6 +235,17 @@ class TrackerChannel(Channel):
             pr = self.api.create_pull(p["repo"], p["branch"], p["base"], p["title"], p["body"])
             return str(pr.get("number")) if pr else "exists"
         raise Permanent(f"unknown delivery method {delivery.method!r}")
+
+    def marked_comment(self, repo: str, mark: str, created_at: float) -> str | None:
+        """The id of the bot's comment carrying ``mark`` written since the delivery was queued, if any. Comment
+        creation is not idempotent and the outbox marks a delivery only after the tracker answered, so every
+        comment is looked for before it is posted (one listing of the repository's comments since then)."""
+        since = datetime.fromtimestamp(created_at - MARK_SKEW_SEC, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        for note in self.api.comments_since(repo, since):
+            author = ((note.get("user") or {}).get("login") or "").lower()
+            if author == self.rules.bot_name.lower() and mark in (note.get("body") or ""):
+                return str(note["id"])
+        return None
 
     def close(self) -> None:
         self.api.close()

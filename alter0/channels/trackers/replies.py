@@ -3,6 +3,7 @@ workspace receipt (summary, commits, diffstat, check, branch link), and the pull
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from ...models import Job, JobStatus as S
@@ -12,6 +13,12 @@ LIMIT = 60000
 STAGE_TEXT = {S.QUEUED: "queued", S.ROUTING: "queued", S.GENERATING: "the agent is working",
               S.CLOSING: "wrapping up"}
 STATUS = {S.QUEUED: "todo", S.ROUTING: "todo", S.GENERATING: "doing", S.CLOSING: "doing"}
+
+
+def marker(key: str) -> str:
+    """The invisible mark a comment carries of the delivery that wrote it (Markdown renders HTML comments as
+    nothing): a restart that finds it on the tracker knows the comment was made and does not post it again."""
+    return f"<!-- alter0:delivery={hashlib.sha256(key.encode()).hexdigest()[:16]} -->"
 
 
 def working(job: Job) -> str:
