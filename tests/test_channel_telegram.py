@@ -125,7 +125,11 @@ def test_killed_before_the_reply_is_sent_delivers_it_after_restart(tg, stub):
     env = tg()
     proc = start_channel(env, stub)
     stub.user_message("[[sleep:1]] slow one", USER)
-    wait_until(lambda: stub.chat(USER), 30, env.logs)  # the "working…" message is out
+    # The "working…" message is out and recorded (Telegram has no idempotency key: a kill in the instant between
+    # the Bot API taking a message and the outbox recording it would repeat that message; README says so).
+    from alter0.models import ChannelDelivery
+    wait_until(lambda: stub.chat(USER) and ChannelDelivery.select().where(
+        ChannelDelivery.key.startswith("working:"), ChannelDelivery.state == "delivered").exists(), 30, env.logs)
     env.kill(proc)
     wait_until(lambda: jobs()[0].status == "done", 30, env.logs)  # the job ends while no channel runs
     start_channel(env, stub)
