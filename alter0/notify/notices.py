@@ -23,3 +23,12 @@ def line(kind: str, payload: dict) -> str:
     if kind == "worker.up":
         return f"worker {worker.get('host')}:{worker.get('pid')} is up"
     return kind
+
+
+def for_chat(event, channel_id: str) -> str | None:
+    """The notice a chat's notification target gets (``channel_id`` as jobs record it, e.g. ``telegram:42``); None
+    for a job started from that chat: it is answered there already."""
+    job = event.payload.get("job") or {}
+    if job and job.get("channel_id") == channel_id:
+        return None
+    return line(event.kind, event.payload)

@@ -166,10 +166,9 @@ class MatrixChannel(Channel):
         """A feed event as one ``m.notice`` in ``channels.matrix.notify_room`` (the shared one-line text); a job
         started from that room is answered there already, so it gets none."""
         room = self.cfg["channels.matrix.notify_room"]
-        job = event.payload.get("job") or {}
-        if not room or (job and job.get("channel_id") == f"{PLATFORM}:{room}"):
+        line = notices.for_chat(event, f"{PLATFORM}:{room}") if room else None
+        if line is None:
             return []
-        line = notices.line(event.kind, event.payload)
         return [Outgoing(f"notify:{PLATFORM}:{event.id}", "send", {"room_id": room,
                                                                    "content": html.content(line, "m.notice")})]
 

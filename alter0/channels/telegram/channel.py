@@ -185,10 +185,9 @@ class TelegramChannel(Channel):
         """A one-line notice in ``channels.telegram.notify_chat``; a job started from that chat is answered
         there already, so it gets none."""
         chat = self.cfg["channels.telegram.notify_chat"]
-        job = event.payload.get("job") or {}
-        if not chat or (job and job.get("channel_id") == f"{PLATFORM}:{chat}"):
+        line = notices.for_chat(event, f"{PLATFORM}:{chat}") if chat else None
+        if line is None:
             return []
-        line = notices.line(event.kind, event.payload)
         return [Outgoing(f"notify:{PLATFORM}:{event.id}", "sendMessage", {"chat_id": chat, "text": line[:LIMIT]})]
 
     # --- out ----------------------------------------------------------------------------------------
