@@ -75,15 +75,6 @@ def choose_task(rt, job: Job) -> Choice:
     return Choice(None, decision, "router")
 
 
-def remember(rt, texts: list[str]) -> None:
-    """Let the router prepare for stored texts (an agent reply, a task title) now, off the route path; a failure
-    only costs the next decision the time to do it itself."""
-    try:
-        rt.router.remember(texts)
-    except Exception as exc:  # preparing is an optimisation: never fail the stage that stored the text
-        log.warning("router could not prepare stored texts: %s: %s", type(exc).__name__, exc)
-
-
 def ask_band(d: RouteDecision, cands: list, ask_below: float) -> RouteDecision:
     """Below ``ask_below`` the router does not guess: a new task whose reason asks which task it was, naming the
     likeliest candidates (the user moves the message with /task use ID)."""

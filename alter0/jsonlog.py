@@ -24,6 +24,14 @@ def append_jsonl(path: Path, record: dict) -> None:
         os.close(fd)
 
 
+def append_dated(root: Path, when: float, name: str, record: dict) -> None:
+    """``append_jsonl`` into root/<date>/name; a date directory removed while the process runs is made again."""
+    try:
+        append_jsonl(dated_dir(root, when) / name, record)
+    except FileNotFoundError:
+        append_jsonl(dated_dir(root, when, again=True) / name, record)
+
+
 class _Failures:
     """Stage-log lines that could not be written in this process (counted; the first one is logged)."""
 
@@ -41,8 +49,7 @@ def stage_log(output_dir: Path, stage: str, /, **fields) -> None:
     failure of the process is logged."""
     t = now()
     try:
-        append_jsonl(dated_dir(output_dir / "orchestrator", t) / f"executor_{stage}.jsonl",
-                     {"ts": t, **fields, "stage": stage})
+        append_dated(output_dir / "orchestrator", t, f"executor_{stage}.jsonl", {"ts": t, **fields, "stage": stage})
     except OSError as exc:
         with STAGE_LOG_FAILURES.lock:
             STAGE_LOG_FAILURES.count += 1
@@ -55,4 +62,4 @@ def stage_log(output_dir: Path, stage: str, /, **fields) -> None:
 def audit(output_dir: Path, **fields) -> None:
     """One line per admin command attempt in audit/<date>/command_permission.jsonl."""
     t = now()
-    append_jsonl(dated_dir(output_dir / "audit", t) / "command_permission.jsonl", {"ts": t, **fields})
+    append_dated(output_dir / "audit", t, "command_permission.jsonl", {"ts": t, **fields})

@@ -33,11 +33,12 @@ def ensure_dirs(output_dir: Path) -> dict[str, Path]:
 _made: set[Path] = set()
 
 
-def dated_dir(root: Path, when: float | None = None) -> Path:
-    """root/<YYYY-MM-DD> (UTC), created (once per process while it exists: stage logs ask three times a message)."""
+def dated_dir(root: Path, when: float | None = None, again: bool = False) -> Path:
+    """root/<YYYY-MM-DD> (UTC), created once per process (stage logs ask three times a message); ``again``: it
+    was removed meanwhile (a write into it found no directory), create it again."""
     day = time.strftime("%Y-%m-%d", time.gmtime(when or time.time()))
     path = root / day
-    if path not in _made or not path.is_dir():
+    if again or path not in _made:
         path.mkdir(parents=True, exist_ok=True)
         _made.add(path)
     return path

@@ -13,7 +13,7 @@ import time
 from peewee import InterfaceError, OperationalError
 
 from . import faults, jobstate, memory, taskstate, threads, turns, workspaces
-from .decide import choose_task, decide_close, remember, task_by_id
+from .decide import choose_task, decide_close, task_by_id
 from .errors import ExecutorError
 from .executors.base import ExecRequest
 from .jsonlog import stage_log
@@ -75,13 +75,17 @@ def run_stage(rt: Runtime, stage: str, job_id: int) -> None:
         return
     try:
         lease = rt.work.lease_token()
-        if not _start(rt, stage, job, lease):
+        task = task_by_id(job.task_id) if stage == "generate" else None  # read once: the start event and the run
+        if not _start(rt, stage, job, lease, task):
             return
         moved_on = False
         try:
             with rt.work.running(job.id) as cancel:
                 faults.delay(stage, cancel)
-                moved_on = bool(STAGES[stage](rt, job, cancel, lease))
+                # True: the stage moved the job on (and so gave the lease back with that move)
+                moved_on = bool(route(rt, job, cancel, lease) if stage == "route" else
+                                generate(rt, job, task, cancel, lease) if stage == "generate" else
+                                close(rt, job, cancel, lease))
         except Abandon:
             jobstate.mark_undispatched(job.id)  # reclaimed at the next start
             log.info("job %s left in %s for reclaim (worker stopping)", job.id, stage, extra=_ctx(job, stage))
@@ -107,20 +111,19 @@ def run_stage(rt: Runtime, stage: str, job_id: int) -> None:
     hand_on(rt, stage, job)
 
 
-def _start(rt: Runtime, stage: str, job: Job, lease: str) -> bool:
+def _start(rt: Runtime, stage: str, job: Job, lease: str, task=None) -> bool:
     """Take the stage's lease, count the (first) attempt and record the start: one UPDATE and one INSERT in one
     commit, which is not flushed to disk by itself (``write_tx(durable=False)``: the stage's end flushes it).
     False if another worker holds the lease or the job moved on."""
-    data = _generate_started(rt, job) if stage == "generate" else None
+    data = _generate_started(rt, task) if stage == "generate" else None
     with write_tx(durable=False):  # a lease dies with its worker: nothing to keep through a power cut
         return jobstate.claim(job.id, job.state, lease, rt.cfg["runtime.queue.lease_sec"],
                               to=S.ROUTING if job.state == S.QUEUED else None, count=stage,
                               events=[("stage.started", stage, data)])
 
 
-def _generate_started(rt: Runtime, job: Job) -> dict:
+def _generate_started(rt: Runtime, task) -> dict:
     """What the timeline says when a generation starts: the executor and whether it resumes its session."""
-    task = task_by_id(job.task_id)
     name = (task.executor if task else None) or rt.executor_name()
     try:
         keeps = rt.executor(name).keeps_session
@@ -187,10 +190,10 @@ def route(rt: Runtime, job: Job, cancel, lease: str) -> bool:
 
 # --- generate ---------------------------------------------------------------------------------------
 
-def generate(rt: Runtime, job: Job, cancel, lease: str) -> bool:
-    """Run the task's executor (resuming its session), store exactly one reply, queue closing."""
+def generate(rt: Runtime, job: Job, task, cancel, lease: str) -> bool:
+    """Run the task's executor (resuming its session), store exactly one reply, queue closing (``task``: the
+    job's task row, read by ``run_stage``)."""
     started = time.monotonic()
-    task = task_by_id(job.task_id)
     executor = rt.executor(task.executor or rt.executor_name())
     resume = bool(executor.keeps_session and task.session_id)
     prompt, prompt_use = memory.build_prompt(rt.cfg, task, _MESSAGE_BY_ID.first(job.user_message_id), resume)
@@ -224,7 +227,7 @@ def generate(rt: Runtime, job: Job, cancel, lease: str) -> bool:
         receipt = workspaces.after_turn(rt.cfg, turn, result.text, timeout, cancel)
     except ExecutorError as exc:
         _stage_failed(rt, job, S.GENERATING, exc, "generate", started, lease, session_id=task.session_id)
-        return
+        return False
     reported = result.usage or {}
     session_id = result.session_id or task.session_id
     if executor.cumulative_usage:  # running totals of the session: this turn used their growth
@@ -260,7 +263,6 @@ def generate(rt: Runtime, job: Job, cancel, lease: str) -> bool:
               executor=executor.name, resume=resume, usage=usage,
               duration_ms=round((time.monotonic() - started) * 1000, 2), error=None)
     rt.queue.enqueue("close", job.id, stamped=True)
-    remember(rt, [result.text, task.title])  # embedded now, so the next route decision embeds only its message
     return True
 
 
@@ -312,6 +314,3 @@ def _finish_error(job: Job, src: S, exc: ExecutorError, owner: str | None) -> No
     if moved:
         log.warning("job %s %s: %s (%s)", job.id, dst.value, exc.message, exc.kind, extra=_ctx(job, stage_of(src)))
 
-
-#: Each returns True when it moved the job on (that move also gave the stage's lease back).
-STAGES = {"route": route, "generate": generate, "close": close}

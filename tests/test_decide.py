@@ -157,20 +157,33 @@ def test_next_stage_registered_before_this_one_returns_stays_in_flight(rt):
     assert 8 not in rt.work.jobs
 
 
-def test_generate_stage_hands_the_stored_reply_and_title_to_the_router(rt):
-    # Given a router that records what it is asked to prepare
-    seen = []
+def test_a_message_costs_one_embedding_and_a_follow_up_embeds_the_reply_once(rt):
+    # Given the default embedded router and closer (one embedder), watched for the texts they run the model on
+    embedder = rt.router.embedder
+    assert rt.closer.embedder is embedder  # built now: its prototypes are embedded once, when it is made
+    embedded = []
+    real = embedder.embed
 
-    class Recording(FixedRouter):
-        def remember(self, texts):
-            seen.append(list(texts))
-    rt._backends.update(router=Recording(lambda inp: RouteDecision("new", None, 1.0, "n")),
-                        closer=FixedCloser(CloseDecision(False, 0.9, "keep")))
-    # When a message is routed, answered and closed
-    job = run(rt, "write the release notes")
-    # Then the reply and the task title were handed over once the reply was stored
-    assert seen == [[job.reply_message.content, views.get_task(job.task_id).title]]
-    assert seen[0][0].startswith("ok: ")
+    def spy(text):
+        if text not in embedder._cache:
+            embedded.append(text)
+        return real(text)
+    embedder.embed = spy
+    try:
+        # When a message is routed (no open task), answered and closed
+        first = run(rt, "write the release notes for 2.4 (embedding count)")
+        after_first = list(embedded)
+        # and a follow-up from the same user is routed with that task as a candidate
+        second = run(rt, "also mention the new retry flag (embedding count)")
+    finally:
+        del embedder.embed
+    # Then the first message cost one model run (the closer's, on the user's message): nothing embedded the reply
+    # or the title ahead of a decision that may never come
+    assert after_first == ["write the release notes for 2.4 (embedding count)"]
+    # and the follow-up's decision embedded the stored reply once, not the first message again
+    reply = views.get_job(first.id).reply_message.content
+    assert embedded[1:].count(reply) == 1 and embedded.count(after_first[0]) == 1
+    assert second.status == "done"
 
 
 def test_unrelated_requests_one_after_another_each_start_a_task(stub_runtime):

@@ -8,7 +8,7 @@ import pytest
 
 from alter0.routing import llm_backend
 from alter0.tools import regression
-from alter0.routing.base import Candidate, RouteInput, Turn, validate_route
+from alter0.routing.base import Candidate, CloseInput, RouteInput, Turn, validate_route
 from alter0.routing.embedded_router import EmbeddedRouter
 from alter0.routing.lexical import LexicalRouter
 from alter0.routing.llm_backend import LLMRouter
@@ -199,12 +199,12 @@ class TestInt8Arithmetic:
         assert Embedder(threads=1).arithmetic == "float32"
 
 
-def test_remember_prepares_stored_texts_so_a_decision_embeds_only_its_message():
-    # Given the embedded router and a task whose agent reply was just stored (remember, as the generate stage does)
-    router = build_router(cfg())
-    reply = "Added the --dry-run flag to deploy.sh; it prints each command instead of running it (remember test)."
-    title = "Add a dry-run flag to the deploy script (remember test)"
-    router.remember([reply, title])
+def test_a_decision_embeds_each_stored_text_once_and_shares_the_vectors_with_the_closer():
+    # Given the embedded router and closer on one embedder, and a task whose reply was stored (nothing embedded it)
+    router, closer = build_router(cfg()), build_closer(cfg())
+    assert router.embedder is closer.embedder
+    reply = "Added the --dry-run flag to deploy.sh; it prints each command instead of running it (shared test)."
+    ask = "add a --dry-run flag to deploy.sh (shared test)"
     embedded = []
     real = router.embedder.embed
 
@@ -214,15 +214,21 @@ def test_remember_prepares_stored_texts_so_a_decision_embeds_only_its_message():
         return real(text)
     router.embedder.embed = spy
     try:
-        cand = Candidate(1, title, [Turn("user", "add a --dry-run flag to deploy.sh", "ana", T0 - 120),
-                                    Turn("assistant", reply, "alter0", T0 - 60)], ["ana"], T0 - 60, T0 - 120)
-        router.embedder.embed("add a --dry-run flag to deploy.sh")
-        embedded.clear()
-        router.route(RouteInput("does the dry run also skip the database migration step?", "ana", "dm", T0, [cand]))
+        # the closer of that turn read the reply as a report of finished work: its model embedded the reply
+        closer.decide(CloseInput(1, ask, reply, [Turn("user", ask, "ana", T0 - 120), Turn("assistant", reply,
+                                                                                          "alter0", T0 - 60)]))
+        assert embedded == [reply]
+        cand = Candidate(1, ask, [Turn("user", ask, "ana", T0 - 120), Turn("assistant", reply, "alter0", T0 - 60)],
+                         ["ana"], T0 - 60, T0 - 120)
+        # When two later messages are routed with that task as the candidate
+        router.route(RouteInput("does the dry run also skip the migrations? (shared test)", "ana", "dm", T0, [cand]))
+        router.route(RouteInput("and the cache warm-up? (shared test)", "ana", "dm", T0 + 5, [cand]))
     finally:
         del router.embedder.embed
-    # Then the decision embedded the new message and nothing else
-    assert embedded == ["does the dry run also skip the database migration step?"]
+    # Then each text was embedded once: the reply by the closer (the router used its vector), the candidate's user
+    # turn when a decision first needed it, and each new message
+    assert embedded == [reply, ask, "does the dry run also skip the migrations? (shared test)",
+                        "and the cache warm-up? (shared test)"]
 
 
 def test_product_set_routing_target_and_calibration():

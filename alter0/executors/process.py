@@ -11,6 +11,7 @@ from __future__ import annotations
 import codecs
 import logging
 import os
+import selectors
 import signal
 import subprocess
 import sys
@@ -69,36 +70,26 @@ def run_process(argv: Sequence[str], *, stdin_text: str | None = None, env: Mapp
     started = time.monotonic()
     proc = _spawn(argv, stdin_text, env, cwd)
     pgid = proc.pid  # start_new_session=True: the leader's pid is the group id
-    lines: list[str] = []
-    tail: deque[bytes] = deque()
-    threads = [
-        _thread(_read_stdout, proc.stdout, lines, on_stdout_line, on_stdout_chunk),
-        _thread(_read_stderr, proc.stderr, tail),
-    ]
-    if stdin_text is not None:
-        data = stdin_text.encode("utf-8")
-        if len(data) <= INLINE_STDIN_BYTES:  # fits the pipe's buffer: no thread needed
-            _write_stdin(proc.stdin, data)
-        else:
-            threads.append(_thread(_write_stdin, proc.stdin, data))
+    pipes = _Pipes(proc, stdin_text, on_stdout_line, on_stdout_chunk)
     tree = ProcessTree(pgid)
     try:
-        outcome = _wait(proc, threads[0], tree, cancel, started + timeout,
-                        on_spawn and (lambda: on_spawn(pgid)), stop)
-    except BaseException:
+        try:
+            outcome = _wait(proc, pipes, tree, cancel, started + timeout,
+                            on_spawn and (lambda: on_spawn(pgid)), stop)
+        except BaseException:
+            _reap(proc, tree)
+            raise
         _reap(proc, tree)
-        raise
-    _reap(proc, tree)
-    for t in threads:
-        t.join(timeout=1.0)
-    stderr_tail = b"".join(tail)[-STDERR_TAIL_BYTES:].decode("utf-8", "replace")
+        pipes.finish(time.monotonic() + 1.0)  # what is left in the pipes once every process is gone
+    finally:
+        pipes.close()
     name = Path(argv[0]).name
     if outcome == "timeout":
         raise ExecutorError("timeout", f"{name} did not finish within {timeout:g} s; it was stopped "
                             f"(process group {pgid} killed)")
     if outcome == "cancelled":
         raise ExecutorError("cancelled", f"{name} was cancelled; process group {pgid} killed")
-    return ProcessResult(proc.returncode, "".join(lines), stderr_tail, time.monotonic() - started,
+    return ProcessResult(proc.returncode, "".join(pipes.lines), pipes.stderr_tail(), time.monotonic() - started,
                          stopped=outcome == "stopped")
 
 
@@ -163,12 +154,13 @@ def _reap(proc: subprocess.Popen, tree: ProcessTree) -> None:
     proc.wait()
 
 
-def _wait(proc: subprocess.Popen, reader: threading.Thread, tree: ProcessTree, cancel: threading.Event,
+def _wait(proc: subprocess.Popen, pipes: "_Pipes", tree: ProcessTree, cancel: threading.Event,
           deadline: float, on_running: Callable[[], None] | None, stop: threading.Event | None = None) -> str:
-    """Wait for the leader to exit and stdout to drain; return 'done', 'timeout', 'cancelled' or 'stopped'.
+    """Serve the pipes until the leader has exited and stdout is drained; return 'done', 'timeout',
+    'cancelled' or 'stopped'.
 
-    The leader's exit is noticed within a millisecond or so (``Popen.wait`` backs off from 0.5 ms), cancel and
-    the deadline within POLL_SEC."""
+    The leader's exit is noticed at once (its pidfd; without one, its stdout closing or the next POLL_SEC),
+    cancel and the deadline within POLL_SEC."""
     started = time.monotonic()
     drain_until = None
     next_scan = 0.0
@@ -186,59 +178,191 @@ def _wait(proc: subprocess.Popen, reader: threading.Thread, tree: ProcessTree, c
             return "stopped"
         if now >= deadline:
             return "timeout"
-        if proc.poll() is not None:
+        if proc.returncode is not None or proc.poll() is not None:
             drain_until = drain_until or now + DRAIN_SEC
-            reader.join(timeout=max(0.0, min(POLL_SEC, drain_until - now, deadline - now)))
-            if not reader.is_alive() or time.monotonic() >= drain_until:
+            if not pipes.stdout_open or now >= drain_until:
                 return "done"  # a child still holding stdout open is killed by the caller
+            pipes.serve(max(0.0, min(POLL_SEC, drain_until - now, deadline - now)))
             continue
         slice_sec = min(POLL_SEC, next_scan - now, deadline - now)
         if on_running is not None:
             slice_sec = min(slice_sec, started + SPAWN_REPORT_SEC - now)
+        if pipes.waits_for_exit():
+            pipes.serve(max(0.0, slice_sec))
+        else:  # nothing left to select on (no pidfd, pipes closed): the leader's exit by polling
+            try:
+                proc.wait(timeout=max(0.0005, slice_sec))
+            except subprocess.TimeoutExpired:
+                pass
+
+
+_pidfd_open = getattr(os, "pidfd_open", None)
+
+
+class _Pipes:
+    """The run's stdout (by line, or by chunk as it arrives), the tail of its stderr, a prompt too big for the
+    pipe's buffer, and the leader's exit (a pidfd where the kernel has them): all served by one selector in the
+    calling thread, so a run starts no thread of its own."""
+
+    def __init__(self, proc: subprocess.Popen, stdin_text: str | None, on_line: Callable[[str], None] | None,
+                 on_chunk: Callable[[str], None] | None):
+        self.sel = selectors.DefaultSelector()
+        self.on_line, self.on_chunk = on_line, on_chunk
+        self.decoder = codecs.getincrementaldecoder("utf-8")("replace") if on_chunk is not None else None
+        self.lines: list[str] = []
+        self.partial = bytearray()  # stdout after its last newline
+        self.tail: deque[bytes] = deque()
+        self.tail_size = 0
+        self.stdin_left = memoryview(b"")
+        self.stdout_open = True
+        self.pidfd: int | None = None
+        for stream, kind in ((proc.stdout, "out"), (proc.stderr, "err")):
+            os.set_blocking(stream.fileno(), False)
+            self.sel.register(stream, selectors.EVENT_READ, kind)
+        if stdin_text is not None:
+            data = stdin_text.encode("utf-8")
+            if len(data) <= INLINE_STDIN_BYTES:  # fits the pipe's buffer: written at once
+                _write_stdin(proc.stdin, data)
+            else:
+                os.set_blocking(proc.stdin.fileno(), False)
+                self.stdin_left = memoryview(data)
+                self.sel.register(proc.stdin, selectors.EVENT_WRITE, "in")
+        if _pidfd_open is not None:
+            try:
+                self.pidfd = _pidfd_open(proc.pid)
+                self.sel.register(self.pidfd, selectors.EVENT_READ, "exit")
+            except OSError:  # a kernel without pidfds: the exit is polled
+                self.pidfd = None
+
+    def waits_for_exit(self) -> bool:
+        """Whether ``serve`` returns when the leader exits (its pidfd, or its stdout still open)."""
+        return self.pidfd is not None or self.stdout_open
+
+    def serve(self, timeout: float) -> None:
+        """Read and write what is ready within ``timeout`` seconds (returns at the first events)."""
+        if not self.sel.get_map():
+            time.sleep(timeout)
+            return
+        for key, _ in self.sel.select(timeout):
+            kind = key.data
+            if kind == "out":
+                self._stdout(key.fileobj)
+            elif kind == "err":
+                self._stderr(key.fileobj)
+            elif kind == "in":
+                self._stdin(key.fileobj)
+            else:  # the leader exited: its pidfd stays readable, so it is selected no more
+                self.sel.unregister(key.fileobj)
+
+    def finish(self, until: float) -> None:
+        """Read stdout and stderr to their end (every writer is gone), for at most until the given time."""
+        while any(k.data in ("out", "err") for k in self.sel.get_map().values()):
+            left = until - time.monotonic()
+            if left <= 0:
+                break
+            self.serve(left)
+
+    def _read(self, stream) -> bytes | None:
         try:
-            proc.wait(timeout=max(0.0005, slice_sec))
-        except subprocess.TimeoutExpired:
-            pass
+            return os.read(stream.fileno(), 65536)
+        except BlockingIOError:
+            return None
+        except OSError:
+            return b""
 
+    def _stdout(self, stream) -> None:
+        raw = self._read(stream)
+        if raw is None:
+            return
+        if not raw:
+            self.sel.unregister(stream)
+            stream.close()
+            self.stdout_open = False
+            if self.decoder is not None:
+                self._chunk(self.decoder.decode(b"", final=True))
+            elif self.partial:
+                self._line(bytes(self.partial))
+                self.partial.clear()
+            return
+        if self.decoder is not None:  # as it arrives, not by line
+            self._chunk(self.decoder.decode(raw))
+            return
+        start = len(self.partial)
+        self.partial += raw
+        end = self.partial.find(b"\n", start)
+        begin = 0
+        while end != -1:
+            self._line(bytes(self.partial[begin:end + 1]))
+            begin = end + 1
+            end = self.partial.find(b"\n", begin)
+        if begin:
+            del self.partial[:begin]
 
-def _thread(target: Callable, *args: object) -> threading.Thread:
-    t = threading.Thread(target=target, args=args, daemon=True, name=f"exec-{target.__name__}")
-    t.start()
-    return t
-
-
-def _read_stdout(stream, lines: list[str], on_line: Callable[[str], None] | None,
-                 on_chunk: Callable[[str], None] | None = None) -> None:
-    if on_chunk is not None:  # as it arrives, not by line
-        decoder = codecs.getincrementaldecoder("utf-8")("replace")
-        for raw in iter(lambda: stream.read1(4096), b""):
-            text = decoder.decode(raw)
-            lines.append(text)
-            try:
-                on_chunk(text)
-            except Exception:
-                logger.exception("stdout chunk callback failed")
-        stream.close()
-        return
-    for raw in iter(stream.readline, b""):
+    def _line(self, raw: bytes) -> None:
         line = raw.decode("utf-8", "replace")
-        lines.append(line)
-        if on_line:
+        self.lines.append(line)
+        if self.on_line:
             try:
-                on_line(line)
+                self.on_line(line)
             except Exception:  # a progress callback must not stop the reading
                 logger.exception("stdout line callback failed")
-    stream.close()
 
+    def _chunk(self, text: str) -> None:
+        if not text:
+            return
+        self.lines.append(text)
+        try:
+            self.on_chunk(text)
+        except Exception:
+            logger.exception("stdout chunk callback failed")
 
-def _read_stderr(stream, tail: deque[bytes]) -> None:
-    size = 0
-    for chunk in iter(lambda: stream.read1(4096), b""):
-        tail.append(chunk)
-        size += len(chunk)
-        while size - len(tail[0]) >= STDERR_TAIL_BYTES and len(tail) > 1:
-            size -= len(tail.popleft())
-    stream.close()
+    def _stderr(self, stream) -> None:
+        chunk = self._read(stream)
+        if chunk is None:
+            return
+        if not chunk:
+            self.sel.unregister(stream)
+            stream.close()
+            return
+        self.tail.append(chunk)
+        self.tail_size += len(chunk)
+        while self.tail_size - len(self.tail[0]) >= STDERR_TAIL_BYTES and len(self.tail) > 1:
+            self.tail_size -= len(self.tail.popleft())
+
+    def _stdin(self, stream) -> None:
+        try:
+            written = os.write(stream.fileno(), self.stdin_left[:65536])
+        except BlockingIOError:
+            return
+        except OSError:  # the process exited without reading all of it; its exit status tells the story
+            written = len(self.stdin_left)
+        self.stdin_left = self.stdin_left[written:]
+        if not self.stdin_left:
+            self.sel.unregister(stream)
+            try:
+                stream.close()
+            except OSError:
+                pass
+
+    def stderr_tail(self) -> str:
+        return b"".join(self.tail)[-STDERR_TAIL_BYTES:].decode("utf-8", "replace")
+
+    def close(self) -> None:
+        """Close whatever is still open (a run that ended by timeout, cancel or an error)."""
+        for key in list(self.sel.get_map().values()):
+            self.sel.unregister(key.fileobj)
+            if key.data != "exit":  # the pidfd is closed below, once
+                try:
+                    key.fileobj.close()
+                except OSError:
+                    pass
+        if self.pidfd is not None:
+            try:
+                os.close(self.pidfd)
+            except OSError:
+                pass
+            self.pidfd = None
+        self.sel.close()
 
 
 def _write_stdin(stream, data: bytes) -> None:

@@ -80,10 +80,6 @@ class Router:
     def route(self, inp: RouteInput) -> RouteDecision:
         raise NotImplementedError
 
-    def remember(self, texts: list[str]) -> None:
-        """Prepare for texts that later decisions will read (an agent reply, a task title) when they are stored,
-        so a decision works only on its new message. Nothing to do for a router without a model."""
-
 
 class Closer:
     """Decides whether the last exchange finished the task. Subclasses implement ``decide``."""

@@ -21,8 +21,3 @@ class EmbeddedRouter(Router):
     def route(self, inp: RouteInput) -> RouteDecision:
         return decide(inp, self.weights, self.embedder.embed)
 
-    def remember(self, texts: list[str]) -> None:
-        """Embed stored texts now, one at a time (the vectors a decision computes itself, bit for bit)."""
-        for text in texts:
-            if text:
-                self.embedder.embed(text)

@@ -83,9 +83,6 @@ class LLMRouter(_AskingBackend, Router):
 
     template_name = "route"
 
-    def remember(self, texts: list[str]) -> None:
-        self.fallback.remember(texts)
-
     def prompt(self, inp: RouteInput) -> str:
         blocks = []
         for c in inp.candidates:

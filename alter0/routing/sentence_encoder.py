@@ -18,12 +18,15 @@ logger = logging.getLogger(__name__)
 TOKENIZER_PATH = Path(__file__).with_name("tokenizer.json")
 MAX_TOKENS = 128  # tokens embedded per text; the rest of a long message is ignored
 DIM = 384
+#: Vectors a worker keeps (about 1.6 KB each: 6.5 MB). Decisions read the open tasks' recent turns, a few dozen
+#: texts each; a bigger cache only made a long-running worker's memory grow with every message it ever saw.
+CACHE_ENTRIES = 4096
 
 
 class Embedder:
     """Text → L2-normalised 384-d vector (mean pooling over the attention mask), with an LRU cache."""
 
-    def __init__(self, model_path: str | os.PathLike | None = None, threads: int = 1, cache_size: int = 50_000,
+    def __init__(self, model_path: str | os.PathLike | None = None, threads: int = 1, cache_size: int = CACHE_ENTRIES,
                  int8: bool = True):
         try:
             import onnxruntime as ort
@@ -74,6 +77,11 @@ class Embedder:
             self._cache[text] = vec
             if len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
+
+    def reserve(self, entries: int) -> None:
+        """Keep at least ``entries`` vectors (a benchmark that embeds a whole data set first, then decides)."""
+        with self._lock:
+            self._cache_size = max(self._cache_size, entries)
 
     def embed(self, text: str) -> np.ndarray:
         """The unit vector of ``text`` (cached)."""

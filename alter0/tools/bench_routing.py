@@ -311,6 +311,7 @@ def prewarm(router, records: list[dict], progress: bool, tag: str = "", batch: i
         return
     from ..routing.text import is_notice
     texts = [r["text"] for r in records if r["text"].strip() and not is_notice(r["text"])]
+    embedder.reserve(len(texts) + 1000)  # every text stays cached until the decisions read it
     _tick(len(records) - len(texts))  # nothing to embed for these
     for i in range(0, len(texts), 2000):
         if batch > 1:

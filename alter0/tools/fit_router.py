@@ -129,7 +129,9 @@ def fit_solo(backend: str, version: str, l2: float, write: bool) -> Weights:
     embed = None
     if backend == "embedded":
         from ..routing.sentence_encoder import shared_embedder
-        embed = shared_embedder().embed
+        emb = shared_embedder()
+        emb.reserve(200_000)  # the product set's texts stay cached for both splits
+        embed = emb.embed
     dev, test = solo_examples(embed, "dev"), solo_examples(embed, "test")
     w = fit(dev, l2, steps=4000, init=Weights.load(backend).solo, free=SOLO_FREE)
     k = calibrate(dev, w)
@@ -203,6 +205,7 @@ def main(argv=None):
     if args.backend == "embedded":
         from ..routing.sentence_encoder import shared_embedder
         emb = shared_embedder()
+        emb.reserve(len(records) + 1000)  # the whole stream stays cached for the fitting rounds
         if args.embed_cache and Path(args.embed_cache).exists():
             emb._cache.update(pickle.loads(Path(args.embed_cache).read_bytes()))
         for r in records:  # one text per model run: the vectors the route stage computes (see bench_routing.prewarm)

@@ -39,36 +39,58 @@ class QueueStorage(SqliteStorage):
     power cut must not lose, the enqueue, is still flushed at once (``fsync=True``: synchronous = FULL), and
     the next flushed commit of the queue file flushes the takes before it (the WAL is written in order)."""
 
-    def dequeue(self):
-        if not self.sql("select 1 from task where queue = ? limit 1", (self.name,), results=True):
-            return None  # the common answer of an idle poll: no write at all
-        relax = self._fsync is True
-        with self.lock:
-            conn = self.conn
-            if relax:
+    _relaxed: sqlite3.Connection | None = None
+
+    def _relaxed_conn(self) -> sqlite3.Connection:
+        """The connection takes use (under ``self.lock``): the store's own settings, except ``synchronous =
+        NORMAL`` when the store flushes every commit (one connection per setting: no PRAGMA per take)."""
+        if self._relaxed is None:
+            conn = self._create_connection()
+            if self._fsync is True:
                 conn.execute("pragma synchronous = 1")
+            self._relaxed = conn
+        return self._relaxed
+
+    def close(self):
+        with self.lock:
+            if self._relaxed is not None:
+                self._relaxed.close()
+                self._relaxed = None
+        return super().close()
+
+    def dequeue(self):
+        with self.lock:
+            conn = self._relaxed_conn()
+            if conn.execute("select 1 from task where queue = ? limit 1", (self.name,)).fetchone() is None:
+                return None  # the common answer of an idle poll: no write at all
+            cursor = conn.cursor()
             try:
-                cursor = conn.cursor()
-                try:
-                    cursor.execute(self.begin_sql)
-                    cursor.execute("select id, data from task where queue = ? order by priority desc, id limit 1",
-                                   (self.name,))
-                    row = cursor.fetchone()
-                    taken = row is not None and cursor.execute("delete from task where id = ?",
-                                                               (row[0],)).rowcount == 1
-                except Exception:
-                    conn.rollback()
-                    raise
-                conn.commit()
-                cursor.close()
-            finally:
-                if relax:
-                    conn.execute("pragma synchronous = 2")
+                cursor.execute(self.begin_sql)
+                cursor.execute("select id, data from task where queue = ? order by priority desc, id limit 1",
+                               (self.name,))
+                row = cursor.fetchone()
+                taken = row is not None and cursor.execute("delete from task where id = ?",
+                                                           (row[0],)).rowcount == 1
+            except Exception:
+                conn.rollback()
+                raise
+            conn.commit()
+            cursor.close()
         return row[1] if taken else None
 
 
 class QueueHuey(SqliteHuey):
+    """SqliteHuey without revocation: alter0 never revokes a Huey message (a job is cancelled by its own row,
+    ``Job.cancel_requested``) and stores no results, so nothing is ever written to the key-value table, and the
+    two reads of it Huey makes around each message it runs (is it revoked? clear its revoke key) are skipped."""
+
     storage_class = QueueStorage
+
+    def is_revoked(self, task, timestamp=None, peek=True):
+        return False
+
+    def delete(self, key):
+        return None
 
 
 def _has_tables(path) -> bool:

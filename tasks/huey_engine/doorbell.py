@@ -5,7 +5,8 @@ an idle worker waited up to a poll interval, three times per job. Now every ``al
 engine listens on an abstract unix datagram socket named after its queue file and pid, and leaves a marker
 file ``<queue dir>/doorbells/<host>-<pid>``. After each enqueue, HueyQueue rings the workers of its host (one
 datagram each; a refused one is a dead worker's marker, removed); a ring wakes one idle thread, which polls at
-once. Best effort: a lost ring costs one poll interval and nothing else -- the queue store stays the truth.
+once. A worker ringing its own doorbell (a stage queueing the next one) skips the datagram and wakes its thread
+directly, and the markers are listed again only when the directory changed. Best effort: a lost ring costs one poll interval and nothing else -- the queue store stays the truth.
 Processes on other hosts or in other containers (another hostname) are never rung: they poll as before.
 """
 
@@ -33,6 +34,8 @@ class Doorbell:
         self.marker: Path | None = None
         self._sender: socket.socket | None = None
         self._sender_lock = threading.Lock()
+        self._own = ""  # this process's marker name once it listens
+        self._names: tuple[int, list[str]] = (-1, [])  # the markers of this host, by the directory's mtime
 
     def _address(self, pid: int | str) -> bytes:
         return f"\0alter0-doorbell-{self.key}-{pid}".encode()
@@ -45,6 +48,7 @@ class Doorbell:
             self.dir.mkdir(parents=True, exist_ok=True)
             self.marker = self.dir / f"{HOST}-{os.getpid()}"
             self.marker.touch()
+            self._own = self.marker.name
         except (OSError, AttributeError):
             return False
         threading.Thread(target=self._answer, args=(sock,), name="alter0-doorbell", daemon=True).start()
@@ -53,9 +57,12 @@ class Doorbell:
     def _answer(self, sock: socket.socket) -> None:
         while True:
             sock.recv(16)
-            with self.cond:
-                self.pending = min(self.pending + 1, MAX_PENDING)
-                self.cond.notify()
+            self._wake()
+
+    def _wake(self) -> None:
+        with self.cond:
+            self.pending = min(self.pending + 1, MAX_PENDING)
+            self.cond.notify()
 
     def wait(self, timeout: float) -> bool:
         """Sleep up to ``timeout`` seconds unless a ring came (or comes meanwhile); True when one did."""
@@ -84,13 +91,23 @@ class Doorbell:
                 self._sender.setblocking(False)
             return self._sender
 
+    def _markers(self) -> list[str]:
+        """The markers of this host's workers (listed again only when the directory changed)."""
+        mtime = os.stat(self.dir).st_mtime_ns
+        if self._names[0] != mtime:
+            self._names = (mtime, [n for n in os.listdir(self.dir) if n.startswith(HOST + "-")])
+        return self._names[1]
+
     def ring(self) -> None:
         """Tell every worker of this host listening on this queue that a message is waiting."""
         try:
-            names = [n for n in os.listdir(self.dir) if n.startswith(HOST + "-")]
+            names = self._markers()
         except OSError:
             return
         for name in names:
+            if name == self._own:
+                self._wake()  # this process: no datagram, no thread switch to the listener
+                continue
             try:
                 self._socket().sendto(b"!", self._address(name[len(HOST) + 1:]))
             except ConnectionRefusedError:  # nobody listens there: the marker of a worker that died

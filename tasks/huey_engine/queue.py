@@ -14,6 +14,7 @@ class HueyQueue(Queue):
     def __init__(self, huey, tasks):
         self.huey, self.tasks = huey, tasks
         self.doorbell = doorbell_for(huey.storage.filename)
+        self._known: dict[int, tuple[bytes, tuple | None]] = {}  # queue row id -> (its bytes, its key)
 
     def _send(self, stage, job_id, delay):
         task = self.tasks[stage]
@@ -33,11 +34,27 @@ class HueyQueue(Queue):
         return self.huey.pending_count()
 
     def pending(self):
-        """Waiting and scheduled messages (Huey removes a message before running it: none is unacknowledged)."""
-        tasks = self.huey.pending(PENDING_LIMIT + 1) + self.huey.scheduled(PENDING_LIMIT + 1)
-        if len(tasks) > PENDING_LIMIT:
+        """Waiting and scheduled messages (Huey removes a message before running it: none is unacknowledged).
+
+        The sweep asks every half second, and a backlog holds thousands of messages: each is unpickled once and
+        remembered by its row (row id and bytes: SQLite may give a deleted row's id to a new message)."""
+        storage = self.huey.storage
+        rows = storage.sql("select id, data from task where queue = ? limit ?", (storage.name, PENDING_LIMIT + 1),
+                           results=True)
+        scheduled = self.huey.scheduled(PENDING_LIMIT + 1)
+        if len(rows) + len(scheduled) > PENDING_LIMIT:
             return None  # too many to list every second: the sweep falls back to its stale rule
-        return {(t.name.rpartition(".")[2], t.args[0]) for t in tasks if t.args}
+        known, seen = self._known, {}
+        for row_id, data in rows:
+            hit = known.get(row_id)
+            seen[row_id] = hit if hit is not None and hit[0] == data else (data, _key(self.huey.deserialize_task(data)))
+        self._known = seen
+        return {key for _, key in seen.values() if key} | {_key(t) for t in scheduled if t.args}
+
+
+def _key(task) -> tuple | None:
+    """(stage, job id) of a stage message."""
+    return (task.name.rpartition(".")[2], task.args[0]) if task.args else None
 
 
 def make_queue(cfg):
