@@ -176,8 +176,11 @@ SETTINGS: tuple[Setting, ...] = (
       "(the files under output/logs keep INFO): warning keeps Huey INFO lines and gunicorn's access log "
       "(then in output/logs/web-access.log) off the terminal; scripts/run uses warning unless -v.",
       choices=("debug", "info", "warning", "error")),
-    S("task.routing_timeout_sec", 10.0, "Max seconds for the router.", (int, float), min=0.1),
-    S("task.close_timeout_sec", 10.0, "Max seconds for the closer.", (int, float), min=0.1),
+    S("task.routing_timeout_sec", 10.0, "Max seconds for the router; later, the message starts a new task (the "
+      "embedded and lexical routers decide in the stage's own thread, and a later answer is discarded).",
+      (int, float), min=0.1),
+    S("task.close_timeout_sec", 10.0, "Max seconds for the closer; later, the task stays open (the embedded "
+      "closer decides in the stage's own thread, and a later answer is discarded).", (int, float), min=0.1),
     S("task.generation_timeout_sec", 600.0, "Max seconds of one executor run.", (int, float), min=1),
     S("task.routing_confidence_threshold", 0.5, "Below this, a message starts a new task.",
       (int, float), min=0, max=1),

@@ -5,6 +5,7 @@ with its one threshold rule, every backend answer validated under a time limit a
 from __future__ import annotations
 
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor, TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -29,9 +30,17 @@ class Choice:
     reopen: bool = False
 
 
-def _call(fn: Callable[[], Any], timeout: float) -> Any:
-    """Run a router/closer call with a wall-clock limit."""
-    return _pool.submit(fn).result(timeout=timeout)
+def _call(fn: Callable[[], Any], timeout: float, local: bool = False) -> Any:
+    """Run a router/closer call with a wall-clock limit: on a thread of the pool, waited for at most ``timeout``
+    seconds; a ``local`` backend (bounded work in this process, nothing to wait for) in this thread, its answer
+    discarded when it came later than ``timeout`` (no thread hand-off per message for a millisecond's work)."""
+    if not local:
+        return _pool.submit(fn).result(timeout=timeout)
+    started = time.monotonic()
+    answer = fn()
+    if time.monotonic() - started > timeout:
+        raise FutureTimeout()
+    return answer
 
 
 def choose_task(rt, job: Job) -> Choice:
@@ -93,7 +102,7 @@ def route_decision(rt, inp: RouteInput) -> RouteDecision:
     router = None
     try:
         router = rt.router
-        raw = _call(lambda: router.route(inp), rt.cfg["task.routing_timeout_sec"])
+        raw = _call(lambda: router.route(inp), rt.cfg["task.routing_timeout_sec"], router.local)
         return validate_route(raw, {c.task_id for c in inp.candidates})
     except FutureTimeout:
         why = f"router timed out after {rt.cfg['task.routing_timeout_sec']}s"
@@ -118,7 +127,7 @@ def decide_close(rt, job: Job) -> tuple[CloseDecision, bool]:
         if reply is None and job.reply_message_id:  # more than 10 newer messages: read it
             reply = job.reply_message.content
         inp = CloseInput(task_id=job.task_id, user_message=job.content, reply=reply or "", turns=turns)
-        d = validate_close(_call(lambda: closer.decide(inp), rt.cfg["task.close_timeout_sec"]))
+        d = validate_close(_call(lambda: closer.decide(inp), rt.cfg["task.close_timeout_sec"], closer.local))
     except FutureTimeout:
         d = CloseDecision(False, 0.0, f"degraded: closer timed out after {rt.cfg['task.close_timeout_sec']}s")
     except InvalidOutput as exc:

@@ -6,6 +6,7 @@ tokenizer, but a real count that tracks it closely for English and code, and the
 
 from __future__ import annotations
 
+import functools
 import threading
 from pathlib import Path
 
@@ -18,6 +19,8 @@ _tokenizer = None
 
 def _load():
     global _tokenizer
+    if _tokenizer is not None:
+        return _tokenizer
     with _lock:
         if _tokenizer is None:
             from tokenizers import Tokenizer
@@ -29,7 +32,19 @@ def _load():
 
 
 def count(text: str) -> int:
-    """Tokens in ``text`` (special tokens not counted)."""
+    """Tokens in ``text`` (special tokens not counted). A task's memory turns are counted again for every prompt:
+    counts of texts up to CACHED_CHARS long are remembered (at most CACHED texts)."""
     if not text:
         return 0
+    if len(text) <= CACHED_CHARS:
+        return _count_cached(text)
+    return _count(text)
+
+
+def _count(text: str) -> int:
     return len(_load().encode(text, add_special_tokens=False).ids)
+
+
+CACHED_CHARS = 4000
+CACHED = 2048
+_count_cached = functools.lru_cache(maxsize=CACHED)(_count)

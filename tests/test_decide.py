@@ -108,6 +108,32 @@ def test_invalid_router_output_degrades_to_new_task(rt, answer, why):
     assert "degraded" in second.route_reason and why in second.route_reason
 
 
+def test_a_local_router_decides_in_the_stage_thread_and_a_late_answer_is_discarded(rt):
+    # Given an in-process router (like the embedded one) that notes its thread, then one slower than the limit (1 s)
+    import threading
+    seen = []
+
+    class Local(FixedRouter):
+        local = True
+
+        def route(self, inp):
+            seen.append(threading.current_thread().name)
+            if self.answer == "slow":
+                time.sleep(1.3)
+                return RouteDecision("existing", inp.candidates[0].task_id, 1.0, "late")
+            return RouteDecision("existing", inp.candidates[0].task_id, 1.0, "same")
+    rt._backends.update(router=Local("quick"), closer=FixedCloser(CloseDecision(False, 0.9, "keep")))
+    first = run(rt, "first")
+    second = run(rt, "second")
+    # Then it ran in the stage's own thread (no hand-off to the decision pool) and its answer counted
+    assert seen and not any(name.startswith("alter0-decide") for name in seen)
+    assert second.task_id == first.task_id and second.decision_source == "router"
+    # And when it answers after the limit, the answer is discarded as a timeout: a new task, the reason says so
+    rt._backends.update(router=Local("slow"))
+    third = run(rt, "third")
+    assert third.task_id != first.task_id and "degraded: router timed out after 1.0s" in third.route_reason
+
+
 def test_closer_above_threshold_closes_and_invalid_output_keeps_open(rt):
     with_router(rt, lambda inp: RouteDecision("new", None, 1.0, "n"), CloseDecision(True, 0.95, "user said thanks"))
     job = run(rt, "thanks, works")

@@ -76,6 +76,9 @@ class Router:
 
     name = "base"
     version = "base-1"
+    #: Computes in this process with bounded work (no network, no subprocess): decided in the stage's own thread,
+    #: an answer later than the time limit discarded as if it had timed out (``decide._call``).
+    local = False
 
     def route(self, inp: RouteInput) -> RouteDecision:
         raise NotImplementedError
@@ -86,6 +89,7 @@ class Closer:
 
     name = "base"
     version = "base-1"
+    local = False  # as Router.local
 
     def decide(self, inp: CloseInput) -> CloseDecision:
         raise NotImplementedError

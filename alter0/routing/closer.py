@@ -106,6 +106,7 @@ class EmbeddedCloser(Closer):
 
     name = "embedded"
     version = VERSION
+    local = True
 
     def __init__(self, embedder=None, degraded_reason: str = ""):
         self.embedder = embedder

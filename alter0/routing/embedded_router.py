@@ -11,6 +11,7 @@ class EmbeddedRouter(Router):
     """Speakers, addressees, recency, word/n-gram overlap and embedding similarity, combined by fitted weights."""
 
     name = "embedded"
+    local = True
     degraded_reason = ""
 
     def __init__(self, embedder: Embedder):

@@ -10,6 +10,7 @@ class LexicalRouter(Router):
     """Speakers, addressees, recency, word and character n-gram overlap, combined by fitted weights."""
 
     name = "lexical"
+    local = True
 
     def __init__(self, degraded_reason: str = ""):
         self.weights = Weights.load("lexical")
