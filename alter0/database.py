@@ -134,6 +134,34 @@ class LockedSqliteDatabase(SqliteDatabase):
         super().__init__(database, *args, **kwargs)
         self.write_lock = WriteLock(Path(f"{database}-writelock"), kwargs.get("timeout", 30))
         self.sync_setting = str((kwargs.get("pragmas") or {}).get("synchronous", "full")).lower()
+        self._relaxed = threading.local()  # (pid, connection) of each thread: see ``relaxed``
+
+    @contextmanager
+    def relaxed(self):
+        """Run this thread's statements on its second connection, set once to ``synchronous = NORMAL`` (commits
+        not flushed by themselves; ``write_tx(durable=False)``), instead of switching the setting of the first
+        one before and after every such transaction (two statements each time)."""
+        state = self._state
+        if state.closed:
+            self.connect()
+        held = getattr(self._relaxed, "conn", None)
+        if held is None or held[0] != os.getpid():  # a forked child opens its own
+            conn = self._connect()
+            conn.execute("PRAGMA synchronous = NORMAL")
+            held = self._relaxed.conn = (os.getpid(), conn)
+        main, state.conn = state.conn, held[1]
+        try:
+            yield
+        finally:
+            state.conn = main
+
+    def close(self):
+        held = getattr(self._relaxed, "conn", None)
+        if held is not None:
+            self._relaxed.conn = None
+            if held[0] == os.getpid():
+                held[1].close()
+        return super().close()
 
     def execute_sql(self, sql, params=None):
         if self.in_transaction() or not WRITE_SQL.match(sql):  # a write_tx holds the lock already
@@ -183,14 +211,9 @@ def write_tx(durable: bool = True):
     if is_sqlite():
         relax = not durable and getattr(database, "sync_setting", "") == "full" and not database.in_transaction()
         with getattr(database, "write_lock", nullcontext()):
-            if relax:
-                database.execute_sql("PRAGMA synchronous = NORMAL")
-            try:
+            with database.relaxed() if relax else nullcontext():
                 with db.atomic("IMMEDIATE") as tx:
                     yield tx
-            finally:
-                if relax:
-                    database.execute_sql("PRAGMA synchronous = FULL")
     else:
         with db.atomic() as tx:
             if not durable and database.transaction_depth() == 1:

@@ -179,7 +179,7 @@ def task_of(job_id: int) -> int | None:
 
 def mark_dispatched(job_id: int) -> None:
     """A stage message for this job is on its way now (it is no longer parked)."""
-    Job.update(dispatched_at=db_now(), parked=False).where(Job.id == job_id).execute()
+    update(Job, {"dispatched_at": db_now(), "parked": False}, {"id": job_id})
 
 
 def redispatch(job_id: int, status: str, seen: float | None) -> bool:
@@ -193,18 +193,17 @@ def redispatch(job_id: int, status: str, seen: float | None) -> bool:
 
 def mark_undispatched(job_id: int) -> None:
     """The job's message left the queue without running: the reclaim sweep re-sends it."""
-    Job.update(dispatched_at=None).where(Job.id == job_id).execute()
+    update(Job, {"dispatched_at": None}, {"id": job_id})
 
 
 def park(job_id: int) -> None:
     """The job waits for its turn holding no queue message; the job ahead hands the turn on."""
-    Job.update(parked=True).where(Job.id == job_id).execute()
+    update(Job, {"parked": True}, {"id": job_id})
 
 
 def count_attempt(job_id: int, stage: str) -> None:
     """One more attempt of ``stage`` (the stage's start counted the first)."""
-    column = getattr(Job, f"{stage}_attempts")
-    Job.update({column: column + 1}).where(Job.id == job_id).execute()
+    update(Job, {}, {"id": job_id}, add={f"{stage}_attempts": 1})
 
 
 def set_executor_pgid(job_id: int, pgid: int | None) -> None:
