@@ -64,50 +64,32 @@ WRITE_LOCK_POLL_MAX_SEC = 0.002
 class WriteLock:
     """One writer at a time among this host's alter0 processes and their threads: a thread lock, then an
     flock(2) on a file beside the database (polled every 0.5-2 ms, given up after ``timeout`` seconds as SQLite
-    would). Re-entrant within a thread. A thread that ends its transaction while another thread of its process
-    waits hands the file lock over with the thread lock (no unlock and lock again), at most HANDOVERS times in a
-    row, so other processes still get their turn."""
-
-    HANDOVERS = 8
+    would). Re-entrant within a thread. The file lock is released at the end of every transaction, so the
+    processes of a host take turns as often as the threads of one process do."""
 
     def __init__(self, path: Path, timeout: float):
         self.path, self.timeout, self.local = path, timeout, threading.RLock()
         self.fd, self.pid, self.depth = None, None, 0
-        self.held = False  # this process holds the file lock
-        self.handovers = 0
-        self._waiting: list[None] = []  # one entry per thread waiting for the thread lock (append/pop are atomic)
 
     def __enter__(self) -> "WriteLock":
-        self._waiting.append(None)
-        try:
-            self.local.acquire()
-        finally:
-            self._waiting.pop()
+        self.local.acquire()
         if self.depth == 0:
-            if self.pid != os.getpid():  # a forked child takes the lock with its own file
-                self.fd, self.held = None, False
-            if not self.held:
-                try:
-                    self._lock_file()
-                except BaseException:
-                    self.local.release()
-                    raise
-                self.held, self.handovers = True, 0
+            try:
+                self._lock_file()
+            except BaseException:
+                self.local.release()
+                raise
         self.depth += 1
         return self
 
     def __exit__(self, *exc) -> None:
         self.depth -= 1
         if self.depth == 0:
-            if self._waiting and self.handovers < self.HANDOVERS:
-                self.handovers += 1  # the next thread of this process inherits the file lock
-            else:
-                self.held = False
-                fcntl.flock(self.fd, fcntl.LOCK_UN)
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
         self.local.release()
 
     def _lock_file(self) -> None:
-        if self.fd is None or self.pid != os.getpid():
+        if self.fd is None or self.pid != os.getpid():  # a forked child takes the lock with its own file
             self.fd, self.pid = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644), os.getpid()
         deadline, delay = time.monotonic() + self.timeout, 0.0005
         while True:

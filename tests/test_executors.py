@@ -332,6 +332,36 @@ def test_stderr_tail_is_bounded(tmp_path):
     assert result.stderr_tail.endswith("END") and len(result.stderr_tail) <= 4096
 
 
+def test_a_run_starts_no_thread_and_serves_a_prompt_bigger_than_the_pipe():
+    # Given a 1.1 MB prompt (the pipe holds 64 KiB) echoed line by line, with stderr written along the way
+    prompt = "".join(f"line {i} {'x' * 100}\n" for i in range(10_000))
+    script = ("import sys\nfor line in sys.stdin:\n    sys.stdout.write(line)\n    sys.stderr.write('e' * 50)\n"
+              "sys.stderr.write('END')")
+    run_process(["true"], timeout=10, cancel=threading.Event())  # the dead-worker guard starts with the first run
+    threads, lines = threading.active_count(), []
+    result = run_process([sys.executable, "-c", script], stdin_text=prompt, timeout=60, cancel=threading.Event(),
+                         on_stdout_line=lambda line: lines.append(threading.active_count()))
+    # Then every byte came back, line by line, stderr's tail is kept, and no thread ran beside the caller's
+    assert result.returncode == 0 and result.stdout == prompt and len(lines) == 10_000
+    assert result.stderr_tail.endswith("END") and len(result.stderr_tail) <= 4096
+    assert set(lines) == {threads} and threading.active_count() == threads
+
+
+def test_streamed_chunks_keep_characters_split_across_writes_and_exit_is_seen_without_a_pidfd(monkeypatch):
+    # Given a kernel without pidfds (the exit is polled) and output whose UTF-8 characters are split across writes
+    from alter0.executors import process
+    monkeypatch.setattr(process, "_pidfd_open", None)
+    script = ("import os, sys, time\nb = '任务完成 ok'.encode()\nfor i in range(len(b)):\n"
+              "    os.write(1, b[i:i + 1]); time.sleep(0.002)\nos.close(1)\ntime.sleep(0.3)\nsys.exit(3)")
+    chunks = []
+    result = run_process([sys.executable, "-c", script], timeout=10, cancel=threading.Event(),
+                         on_stdout_chunk=chunks.append)
+    # Then the text arrives whole (no replacement characters), and the run ends when the process does, not when
+    # it closed its stdout 0.3 s before, with its exit status
+    assert "".join(chunks) == result.stdout == "任务完成 ok" and result.returncode == 3
+    assert result.duration >= 0.3
+
+
 # --- command and llm ---------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("code, out, kind", [(0, "hello", None), (75, "", "transient"), (3, "", "exit_error"),

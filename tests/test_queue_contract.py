@@ -258,6 +258,23 @@ class TestQueueContract:
         delivered(engine, calls, [("route", job_id) for job_id in jobs])
         wait_until(lambda: engine.rt.queue.backlog() == 0, 10, "the backlog to empty")
 
+    def test_pending_lists_the_waiting_messages_as_they_come_and_go(self, engine, calls):
+        if engine.rt.queue.pending() is None:  # an engine that cannot list (the stub): the sweep's stale rule
+            return
+        # Given no consumer and two messages waiting
+        a, b = job_in(S.QUEUED), job_in(S.QUEUED)
+        assert engine.rt.queue.enqueue("route", a) and engine.rt.queue.enqueue("generate", b)
+        assert engine.rt.queue.pending() == {("route", a), ("generate", b)}
+        # When they are consumed and another comes (on SQLite it reuses the store row of the first)
+        engine.start()
+        delivered(engine, calls, [("route", a), ("generate", b)])
+        wait_until(lambda: engine.rt.queue.pending() == set(), 10, "the store to empty")
+        engine.stop()
+        c = job_in(S.QUEUED)
+        assert engine.rt.queue.enqueue("close", c)
+        # Then the listing names the new message, not one remembered from the reused row
+        assert engine.rt.queue.pending() == {("close", c)}
+
     def test_a_delay_is_honoured(self, engine, calls):
         engine.start()
         job_id = job_in(S.QUEUED)
