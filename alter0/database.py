@@ -130,6 +130,7 @@ class LockedSqliteDatabase(SqliteDatabase):
         if held is None or held[0] != os.getpid():  # a forked child opens its own
             conn = self._connect()
             conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA cache_size = -512")  # a claim or a heartbeat touches a few pages: 512 KiB at most
             held = self._relaxed.conn = (os.getpid(), conn)
         main, state.conn = state.conn, held[1]
         try:
