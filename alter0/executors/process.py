@@ -70,10 +70,11 @@ def run_process(argv: Sequence[str], *, stdin_text: str | None = None, env: Mapp
     started = time.monotonic()
     proc = _spawn(argv, stdin_text, env, cwd)
     pgid = proc.pid  # start_new_session=True: the leader's pid is the group id
-    pipes = _Pipes(proc, stdin_text, on_stdout_line, on_stdout_chunk)
     tree = ProcessTree(pgid)
+    pipes = None
     try:
         try:
+            pipes = _Pipes(proc, stdin_text, on_stdout_line, on_stdout_chunk)
             outcome = _wait(proc, pipes, tree, cancel, started + timeout,
                             on_spawn and (lambda: on_spawn(pgid)), stop)
         except BaseException:
@@ -82,7 +83,8 @@ def run_process(argv: Sequence[str], *, stdin_text: str | None = None, env: Mapp
         _reap(proc, tree)
         pipes.finish(time.monotonic() + 1.0)  # what is left in the pipes once every process is gone
     finally:
-        pipes.close()
+        if pipes is not None:
+            pipes.close()
     name = Path(argv[0]).name
     if outcome == "timeout":
         raise ExecutorError("timeout", f"{name} did not finish within {timeout:g} s; it was stopped "
