@@ -242,9 +242,6 @@ class _Pipes:
 
     def serve(self, timeout: float) -> None:
         """Read and write what is ready within ``timeout`` seconds (returns at the first events)."""
-        if not self.sel.get_map():
-            time.sleep(timeout)
-            return
         for key, _ in self.sel.select(timeout):
             kind = key.data
             if kind == "out":
@@ -265,20 +262,23 @@ class _Pipes:
             self.serve(left)
 
     def _read(self, stream) -> bytes | None:
+        """What the pipe holds now (None: nothing yet); b"" at its end, when it is also closed and unwatched."""
         try:
-            return os.read(stream.fileno(), 65536)
+            raw = os.read(stream.fileno(), 65536)
         except BlockingIOError:
             return None
         except OSError:
-            return b""
+            raw = b""
+        if not raw:
+            self.sel.unregister(stream)
+            stream.close()
+        return raw
 
     def _stdout(self, stream) -> None:
         raw = self._read(stream)
         if raw is None:
             return
         if not raw:
-            self.sel.unregister(stream)
-            stream.close()
             self.stdout_open = False
             if self.decoder is not None:
                 self._chunk(self.decoder.decode(b"", final=True))
@@ -320,11 +320,7 @@ class _Pipes:
 
     def _stderr(self, stream) -> None:
         chunk = self._read(stream)
-        if chunk is None:
-            return
         if not chunk:
-            self.sel.unregister(stream)
-            stream.close()
             return
         self.tail.append(chunk)
         self.tail_size += len(chunk)

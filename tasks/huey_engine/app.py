@@ -58,6 +58,10 @@ class QueueStorage(SqliteStorage):
                 self._relaxed = None
         return super().close()
 
+    def waiting_rows(self, limit: int) -> list[tuple[int, bytes]]:
+        """(row id, message bytes) of the waiting messages, at most ``limit``."""
+        return self.sql("select id, data from task where queue = ? limit ?", (self.name, limit), results=True)
+
     def dequeue(self):
         with self.lock:
             conn = self._relaxed_conn()

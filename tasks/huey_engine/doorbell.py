@@ -6,7 +6,8 @@ engine listens on an abstract unix datagram socket named after its queue file an
 file ``<queue dir>/doorbells/<host>-<pid>``. After each enqueue, HueyQueue rings the workers of its host (one
 datagram each; a refused one is a dead worker's marker, removed); a ring wakes one idle thread, which polls at
 once. A worker ringing its own doorbell (a stage queueing the next one) skips the datagram and wakes its thread
-directly, and the markers are listed again only when the directory changed. Best effort: a lost ring costs one poll interval and nothing else -- the queue store stays the truth.
+directly, and the markers are listed again only when the directory changed. Best effort: a lost ring costs one
+poll interval and nothing else -- the queue store stays the truth.
 Processes on other hosts or in other containers (another hostname) are never rung: they poll as before.
 """
 

@@ -38,18 +38,18 @@ class HueyQueue(Queue):
 
         The sweep asks every half second, and a backlog holds thousands of messages: each is unpickled once and
         remembered by its row (row id and bytes: SQLite may give a deleted row's id to a new message)."""
-        storage = self.huey.storage
-        rows = storage.sql("select id, data from task where queue = ? limit ?", (storage.name, PENDING_LIMIT + 1),
-                           results=True)
+        rows = self.huey.storage.waiting_rows(PENDING_LIMIT + 1)
         scheduled = self.huey.scheduled(PENDING_LIMIT + 1)
         if len(rows) + len(scheduled) > PENDING_LIMIT:
             return None  # too many to list every second: the sweep falls back to its stale rule
         known, seen = self._known, {}
         for row_id, data in rows:
             hit = known.get(row_id)
-            seen[row_id] = hit if hit is not None and hit[0] == data else (data, _key(self.huey.deserialize_task(data)))
+            if hit is None or hit[0] != data:
+                hit = (data, _key(self.huey.deserialize_task(data)))
+            seen[row_id] = hit
         self._known = seen
-        return {key for _, key in seen.values() if key} | {_key(t) for t in scheduled if t.args}
+        return ({key for _, key in seen.values()} | {_key(t) for t in scheduled}) - {None}
 
 
 def _key(task) -> tuple | None:

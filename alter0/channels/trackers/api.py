@@ -93,19 +93,22 @@ class TrackerApi:
     def label_ids(self, repo: str, names: list[str], known: dict[str, int]) -> list[int]:
         """The ids of ``names`` on a Forgejo/Gitea repository, in order; missing repository labels are created."""
         have = dict(known)
-        if any(name not in have for name in names):
-            have.update({lb["name"]: lb["id"] for lb in self.pages(f"repos/{repo}/labels", {})
-                         if lb.get("name") not in have})
-        for name in [n for n in names if n not in have]:
+
+        def missing() -> list[str]:
+            return [name for name in names if name not in have]
+
+        def list_repo_labels() -> None:
+            if missing():
+                have.update({lb["name"]: lb["id"] for lb in self.pages(f"repos/{repo}/labels", {})
+                             if lb.get("name") not in have})
+        list_repo_labels()
+        for name in missing():
             resp = self.call("POST", f"repos/{repo}/labels", {"name": name, "color": "#5319e7"}, ok=(409, 422))
             if resp.status_code < 300:
                 have[name] = resp.json()["id"]
-        if any(name not in have for name in names):  # created meanwhile by someone else: list again
-            have.update({lb["name"]: lb["id"] for lb in self.pages(f"repos/{repo}/labels", {})
-                         if lb.get("name") not in have})
-        missing = [name for name in names if name not in have]
-        if missing:
-            raise Permanent(f"labels {', '.join(missing)} could not be created on {repo}")
+        list_repo_labels()  # created meanwhile by someone else (409/422): list again
+        if missing():
+            raise Permanent(f"labels {', '.join(missing())} could not be created on {repo}")
         return [have[name] for name in names]
 
     def create_pull(self, repo: str, head: str, base: str, title: str, body: str) -> dict | None:
