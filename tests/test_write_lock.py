@@ -1,7 +1,6 @@
 """The host-wide write lock (alter0.database.WriteLock): one writer at a time among the threads of a process and
-the processes of a host, and the processes take turns while the threads of one are busy (the file lock is let go
-after every transaction; handing it from thread to thread, tried once, made another process's writes wait
-3 times longer at p99)."""
+the processes of a host. (How long another process waits while one is busy is a benchmark figure, not a test:
+`bench/pipeline`'s POST /api/jobs p99; handing the file lock from thread to thread, tried once, tripled it.)"""
 
 from __future__ import annotations
 
@@ -28,7 +27,7 @@ for i in range({rounds}):
 """
 
 
-def test_threads_and_another_process_take_turns_one_at_a_time(tmp_path):
+def test_threads_and_another_process_enter_one_at_a_time(tmp_path):
     # Given a lock file, a log, another process entering the lock 60 times (writing "+" on entry, "-" on exit)
     path, log = tmp_path / "db-writelock", tmp_path / "log"
     log.write_bytes(b"")
@@ -57,7 +56,3 @@ def test_threads_and_another_process_take_turns_one_at_a_time(tmp_path):
     assert len(lines) == 2 * 5 * ROUNDS
     for enter, leave in zip(lines[::2], lines[1::2]):
         assert enter.endswith(b"+") and leave == enter[:-1] + b"-", (enter, leave)
-    # and the other process's turns came between the threads', not only after them
-    entries = lines[::2]
-    last_thread = max(i for i, e in enumerate(entries) if e != b"P+")
-    assert any(e == b"P+" for e in entries[entries.index(b"T0+"):last_thread]), entries
