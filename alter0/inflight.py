@@ -4,6 +4,7 @@ and the drain flag. The supervisor reads it; ``stages.run_stage`` registers runs
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -18,8 +19,8 @@ class InFlight:
         self.draining = threading.Event()
         #: generation uses at most workers - 1 threads, so routing and closing always have one
         self.generation_slots = threading.BoundedSemaphore(max(1, workers - 1))
-        #: a generation was parked for want of a slot: the next one to finish looks for parked generations
-        self.slot_parked = False
+        #: generations parked for want of a slot, oldest first: a freed slot goes to them (``take_slot_waiter``)
+        self._slot_waiters: OrderedDict[int, None] = OrderedDict()
         self._leases = 0
 
     def lease_token(self) -> str:
@@ -27,6 +28,22 @@ class InFlight:
         with self.lock:
             self._leases += 1
             return f"{self.owner}#{self._leases}"
+
+    def wait_for_slot(self, job_id: int) -> None:
+        """Remember a generation parked because every slot was taken (once, however often it is parked)."""
+        with self.lock:
+            self._slot_waiters[job_id] = None
+
+    def take_slot_waiter(self) -> int | None:
+        """The oldest generation waiting for a slot, with a slot taken for it (the caller runs the job or gives
+        the slot back); None if no slot is free or nobody waits."""
+        if not self.generation_slots.acquire(blocking=False):
+            return None
+        with self.lock:
+            if self._slot_waiters:
+                return self._slot_waiters.popitem(last=False)[0]
+        self.generation_slots.release()
+        return None
 
     def snapshot(self) -> dict[int, threading.Event]:
         """Job id -> cancel event of every run registered now."""

@@ -16,6 +16,9 @@ class Queue:
     """Puts one stage of one job on a queue. Engines implement ``_send``."""
 
     name = "base"
+    #: whether a worker thread may run a hand-off itself instead of sending it (no lock of the engine's is held
+    #: around a stage; see ``stages._give_slots``)
+    runs_hand_offs = False
 
     def enqueue(self, stage: str, job_id: int, delay: float = 0.0, urgent: bool = False,
                 stamped: bool = False) -> bool:

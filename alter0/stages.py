@@ -54,61 +54,102 @@ _MESSAGE_BY_ID = Prepared(lambda message_id: Message.select().where(Message.id =
 
 
 def run_stage(rt: Runtime, stage: str, job_id: int) -> None:
-    """Run one stage of one job if it is its turn; otherwise park it. Never raises for job-level failures."""
-    job = jobstate.job_by_id(job_id)
-    if job is None or job.state not in STATES_OF_STAGE[stage]:
-        return
-    if rt.work.draining.is_set():  # the message left the queue: mark it for the next start's reclaim
-        jobstate.mark_undispatched(job.id)
-        return
-    if job.cancel_requested:
-        _finish_error(job, job.state, ExecutorError("cancelled", "cancelled by request"), owner=None)
-        return
-    if turns.earlier_blocker(job, stage) is not None:
-        jobstate.park(job.id)
-        if turns.earlier_blocker(job, stage) is not None:  # re-check: the job ahead may have finished meanwhile
+    """Run one stage of one job if it is its turn; otherwise park it. Never raises for job-level failures.
+
+    After a generation, a slot of this process may be free: the generations parked for want of one get it,
+    oldest first (``_give_slots``)."""
+    _run_one(rt, stage, job_id)
+    if stage == "generate":
+        _give_slots(rt)
+
+
+def _give_slots(rt: Runtime) -> None:
+    """Hand each free generation slot to the oldest generation this process parked for want of one. The
+    thread runs it itself where the engine allows (no Huey round trip, no query); otherwise (Dramatiq runs a
+    generation under its task's lock) the job is sent on, ahead of new work."""
+    while (job_id := rt.work.take_slot_waiter()) is not None:
+        if rt.queue.runs_hand_offs:
+            _run_one(rt, "generate", job_id, holding_slot=True)
+        else:
+            rt.work.generation_slots.release()
+            rt.queue.enqueue("generate", job_id, urgent=True)
             return
+
+
+def _run_one(rt: Runtime, stage: str, job_id: int, holding_slot: bool = False) -> None:
+    """``run_stage`` for one job; ``holding_slot``: the caller took a generation slot for it (given back here)."""
     slot = rt.work.generation_slots if stage == "generate" else None
-    if slot is not None and not slot.acquire(blocking=False):
-        jobstate.park(job.id)
-        rt.work.slot_parked = True  # the next generation to finish looks for parked ones
-        return
+    held, ran = holding_slot, False
     try:
-        lease = rt.work.lease_token()
-        task = task_by_id(job.task_id) if stage == "generate" else None  # read once: the start event and the run
-        if not _start(rt, stage, job, lease, task):
+        job = jobstate.job_by_id(job_id)
+        if job is None or job.state not in STATES_OF_STAGE[stage]:
             return
-        moved_on = False
-        try:
-            with rt.work.running(job.id) as cancel:
-                faults.delay(stage, cancel)
-                # True: the stage moved the job on (and so gave the lease back with that move)
-                moved_on = bool(route(rt, job, cancel, lease) if stage == "route" else
-                                generate(rt, job, task, cancel, lease) if stage == "generate" else
-                                close(rt, job, cancel, lease))
-        except Abandon:
-            jobstate.mark_undispatched(job.id)  # reclaimed at the next start
-            log.info("job %s left in %s for reclaim (worker stopping)", job.id, stage, extra=_ctx(job, stage))
-        except (OperationalError, InterfaceError) as exc:  # the database went away: leave the job for reclaim
-            log.warning("stage %s of job %s interrupted by a database error (%s); its lease will expire and "
-                        "the job is re-run", stage, job.id, exc, extra=_ctx(job, stage))
+        if rt.work.draining.is_set():  # the message left the queue: mark it for the next start's reclaim
+            jobstate.mark_undispatched(job.id)
             return
-        except Exception as exc:
-            log.exception("stage %s of job %s crashed", stage, job.id, extra=_ctx(job, stage))
-            fresh = Job.get_by_id(job.id)
-            if fresh.state not in TERMINAL:
-                _finish_error(fresh, fresh.state, ExecutorError("internal", f"internal error in {stage}: {exc}"),
-                              owner=lease)
-        finally:
-            try:  # a stage that moved the job on gave its lease back with that move
-                if not moved_on and jobstate.held_by(job.id, lease):
-                    jobstate.release(job.id, lease)
-            except (OperationalError, InterfaceError):
-                pass  # the lease expires by itself
+        if job.cancel_requested:
+            _finish_error(job, job.state, ExecutorError("cancelled", "cancelled by request"), owner=None)
+            return
+        if turns.earlier_blocker(job, stage) is not None:
+            _park(job.id)
+            if turns.earlier_blocker(job, stage) is not None:  # re-check: the job ahead may have finished meanwhile
+                return
+        if slot is not None and not held:
+            held = slot.acquire(blocking=False)
+            if not held:  # every slot is busy: the next generation of this process to finish runs it
+                _park(job.id)
+                rt.work.wait_for_slot(job.id)
+                return
+        ran = _lease_and_run(rt, stage, job)
     finally:
-        if slot is not None:
+        if held:
             slot.release()
-    hand_on(rt, stage, job)
+    if ran:
+        hand_on(rt, stage, job)
+
+
+def _park(job_id: int) -> None:
+    """Park a job whose message is used up. Not flushed by itself: a park lost in a power cut leaves a job
+    whose message is gone and which is not parked, and the dispatch sweep sends it again."""
+    with write_tx(durable=False):
+        jobstate.park(job_id)
+
+
+def _lease_and_run(rt: Runtime, stage: str, job: Job) -> bool:
+    """Take the stage's lease, run the stage, and give the lease back unless the stage moved the job on. False
+    if the job was not ours to run or a database error interrupted it (no hand-on then)."""
+    lease = rt.work.lease_token()
+    task = task_by_id(job.task_id) if stage == "generate" else None  # read once: the start event and the run
+    if not _start(rt, stage, job, lease, task):
+        return False
+    moved_on = False
+    try:
+        with rt.work.running(job.id) as cancel:
+            faults.delay(stage, cancel)
+            # True: the stage moved the job on (and so gave the lease back with that move)
+            moved_on = bool(route(rt, job, cancel, lease) if stage == "route" else
+                            generate(rt, job, task, cancel, lease) if stage == "generate" else
+                            close(rt, job, cancel, lease))
+    except Abandon:
+        jobstate.mark_undispatched(job.id)  # reclaimed at the next start
+        log.info("job %s left in %s for reclaim (worker stopping)", job.id, stage, extra=_ctx(job, stage))
+    except (OperationalError, InterfaceError) as exc:  # the database went away: leave the job for reclaim
+        log.warning("stage %s of job %s interrupted by a database error (%s); its lease will expire and "
+                    "the job is re-run", stage, job.id, exc, extra=_ctx(job, stage))
+        return False
+    except Exception as exc:
+        log.exception("stage %s of job %s crashed", stage, job.id, extra=_ctx(job, stage))
+        fresh = Job.get_by_id(job.id)
+        if fresh.state not in TERMINAL:
+            _finish_error(fresh, fresh.state, ExecutorError("internal", f"internal error in {stage}: {exc}"),
+                          owner=lease)
+    finally:
+        try:  # a stage that moved the job on gave its lease back with that move
+            if not moved_on and jobstate.held_by(job.id, lease):
+                jobstate.release(job.id, lease)
+        except (OperationalError, InterfaceError):
+            pass  # the lease expires by itself
+    return True
 
 
 def _start(rt: Runtime, stage: str, job: Job, lease: str, task=None) -> bool:
@@ -138,15 +179,6 @@ def hand_on(rt: Runtime, stage: str, job: Job) -> None:
     if nxt is not None and nxt.parked:
         faults.kill_point(f"hand_on_{stage}")  # a worker dying here leaves the next job parked: the sweep sends it
         rt.queue.enqueue(stage, nxt.id, urgent=True)
-    if stage == "generate" and rt.work.slot_parked:
-        rt.work.slot_parked = False
-        kick_parked_generations(rt)
-
-
-def kick_parked_generations(rt: Runtime, limit: int = 4) -> None:
-    """Re-queue parked generations whose turn has come (a generation slot was freed)."""
-    for job_id in turns.parked_generations(limit):
-        rt.queue.enqueue("generate", job_id, urgent=True)
 
 
 # --- route ------------------------------------------------------------------------------------------

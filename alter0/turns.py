@@ -51,11 +51,3 @@ def runnable_parked():
         ((Job.status == S.GENERATING.value) & ~fn.EXISTS(gen_blocked)) |
         (Job.status == S.CLOSING.value))
 
-
-_PARKED_GENERATIONS = Prepared(lambda limit: Job.select(Job.id).where(
-    (Job.status == S.GENERATING.value) & runnable_parked()).order_by(Job.id).limit(limit))
-
-
-def parked_generations(limit: int) -> list[int]:
-    """Ids of parked generations whose turn has come, oldest first."""
-    return [j.id for j in _PARKED_GENERATIONS.rows(limit)]

@@ -109,6 +109,20 @@ def test_long_generation_does_not_delay_routing_of_another_message(engine_env):
     assert env.job(slow)["status"] == "generating", "routing waited for the long generation"
 
 
+def test_a_generation_waiting_for_a_slot_runs_when_one_frees(engine_env):
+    # two worker threads: one generation slot (the other thread stays free for routing and closing). The
+    # generations that find it taken are parked and run by the worker whose generation frees the slot; the
+    # reclaim sweep is off, so nothing else could run them.
+    env = engine_env(runtime={"queue": {"workers": 2, "reclaim_interval_sec": 3600}})
+    env.start_worker()
+    jobs = [json.loads(env.cli("send", f"slow {who} [[sleep:1]]", "--user", who, "--async", "--json").stdout)[
+        "job_id"] for who in ("ana", "bob", "cy")]
+    assert [env.wait_job(j, timeout=30)["status"] for j in jobs] == ["done"] * 3
+    runs = [r for r in env.agent_runs() if "slow" in r["prompt"] and r.get("event") == "reply"]
+    assert len(runs) == 3
+    assert not any(_overlap(a, b) for i, a in enumerate(runs) for b in runs[i + 1:]), "two generations shared a slot"
+
+
 def test_transient_errors_retry_then_succeed(engine_env):
     env = engine_env()
     env.start_worker()

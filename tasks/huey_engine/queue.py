@@ -10,6 +10,7 @@ PENDING_LIMIT = 20_000
 
 class HueyQueue(Queue):
     name = "huey"
+    runs_hand_offs = True  # a Huey worker thread holds no lock around a stage
 
     def __init__(self, huey, tasks):
         self.huey, self.tasks = huey, tasks
