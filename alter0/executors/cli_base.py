@@ -37,6 +37,10 @@ def install_bin() -> str:
     return os.path.dirname(os.path.abspath(sys.executable))
 
 
+#: (binary, search path) -> the path ``shutil.which`` found (CliExecutor.which).
+_FOUND: dict[tuple[str, str], str | None] = {}
+
+
 class CliExecutor(Executor):
     """Base of the executors that spawn a binary: settings lookup, environment, home dir, spawning."""
 
@@ -122,8 +126,15 @@ class CliExecutor(Executor):
                 logger.warning("%s session file %s could not be rolled back: %s", self.name, path, exc)
 
     def which(self) -> str | None:
-        """Full path of the binary on the executor's PATH or in the install's bin directory, or None."""
-        return shutil.which(self.argv0(), path=self.search_path())
+        """Full path of the binary on the executor's PATH or in the install's bin directory, or None.
+
+        Remembered per (binary, search path): a spawn checks only that the path found is still an executable
+        file, and looks the binary up again if it is not (removed, or moved by an upgrade)."""
+        key = (self.argv0(), self.search_path())
+        found = _FOUND.get(key)
+        if found is None or not (os.access(found, os.X_OK) and os.path.isfile(found)):
+            found = _FOUND[key] = shutil.which(key[0], path=key[1])
+        return found
 
     def available(self) -> tuple[bool, str]:
         """Whether the binary is on PATH (or in the install's bin directory), and where."""
