@@ -12,7 +12,8 @@ from . import jobstate
 from .config import BUSY_POLICIES
 from .database import write_tx
 from .errors import Conflict, InputError
-from .models import Job, Message, Task, UserState
+from .candidates import USER_STATE, task_by_id
+from .models import Job, Message, Task
 from .views import busy_view
 
 COLLECT_SEPARATOR = "\n\n(another message arrived while the task was busy)\n"
@@ -39,8 +40,8 @@ def policy_of(cfg, task: Task | None, requested: Any) -> str:
 
 def target(user_id: str, task: Task | None) -> Task | None:
     """The task a message will go to if known before routing: the user's forced task, else the one named."""
-    state = UserState.get_or_none(UserState.user_id == user_id)
-    forced = Task.get_or_none(Task.id == state.forced_task_id) if state and state.forced_task_id else None
+    state = USER_STATE.first(user_id)
+    forced = task_by_id(state.forced_task_id) if state and state.forced_task_id else None
     return forced or task
 
 

@@ -8,7 +8,7 @@ from typing import Sequence
 from .clock import db_now
 from .errors import IllegalTransition
 from .models import ACTIVE, STAGE_OF_STATE, Job, JobEvent, JobStatus as S, now
-from .prepared import Prepared, insert, update
+from .prepared import Prepared, create as create_row, insert, update
 
 RETRYABLE_END = (S.FAILED, S.CANCELLED, S.TIMED_OUT)
 ALLOWED: dict[S, frozenset[S]] = {
@@ -157,7 +157,7 @@ def renew(owner: str, job_ids: list[int], lease_sec: float) -> None:
 
 def create(**fields) -> Job:
     """Insert a new queued job (inside the caller's transaction) with its "submitted" event."""
-    job = Job.create(**fields)
+    job = create_row(Job, **fields)
     add_event(job.id, "submitted", None, {"task_id": fields.get("requested_task_id")})
     return job
 
