@@ -126,7 +126,8 @@ def decide_close(rt, job: Job) -> tuple[CloseDecision, bool]:
         reply = next((m.content for m in msgs if m.id == job.reply_message_id), None)
         if reply is None and job.reply_message_id:  # more than 10 newer messages: read it
             reply = job.reply_message.content
-        inp = CloseInput(task_id=job.task_id, user_message=job.content, reply=reply or "", turns=turns)
+        inp = CloseInput(task_id=job.task_id, user_message=job.content, reply=reply or "", turns=turns,
+                         min_confidence=rt.cfg["task.close_confidence_threshold"])
         d = validate_close(_call(lambda: closer.decide(inp), rt.cfg["task.close_timeout_sec"], closer.local))
     except FutureTimeout:
         d = CloseDecision(False, 0.0, f"degraded: closer timed out after {rt.cfg['task.close_timeout_sec']}s")

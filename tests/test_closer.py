@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from alter0.tools import regression
+from alter0.decide import accepts_close
 from alter0.routing.base import CloseInput, Turn, validate_close
 from alter0.routing.closer import EmbeddedCloser
 from alter0.routing.llm_backend import LLMCloser
@@ -108,3 +109,62 @@ def test_product_set_closing_targets():
     from alter0.tools import product_set
     r = product_set.run_closing(build_closer(cfg()), cfg()["task.close_confidence_threshold"], "test")
     assert r["accuracy"] >= 90 and r["false_closes"] <= 2, r["misses"]
+
+
+class TestModelOnlyWhereItCanMatter:
+    """The model reads the user's message only where its signal could turn "keep open" into a close the threshold
+    accepts: a plain exchange at the default threshold costs no MiniLM run, and no decision changes for it."""
+
+    @pytest.fixture(scope="class")
+    def embedded(self):
+        return build_closer(cfg())
+
+    def test_a_plain_exchange_runs_the_model_only_where_it_could_close(self, embedded, monkeypatch):
+        calls = []
+        real = embedded.proto
+        monkeypatch.setattr(embedded, "proto", lambda user: calls.append(user) or real(user))
+        plain = CloseInput(1, "bench message 77", "bench message 77", [], min_confidence=0.7)
+        d = validate_close(embedded.decide(plain))
+        assert not d.close and calls == []
+        embedded.decide(CloseInput(1, "bench message 77", "bench message 77", [], min_confidence=0.5))
+        embedded.decide(CloseInput(1, "thanks, works now", "Glad it helped.", [], min_confidence=0.7))
+        assert calls == ["bench message 77", "thanks, works now"]
+
+    @pytest.mark.parametrize("threshold", [0.5, 0.7, 0.9])
+    def test_skipping_the_model_changes_no_accepted_close(self, embedded, threshold, monkeypatch):
+        from alter0.tools import product_set
+        cases = [(c["user_message"], c["reply"]) for c in product_set.close_episodes()] + [
+            (c["user_message"], c["reply"]) for c in regression.load(REGRESSION / "closer.jsonl")]
+
+        def outcomes():
+            return [accepts_close(embedded.decide(CloseInput(1, u, r, [], threshold)), threshold) for u, r in cases]
+        skipping = outcomes()
+        monkeypatch.setattr(EmbeddedCloser, "model_can_matter", staticmethod(lambda s, m: True))
+        assert skipping == outcomes()
+
+    def test_messages_without_words_of_completion_stay_below_the_reach(self, embedded):
+        from alter0.routing.closer import PROTO_REACH, USER_DONE
+        from alter0.tools import product_set
+        texts = {c["user_message"] for c in product_set.close_episodes()}
+        texts |= set(_strings(product_set.load()))
+        for name in ("closer.jsonl", "router.jsonl", "chat_sample.jsonl"):
+            texts |= set(_strings(regression.load(REGRESSION / name)))
+        plain = sorted(t for t in texts if t.strip() and not USER_DONE.search(t))
+        assert len(plain) > 300
+        embedded.embedder.reserve(len(texts) + 64)
+        embedded.embedder.embed_many(plain)
+        worst = max(plain, key=embedded.proto)
+        assert embedded.proto(worst) < PROTO_REACH, worst
+
+
+def _strings(data, keys=("user_message", "text", "content", "message")):
+    """Every message text in a data set's nested records."""
+    if isinstance(data, dict):
+        for k, v in data.items():
+            if k in keys and isinstance(v, str):
+                yield v
+            else:
+                yield from _strings(v, keys)
+    elif isinstance(data, list):
+        for v in data:
+            yield from _strings(v, keys)

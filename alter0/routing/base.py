@@ -61,6 +61,9 @@ class CloseInput:
     user_message: str
     reply: str
     turns: list[Turn]
+    #: the confidence a close needs to be accepted (task.close_confidence_threshold): a closer may skip work
+    #: that could not bring a decision there
+    min_confidence: float = 0.5
 
 
 @dataclass

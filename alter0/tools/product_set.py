@@ -109,7 +109,7 @@ def run_closing(closer, threshold: float, split: str = "all", data: dict | None 
     by_cat, by_lang, misses = _tally(), _tally(), []
     tp = fp = fn = tn = 0
     for i, c in enumerate(close_episodes(data, split)):
-        dec = validate_close(closer.decide(CloseInput(1, c["user_message"], c["reply"], [])))
+        dec = validate_close(closer.decide(CloseInput(1, c["user_message"], c["reply"], [], threshold)))
         got = accepts_close(dec, threshold)
         ok = got == c["expect_close"]
         tp += got and c["expect_close"]

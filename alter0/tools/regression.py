@@ -48,7 +48,7 @@ def run_closer(closer, cases: list[dict], threshold: float) -> dict:
     out: dict = defaultdict(lambda: {"passed": 0, "total": 0, "confusion": Counter(), "misses": []})
     for case in cases:
         turns = [Turn(**t) for t in case.get("turns", [])]
-        dec = validate_close(closer.decide(CloseInput(1, case["user_message"], case["reply"], turns)))
+        dec = validate_close(closer.decide(CloseInput(1, case["user_message"], case["reply"], turns, threshold)))
         got = accepts_close(dec, threshold)
         cat = out[case["category"]]
         cat["total"] += 1
