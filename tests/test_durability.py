@@ -1,5 +1,5 @@
 """What reaches the disk: durable commits are flushed one by one, the relaxed ones (a stage's claim, heartbeats,
-Huey's take of a message) are not. Counted with strace on a real process writing real files."""
+Huey's messages in and out of its queue file) are not. Counted with strace on a real process writing real files."""
 
 from __future__ import annotations
 
@@ -69,7 +69,8 @@ def test_durable_commits_are_flushed_one_by_one_and_relaxed_ones_not(tmp_path):
     assert flushes(tmp_path, "relaxed", N) <= 2  # a new WAL's first frame and its directory entry are flushed
 
 
-@pytest.mark.parametrize("mode, at_least, at_most", [("enqueue", N, None), ("dequeue", 0, 0)])
-def test_huey_flushes_an_enqueue_but_not_a_take(tmp_path, mode, at_least, at_most):
-    count = flushes(tmp_path, mode, N)
-    assert count >= at_least and (at_most is None or count <= at_most), count
+@pytest.mark.parametrize("mode", ["enqueue", "dequeue"])
+def test_huey_flushes_neither_an_enqueue_nor_a_take(tmp_path, mode):
+    # the job row's flushed commit records each send; a message a power cut loses is sent again by the
+    # dispatch sweep (test_dispatch.py), so the queue file is never flushed by itself
+    assert flushes(tmp_path, mode, N) <= 2  # a new WAL's first frame and its directory entry are flushed

@@ -65,8 +65,10 @@ def render(r: dict) -> str:
         f"Huey {v['huey']}, Peewee {v['peewee']}, Flask {v['flask']}, gunicorn {v['gunicorn']}, "
         f"onnxruntime {v['onnxruntime']}" + (f", wrk {v['wrk']}" if "wrk" in v else "") + f"; alter0 {m['revision']}.",
         "",
-        f"Both sides: SQLite WAL with fsync on every commit (`runtime.db.synchronous = {r['synchronous']}`: alter0.db, "
-        f"and SqliteHuey `fsync={r['huey_fsync']}` on each huey.db), consumer `{r['consumer']}`; each consumer "
+        f"Both sides: SQLite WAL (`runtime.db.synchronous = {r['synchronous']}`: alter0.db, and SqliteHuey "
+        f"`fsync={r['huey_fsync']}` on each huey.db; alter0 flushes its durable commits of alter0.db, not the claims, "
+        "heartbeats and queue-file commits it leaves unflushed: see the fsync row), consumer "
+        f"`{r['consumer']}`; each consumer "
         "in its own process" + ("; alter0's also wakes when a stage is queued on the host (doorbells, "
                                 "tasks/huey_engine/doorbell.py), the raw one only polls" if r.get("doorbells") else "")
         + ". Raw: per item Huey task A enqueues B enqueues C (no-op bodies, priorities as "

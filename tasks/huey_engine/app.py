@@ -32,18 +32,21 @@ def huey_options(cfg: Config) -> dict:
 
 
 class QueueStorage(SqliteStorage):
-    """Huey's SQLite storage, except that taking a message off the queue is not flushed to disk by itself.
+    """Huey's SQLite storage, except that no commit of the queue file is flushed to disk by itself.
 
-    A take lost at a power cut gives the message back after the restart: the stage runs again only if the job
-    is still in that stage and nobody holds its lease, else the duplicate is a no-op (stages.run_stage). What a
-    power cut must not lose, the enqueue, is still flushed at once (``fsync=True``: synchronous = FULL), and
-    the next flushed commit of the queue file flushes the takes before it (the WAL is written in order)."""
+    ``huey.db`` only carries "run stage X of job N"; the job row is the truth, and its own flushed commit records
+    the send (``Job.dispatched_at``) before the message is queued. A message a power cut loses is sent again by
+    the workers' dispatch sweep (``supervisor.redispatch``: an active job nobody runs whose message is not in
+    the store) within ``runtime.queue.dispatch_deadline_sec`` of the restart; a take a power cut loses gives the
+    message back, and its duplicate is a no-op (``stages.run_stage``: only a job still in that stage, under no
+    live lease, runs). A crash of a process loses neither: the WAL is in the OS's page cache."""
 
     _relaxed: sqlite3.Connection | None = None
 
     def _relaxed_conn(self) -> sqlite3.Connection:
-        """The connection takes use (under ``self.lock``): the store's own settings, except ``synchronous =
-        NORMAL`` when the store flushes every commit (one connection per setting: no PRAGMA per take)."""
+        """The connection enqueues and takes use (under ``self.lock``): the store's own settings, except
+        ``synchronous = NORMAL`` when the store flushes every commit (Huey's own connection keeps its settings
+        for everything else; one connection per setting: no PRAGMA per statement)."""
         if self._relaxed is None:
             conn = self._create_connection()
             if self._fsync is True:
@@ -61,6 +64,18 @@ class QueueStorage(SqliteStorage):
     def waiting_rows(self, limit: int) -> list[tuple[int, bytes]]:
         """(row id, message bytes) of the waiting messages, at most ``limit``."""
         return self.sql("select id, data from task where queue = ? limit ?", (self.name, limit), results=True)
+
+    def enqueue(self, data, priority=None):
+        with self.lock:
+            conn = self._relaxed_conn()
+            try:
+                conn.execute(self.begin_sql)
+                conn.execute("insert into task (queue, data, priority) values (?, ?, ?)",
+                             (self.name, self.to_blob(data), priority or 0))
+            except Exception:
+                conn.rollback()
+                raise
+            conn.commit()
 
     def dequeue(self):
         with self.lock:
