@@ -40,6 +40,7 @@ PENDING_AFTER = Prepared(lambda task_id, job_id: Job.select(Job.id).where(
     .limit(1))
 LAST_MESSAGES = Prepared(lambda task_id: Message.select().where(Message.task == task_id)
                           .order_by(Message.id.desc()).limit(10))
+MESSAGE_TEXT = Prepared(lambda message_id: Message.select(Message.content).where(Message.id == message_id))
 
 
 def candidates(cfg, scope: str) -> list[Candidate]:

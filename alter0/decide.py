@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor, TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from .candidates import LAST_MESSAGES, PENDING_AFTER, USER_STATE, candidates, task_by_id
+from .candidates import LAST_MESSAGES, MESSAGE_TEXT, PENDING_AFTER, USER_STATE, candidates, task_by_id
 from .models import Job, Task
 from .threads import bound_task
 from .routing.base import (CloseDecision, CloseInput, InvalidOutput, RouteDecision, RouteInput, Turn,
@@ -121,11 +121,13 @@ def decide_close(rt, job: Job) -> tuple[CloseDecision, bool]:
     closer = None
     try:
         closer = rt.closer
-        msgs = list(LAST_MESSAGES.rows(job.task_id))
-        turns = [Turn(m.role, m.content, m.user_id, m.created_at) for m in reversed(msgs)]
-        reply = next((m.content for m in msgs if m.id == job.reply_message_id), None)
-        if reply is None and job.reply_message_id:  # more than 10 newer messages: read it
-            reply = job.reply_message.content
+        turns, reply = [], None
+        if closer.reads_turns:
+            msgs = list(LAST_MESSAGES.rows(job.task_id))
+            turns = [Turn(m.role, m.content, m.user_id, m.created_at) for m in reversed(msgs)]
+            reply = next((m.content for m in msgs if m.id == job.reply_message_id), None)
+        if reply is None and job.reply_message_id:  # not read with the turns (or more than 10 newer messages)
+            reply = next(MESSAGE_TEXT.tuples(job.reply_message_id), (None,))[0]
         inp = CloseInput(task_id=job.task_id, user_message=job.content, reply=reply or "", turns=turns,
                          min_confidence=rt.cfg["task.close_confidence_threshold"])
         d = validate_close(_call(lambda: closer.decide(inp), rt.cfg["task.close_timeout_sec"], closer.local))

@@ -228,3 +228,30 @@ def test_unrelated_requests_one_after_another_each_start_a_task(stub_runtime):
     assert len({j.task_id for j in jobs}) == 4
     assert ack.decision == "existing" and ack.task_id == jobs[-1].task_id, ack.route_reason
     assert "acknowledgement" in ack.route_reason
+
+
+class RecordingCloser(Closer):
+    """Keeps every input it is given; reads the task's recent messages only if told to."""
+
+    def __init__(self, reads_turns: bool):
+        self.reads_turns, self.seen = reads_turns, []
+
+    def decide(self, inp):
+        self.seen.append(inp)
+        return CloseDecision(False, 0.9, "keep")
+
+
+@pytest.mark.parametrize("reads_turns", [True, False])
+def test_a_closer_gets_the_reply_always_and_the_recent_messages_only_if_it_reads_them(rt, reads_turns):
+    closer = RecordingCloser(reads_turns)
+    rt._backends.update(router=FixedRouter(lambda inp: RouteDecision("existing", inp.candidates[0].task_id, 0.9,
+                                                                     "same", "fixed-1")), closer=closer)
+    jobs = [run(rt, f"step {i} of the same task") for i in range(6)]
+    assert len({j.task_id for j in jobs}) == 1
+    inp = closer.seen[-1]
+    assert inp.reply == views.get_job(jobs[-1].id).reply_message.content and inp.reply.startswith("ok: ")
+    assert inp.user_message == "step 5 of the same task"
+    if reads_turns:  # the last 10 messages, oldest first: steps 1-5 with their replies
+        assert len(inp.turns) == 10 and inp.turns[-1].content == inp.reply and inp.turns[0].content.startswith("step 1")
+    else:
+        assert inp.turns == []

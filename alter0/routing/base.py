@@ -93,6 +93,8 @@ class Closer:
     name = "base"
     version = "base-1"
     local = False  # as Router.local
+    #: whether ``decide`` reads ``CloseInput.turns`` (the task's recent messages); if not, they are not read
+    reads_turns = True
 
     def decide(self, inp: CloseInput) -> CloseDecision:
         raise NotImplementedError

@@ -112,6 +112,7 @@ class EmbeddedCloser(Closer):
     name = "embedded"
     version = VERSION
     local = True
+    reads_turns = False  # the last exchange only
 
     def __init__(self, embedder=None, degraded_reason: str = ""):
         self.embedder = embedder
