@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from .candidates import LAST_MESSAGES, MESSAGE_TEXT, PENDING_AFTER, USER_STATE, candidates, task_by_id
+from .inflight import STAGE_TURN
 from .models import Job, Task
 from .threads import bound_task
 from .routing.base import (CloseDecision, CloseInput, InvalidOutput, RouteDecision, RouteInput, Turn,
@@ -35,7 +36,8 @@ def _call(fn: Callable[[], Any], timeout: float, local: bool = False) -> Any:
     seconds; a ``local`` backend (bounded work in this process, nothing to wait for) in this thread, its answer
     discarded when it came later than ``timeout`` (no thread hand-off per message for a millisecond's work)."""
     if not local:
-        return _pool.submit(fn).result(timeout=timeout)
+        with STAGE_TURN.released():  # an LLM backend's answer: other stages go on meanwhile
+            return _pool.submit(fn).result(timeout=timeout)
     started = time.monotonic()
     answer = fn()
     if time.monotonic() - started > timeout:

@@ -12,7 +12,7 @@ import uuid
 from pathlib import Path
 
 from .config import Config, load_config
-from .inflight import InFlight
+from .inflight import STAGE_TURN, InFlight
 from .migrations import open_current
 from .paths import ensure_dirs
 from .queue import Queue, load_queue
@@ -69,7 +69,12 @@ class Runtime:
         return self._built("closer", build_closer)
 
     def _built(self, name: str, build):
-        with self._backends_lock:  # its own lock: a stage that needs an executor never waits for a model load
+        hit = self._backends.get(name)
+        if hit is not None:
+            return hit
+        # its own lock: a stage that needs an executor never waits for a model load; nor, with the stage turn
+        # given up meanwhile, does any other stage
+        with STAGE_TURN.released(), self._backends_lock:
             if name not in self._backends:
                 self._backends[name] = build(self.cfg, run_executor=self.run_executor_text)
             return self._backends[name]

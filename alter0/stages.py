@@ -16,6 +16,7 @@ from . import faults, jobstate, memory, taskstate, threads, turns, workspaces
 from .decide import choose_task, decide_close, task_by_id
 from .errors import ExecutorError
 from .executors.base import ExecRequest
+from .inflight import STAGE_TURN
 from .jsonlog import stage_log
 from .models import STATES_OF_STAGE, Job, JobStatus as S, Message, TERMINAL, stage_of
 from .prepared import Prepared, create
@@ -77,7 +78,13 @@ def _give_slots(rt: Runtime) -> None:
 
 
 def _run_one(rt: Runtime, stage: str, job_id: int, holding_slot: bool = False) -> None:
-    """``run_stage`` for one job; ``holding_slot``: the caller took a generation slot for it (given back here)."""
+    """``run_stage`` for one job, in the process's stage turn; ``holding_slot``: the caller took a generation slot
+    for it (given back here)."""
+    with STAGE_TURN.held():
+        _run_turn(rt, stage, job_id, holding_slot)
+
+
+def _run_turn(rt: Runtime, stage: str, job_id: int, holding_slot: bool) -> None:
     slot = rt.work.generation_slots if stage == "generate" else None
     held, ran = holding_slot, False
     try:
@@ -125,7 +132,8 @@ def _lease_and_run(rt: Runtime, stage: str, job: Job) -> bool:
     moved_on = False
     try:
         with rt.work.running(job.id) as cancel:
-            faults.delay(stage, cancel)
+            with STAGE_TURN.released():
+                faults.delay(stage, cancel)
             # True: the stage moved the job on (and so gave the lease back with that move)
             moved_on = bool(route(rt, job, cancel, lease) if stage == "route" else
                             generate(rt, job, task, cancel, lease) if stage == "generate" else
@@ -254,9 +262,10 @@ def generate(rt: Runtime, job: Job, task, cancel, lease: str) -> bool:
         jobstate.set_executor_pgid(job.id, pgid)
 
     try:
-        turn = workspaces.workdir_for(rt.cfg, task)  # executor.workdir_root/task-<id>, or the task's git worktree
-        result = run_with_retry(rt, "generate", job, attempt, cancel)
-        receipt = workspaces.after_turn(rt.cfg, turn, result.text, timeout, cancel)
+        with STAGE_TURN.released():  # the agent's run (and git's, in a worktree): other stages go on meanwhile
+            turn = workspaces.workdir_for(rt.cfg, task)  # executor.workdir_root/task-<id>, or the task's worktree
+            result = run_with_retry(rt, "generate", job, attempt, cancel)
+            receipt = workspaces.after_turn(rt.cfg, turn, result.text, timeout, cancel)
     except ExecutorError as exc:
         _stage_failed(rt, job, S.GENERATING, exc, "generate", started, lease, session_id=task.session_id)
         return False
@@ -318,7 +327,8 @@ def close(rt: Runtime, job: Job, cancel, lease: str) -> bool:
     except LeaseLost:
         return False
     if should_close:
-        workspaces.on_task_closed(rt.cfg, job.task_id)  # workspace.cleanup = on_close
+        with STAGE_TURN.released():  # a worktree's removal runs git
+            workspaces.on_task_closed(rt.cfg, job.task_id)  # workspace.cleanup = on_close
     stage_log(rt.output_dir, "close", **_ctx(job, "close"), close=should_close, confidence=d.confidence,
               reason=d.reason, version=d.version, duration_ms=round((time.monotonic() - started) * 1000, 2),
               error=None)

@@ -14,6 +14,7 @@ from huey.storage import SqliteStorage
 from alter0 import stages
 from alter0.config import Config
 from alter0.database import storage_error
+from alter0.inflight import STAGE_TURN
 from alter0.paths import ensure_dirs
 from alter0.runtime import get_runtime
 from alter0.supervisor import Supervisor
@@ -78,7 +79,9 @@ class QueueStorage(SqliteStorage):
             conn.commit()
 
     def dequeue(self):
-        with self.lock:
+        # in the process's stage turn (taken before the store's lock, as a stage that enqueues does): a take
+        # does not hand the GIL back and forth with a running stage
+        with STAGE_TURN.held(), self.lock:
             conn = self._relaxed_conn()
             if conn.execute("select 1 from task where queue = ? limit 1", (self.name,)).fetchone() is None:
                 return None  # the common answer of an idle poll: no write at all
