@@ -22,11 +22,9 @@ def _spec(name: str) -> dict[str, str]:
                 if part)
 
 
-def delay(stage: str, cancel) -> None:
-    """Stall ``stage`` if ALTER0_FAULT_DELAY names it."""
-    delays = _spec("ALTER0_FAULT_DELAY")
-    if stage in delays:
-        cancel.wait(float(delays[stage]))
+def stall_of(stage: str) -> float:
+    """Seconds ALTER0_FAULT_DELAY stalls ``stage`` (0: none; the stage waits on its cancel event)."""
+    return float(_spec("ALTER0_FAULT_DELAY").get(stage) or 0)
 
 
 def kill_point(point: str) -> None:

@@ -6,7 +6,9 @@ import os
 import sqlite3
 import sys
 import threading
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from huey import SqliteHuey
 from huey.storage import SqliteStorage
@@ -66,17 +68,27 @@ class QueueStorage(SqliteStorage):
         """(row id, message bytes) of the waiting messages, at most ``limit``."""
         return self.sql("select id, data from task where queue = ? limit ?", (self.name, limit), results=True)
 
-    def enqueue(self, data, priority=None):
-        with self.lock:
-            conn = self._relaxed_conn()
-            try:
-                conn.execute(self.begin_sql)
-                conn.execute("insert into task (queue, data, priority) values (?, ?, ?)",
-                             (self.name, self.to_blob(data), priority or 0))
-            except Exception:
-                conn.rollback()
-                raise
+    @contextmanager
+    def _relaxed_write(self) -> Iterator[sqlite3.Cursor]:
+        """A write transaction on the relaxed connection (the caller holds ``self.lock``), as Huey's own
+        ``db(commit=True)``: committed at the end of the block, rolled back if it raises."""
+        conn = self._relaxed_conn()
+        cursor = conn.cursor()
+        try:
+            cursor.execute(self.begin_sql)
+            yield cursor
+        except Exception:
+            conn.rollback()
+            raise
+        else:
             conn.commit()
+        finally:
+            cursor.close()
+
+    def enqueue(self, data, priority=None):
+        with self.lock, self._relaxed_write() as cursor:
+            cursor.execute("insert into task (queue, data, priority) values (?, ?, ?)",
+                           (self.name, self.to_blob(data), priority or 0))
 
     def dequeue(self):
         # in the process's stage turn (taken before the store's lock, as a stage that enqueues does): a take
@@ -85,19 +97,12 @@ class QueueStorage(SqliteStorage):
             conn = self._relaxed_conn()
             if conn.execute("select 1 from task where queue = ? limit 1", (self.name,)).fetchone() is None:
                 return None  # the common answer of an idle poll: no write at all
-            cursor = conn.cursor()
-            try:
-                cursor.execute(self.begin_sql)
+            with self._relaxed_write() as cursor:
                 cursor.execute("select id, data from task where queue = ? order by priority desc, id limit 1",
                                (self.name,))
                 row = cursor.fetchone()
                 taken = row is not None and cursor.execute("delete from task where id = ?",
                                                            (row[0],)).rowcount == 1
-            except Exception:
-                conn.rollback()
-                raise
-            conn.commit()
-            cursor.close()
         return row[1] if taken else None
 
 
