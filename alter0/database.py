@@ -138,6 +138,16 @@ class LockedSqliteDatabase(SqliteDatabase):
         finally:
             state.conn = main
 
+    def connect(self, reuse_if_open=False):
+        """A file that is not a database yet is made one under the write lock: turning it into a WAL database
+        writes its header, an upgrade of a read lock to a write lock that SQLite does not wait for, so of two
+        processes opening a new file at once (a worker and ``alter0 status``) the second got "database is
+        locked" at once. Taken before Peewee's connection lock, in the order ``write_tx`` takes them."""
+        if _unformatted(self.database):
+            with self.write_lock:
+                return super().connect(reuse_if_open)
+        return super().connect(reuse_if_open)
+
     def close(self):
         held = getattr(self._relaxed, "conn", None)
         if held is not None:
@@ -151,6 +161,18 @@ class LockedSqliteDatabase(SqliteDatabase):
             return super().execute_sql(sql, params)
         with self.write_lock:
             return super().execute_sql(sql, params)
+
+
+#: Bytes of SQLite's file header: a shorter file has none yet (a new database).
+SQLITE_HEADER_BYTES = 100
+
+
+def _unformatted(path: str) -> bool:
+    """Whether the SQLite file at ``path`` is missing or has no header yet."""
+    try:
+        return os.stat(path).st_size < SQLITE_HEADER_BYTES
+    except FileNotFoundError:
+        return True
 
 
 def connect_url(url: str) -> Database:
