@@ -90,8 +90,9 @@ def test_different_tasks_generate_in_parallel(engine_env):
     env.start_worker()
     a = env.send("task A")["task_id"]
     b = env.send("task B")["task_id"]
-    ja = json.loads(env.cli("send", "slow A [[sleep:2]]", "--task", str(a), "--async", "--json").stdout)["job_id"]
-    jb = json.loads(env.cli("send", "slow B [[sleep:2]]", "--task", str(b), "--async", "--json").stdout)["job_id"]
+    # each generation waits for the other to start (at most 20 s): they overlap only if both run at once
+    ja = json.loads(env.cli("send", "slow A [[meet:ab=2]]", "--task", str(a), "--async", "--json").stdout)["job_id"]
+    jb = json.loads(env.cli("send", "slow B [[meet:ab=2]]", "--task", str(b), "--async", "--json").stdout)["job_id"]
     assert env.wait_job(ja)["status"] == "done" and env.wait_job(jb)["status"] == "done"
     runs = {r["prompt"].split()[-2]: r for r in env.agent_runs() if "slow" in r["prompt"] and r.get("event") == "reply"}
     assert _overlap(runs["A"], runs["B"]), "generations of two tasks did not overlap"
