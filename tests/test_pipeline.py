@@ -101,13 +101,16 @@ def test_different_tasks_generate_in_parallel(engine_env):
 def test_long_generation_does_not_delay_routing_of_another_message(engine_env):
     env = engine_env(runtime={"queue": {"workers": 2}})
     env.start_worker()
-    slow = json.loads(env.cli("send", "long job [[sleep:8]]", "--async", "--json").stdout)["job_id"]
+    # the long generation runs until the test lets it go on (at most 60 s)
+    slow = json.loads(env.cli("send", "long job [[wait-file:go]]", "--async", "--json").stdout)["job_id"]
     env.wait_job(slow, until=("generating",))
     other = json.loads(env.cli("send", "quick question from someone else", "--user", "bob", "--async",
                                "--json").stdout)["job_id"]
-    routed = env.wait_job(other, timeout=6, until=("generating", "closing", "done"))
+    routed = env.wait_job(other, timeout=45, until=("generating", "closing", "done"))
     assert routed["status"] in ("generating", "closing", "done") and routed["task_id"]
     assert env.job(slow)["status"] == "generating", "routing waited for the long generation"
+    (env.tmp / "state" / "go").touch()
+    assert env.wait_job(slow)["status"] == "done"
 
 
 def test_a_generation_waiting_for_a_slot_runs_when_one_frees(engine_env):

@@ -113,8 +113,9 @@ def test_commit_turn_policy_and_a_failed_check_never_auto_closes(ws_env):
 
 def test_two_parallel_tasks_on_one_file_merge_then_conflict_refused_and_shown(ws_env, repo):
     env = ws_env()
-    a = env.send("A [[sleep:4]] [[write:shared.txt=alpha\\nFROM-A\\ngamma\\n]] [[commit:A edits]]", "--async")
-    b = env.send("B [[sleep:4]] [[write:shared.txt=alpha\\nFROM-B\\ngamma\\n]] [[commit:B edits]]", "--async")
+    # each turn waits for the other to start (at most 20 s): they overlap only if both run at once
+    a = env.send("A [[meet:ab=2]] [[write:shared.txt=alpha\\nFROM-A\\ngamma\\n]] [[commit:A edits]]", "--async")
+    b = env.send("B [[meet:ab=2]] [[write:shared.txt=alpha\\nFROM-B\\ngamma\\n]] [[commit:B edits]]", "--async")
     ja, jb = env.wait_job(a["job_id"]), env.wait_job(b["job_id"])
     assert ja["status"] == jb["status"] == "done" and ja["task_id"] != jb["task_id"]
     runs = env.agent_runs()
