@@ -18,7 +18,7 @@ import urllib.request
 
 import pytest
 
-from support.helpers import ROOT, free_port, skip_or_fail
+from support.helpers import ROOT, free_port, skip_or_fail, wait_until
 
 #: The issue's target on an idle machine is 180 s; this shared test machine gets room for load.
 LIMIT_SEC = 600
@@ -82,4 +82,23 @@ def test_scripts_run_from_a_clean_clone_reaches_health_with_visible_steps(tmp_pa
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=10)
         reader.join(5)
+    # Ctrl-C stopped everything: once scripts/run has returned, nothing runs from the clone's venv
+    venv = str(clone / ".venv")
+    try:
+        wait_until(lambda: not _running_from(venv), 30, lambda: f"processes left running: {_running_from(venv)}")
+    finally:
+        for pid in _running_from(venv):
+            os.kill(pid, signal.SIGKILL)
     assert not (clone / ".venv" / "alter0-local-model.installing").exists()
+
+
+def _running_from(path: str) -> list[int]:
+    """Live processes whose command line names ``path`` (a venv's python, honcho, gunicorn, alter0)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        try:
+            if entry.isdigit() and path.encode() in open(f"/proc/{entry}/cmdline", "rb").read():
+                pids.append(int(entry))
+        except OSError:
+            continue
+    return pids
