@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from peewee import IntegerField, SqliteDatabase
 
+from alter0.database import LockedSqliteDatabase
 from alter0.migrations import open_current
 from alter0.models import Job, Message, SchemaVersion, Task, TaskMemory
 from alter0 import archive
@@ -164,7 +165,8 @@ def test_concurrent_first_opens_stamp_once(tmp_path):
     errors = []
 
     def opener() -> None:
-        database = SqliteDatabase(str(path), timeout=30, pragmas={"journal_mode": "wal", "busy_timeout": 30000})
+        # the class alter0 opens its database with: a new file is made a WAL database under its write lock
+        database = LockedSqliteDatabase(str(path), timeout=30, pragmas={"journal_mode": "wal", "busy_timeout": 30000})
         try:
             migrate(database)
         except Exception as exc:  # collected for the assertion below
