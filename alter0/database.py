@@ -139,12 +139,11 @@ class LockedSqliteDatabase(SqliteDatabase):
             state.conn = main
 
     def connect(self, reuse_if_open=False):
-        """A file that is not a WAL database yet (new, or copied in with a rollback journal) is opened under the
-        write lock: turning it into one writes its header, an upgrade of a read lock to a write lock that SQLite
-        does not wait for, so of two processes opening a new file at once (a worker and ``alter0 status``) the
-        second got "database is locked" at once. Taken before Peewee's connection lock, in the order
-        ``write_tx`` takes them."""
-        if _not_wal_yet(self.database):
+        """A file that is not a database yet is made one under the write lock: turning it into a WAL database
+        writes its header, an upgrade of a read lock to a write lock that SQLite does not wait for, so of two
+        processes opening a new file at once (a worker and ``alter0 status``) the second got "database is
+        locked" at once. Taken before Peewee's connection lock, in the order ``write_tx`` takes them."""
+        if _unformatted(self.database):
             with self.write_lock:
                 return super().connect(reuse_if_open)
         return super().connect(reuse_if_open)
@@ -164,21 +163,18 @@ class LockedSqliteDatabase(SqliteDatabase):
             return super().execute_sql(sql, params)
 
 
-#: Offset of the file format version bytes in SQLite's header: 2 and 2 in a WAL database.
-SQLITE_VERSION_BYTES = 18
+#: Bytes of SQLite's file header: a shorter file has none yet (a new database).
+SQLITE_HEADER_BYTES = 100
 
 
-def _not_wal_yet(path: str) -> bool:
-    """Whether the SQLite file at ``path`` is missing, has no header yet, or is not a WAL database (one copied in
-    with a rollback journal): opening it writes the header."""
+def _unformatted(path: str) -> bool:
+    """Whether the SQLite file at ``path`` is missing or has no header yet. A ``stat``, never an open: closing any
+    descriptor of the file drops every POSIX lock this process holds on it, SQLite's included (its other
+    connections would then read and write without their locks)."""
     try:
-        with open(path, "rb") as fh:
-            head = fh.read(SQLITE_VERSION_BYTES + 2)
+        return os.stat(path).st_size < SQLITE_HEADER_BYTES
     except FileNotFoundError:
         return True
-    except OSError:  # unreadable: SQLite's own open says why
-        return False
-    return head[SQLITE_VERSION_BYTES:] != b"\x02\x02"
 
 
 def connect_url(url: str) -> Database:

@@ -1,7 +1,7 @@
 """Processes that open one new database at the same moment (a worker, the web's gunicorn workers, `alter0
 status` polled by a script while the first worker starts): each one gets the database, none "database is
-locked". Turning a new file (or one copied in with a rollback journal) into a WAL database writes its header, an
-upgrade of a read lock to a write lock for which SQLite does not wait: the second opener failed at once."""
+locked". Turning a new file into a WAL database writes its header, an upgrade of a read lock to a write lock
+for which SQLite does not wait: the second opener failed at once."""
 
 from __future__ import annotations
 
@@ -9,8 +9,6 @@ import json
 import os
 import subprocess
 import sys
-
-import pytest
 
 from support.helpers import ROOT
 
@@ -30,30 +28,12 @@ for r in range(rounds):
     except Exception as exc:
         print(f"round {r}: {exc!r}", flush=True)
 """
-ROLLBACK_COPY = """
-import sqlite3, sys
-from alter0.config import load_config
-from alter0.migrations import open_current
-from alter0.paths import output_paths
-base, rounds = sys.argv[1], int(sys.argv[2])
-for r in range(rounds):
-    cfg = load_config(f"{base}/config-{r}.json")
-    open_current(cfg).close()
-    conn = sqlite3.connect(output_paths(cfg.output_dir)["db"])
-    assert conn.execute("PRAGMA journal_mode = DELETE").fetchone()[0] == "delete"
-    conn.close()
-"""
 
 
-@pytest.mark.parametrize("start", ["new", "rollback-journal"])
-def test_processes_opening_a_new_database_at_once_all_get_it(tmp_path, start):
-    # Given ROUNDS configs, each naming a database file that does not exist yet, or an alter0 database copied in
-    # with a rollback journal (not WAL: the first opener turns it into one)
+def test_processes_opening_a_new_database_at_once_all_get_it(tmp_path):
+    # Given ROUNDS configs, each naming a database file that does not exist yet
     for r in range(ROUNDS):
         (tmp_path / f"config-{r}.json").write_text(json.dumps({"runtime": {"output_dir": str(tmp_path / f"out-{r}")}}))
-    if start == "rollback-journal":  # made in a process of its own: this one's models stay unbound
-        subprocess.run([sys.executable, "-c", ROLLBACK_COPY, str(tmp_path), str(ROUNDS)], check=True, timeout=120,
-                       env=dict(os.environ, PYTHONPATH=str(ROOT)))
     # When PROCESSES processes open each of them at the same moment
     procs = [subprocess.Popen([sys.executable, "-c", OPENER, str(tmp_path), str(i), str(PROCESSES), str(ROUNDS)],
                               env=dict(os.environ, PYTHONPATH=str(ROOT)), stdout=subprocess.PIPE, text=True)
