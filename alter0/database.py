@@ -21,6 +21,7 @@ from playhouse.shortcuts import ReconnectMixin
 
 from .config import Config
 from .errors import StorageUnavailable
+from .inflight import STAGE_TURN
 from .models import db
 from .paths import output_paths
 
@@ -117,6 +118,35 @@ class LockedSqliteDatabase(SqliteDatabase):
         self.write_lock = WriteLock(Path(f"{database}-writelock"), kwargs.get("timeout", 30))
         self.sync_setting = str((kwargs.get("pragmas") or {}).get("synchronous", "full")).lower()
         self._relaxed = threading.local()  # (pid, connection) of each thread: see ``relaxed``
+        self._turn_conn: tuple[int, sqlite3.Connection] | None = None  # (pid, connection): see ``take_turn``
+        self._turn_saved = threading.local()  # the thread's own connection while it has the turn
+
+    def take_turn(self) -> None:
+        """Point this thread's statements at the process's turn connection: it took the stage turn
+        (``inflight.STAGE_TURN``). One connection for every stage thread of the process, because SQLite drops a
+        connection's whole page cache whenever another connection wrote since its last read: with a connection
+        per thread (and a second one for relaxed commits) every transaction of a stage started cold and read
+        some 130 pages per message back from the files. The turn already makes the threads take turns, and it
+        is never given up inside a transaction, so the connection is never used by two threads at once."""
+        state = self._state
+        if state.transactions:
+            raise OperationalError("the stage turn was taken inside a transaction")
+        held = self._turn_conn
+        if held is None or held[0] != os.getpid():  # a forked child opens its own
+            held = self._turn_conn = (os.getpid(), self._connect())
+        self._turn_saved.own = (state.conn, state.closed)
+        state.conn, state.closed = held[1], False
+
+    def give_turn(self) -> None:
+        """Back to this thread's own connection (opened when first used): it gives the stage turn up."""
+        state = self._state
+        if state.transactions:  # the next thread would write inside this one's transaction
+            raise OperationalError("the stage turn was given up inside a transaction")
+        state.conn, state.closed = self._turn_saved.own
+
+    def _on_turn_connection(self) -> bool:
+        held = self._turn_conn
+        return held is not None and held[1] is self._state.conn
 
     @contextmanager
     def relaxed(self):
@@ -126,6 +156,13 @@ class LockedSqliteDatabase(SqliteDatabase):
         state = self._state
         if state.closed:
             self.connect()
+        if self._on_turn_connection():  # one connection for the turn (its page cache): the setting is switched
+            state.conn.execute("PRAGMA synchronous = NORMAL")
+            try:
+                yield
+            finally:
+                state.conn.execute(f"PRAGMA synchronous = {self.sync_setting.upper()}")
+            return
         held = getattr(self._relaxed, "conn", None)
         if held is None or held[0] != os.getpid():  # a forked child opens its own
             conn = self._connect()
@@ -149,6 +186,8 @@ class LockedSqliteDatabase(SqliteDatabase):
         return super().connect(reuse_if_open)
 
     def close(self):
+        if self._on_turn_connection():  # the process's turn connection stays open for the next stage
+            self.give_turn()
         held = getattr(self._relaxed, "conn", None)
         if held is not None:
             self._relaxed.conn = None
@@ -198,6 +237,24 @@ def open_database(cfg: Config) -> Database:
         database = LockedSqliteDatabase(str(path), pragmas=pragmas, check_same_thread=False, timeout=30)
     db.initialize(database)
     return database
+
+
+def _take_turn() -> None:
+    database = db.obj
+    if isinstance(database, LockedSqliteDatabase):
+        database.take_turn()
+        _turn_db.database = database
+
+
+def _give_turn() -> None:
+    database = getattr(_turn_db, "database", None)
+    if database is not None:
+        _turn_db.database = None
+        database.give_turn()
+
+
+_turn_db = threading.local()  # the database whose turn connection this thread took
+STAGE_TURN.on_switch(_take_turn, _give_turn)
 
 
 def is_sqlite() -> bool:

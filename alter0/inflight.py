@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Callable, Iterator
 
 
 class InFlight:
@@ -78,6 +78,13 @@ class StageTurn:
     def __init__(self):
         self._lock = threading.Lock()
         self._local = threading.local()
+        self._take: Callable[[], None] = lambda: None
+        self._give: Callable[[], None] = lambda: None
+
+    def on_switch(self, take: Callable[[], None], give: Callable[[], None]) -> None:
+        """Run ``take`` in a thread that has just taken the turn and ``give`` in one about to give it up (the
+        database points the turn's holder at one shared connection: ``database.LockedSqliteDatabase``)."""
+        self._take, self._give = take, give
 
     def holding(self) -> bool:
         """Whether this thread has the turn."""
@@ -92,7 +99,11 @@ class StageTurn:
         self._lock.acquire()
         self._local.held = True
         try:
-            yield
+            self._take()
+            try:
+                yield
+            finally:
+                self._give()
         finally:
             self._local.held = False
             self._lock.release()
@@ -103,6 +114,7 @@ class StageTurn:
         if not self.holding():
             yield
             return
+        self._give()
         self._local.held = False
         self._lock.release()
         try:
@@ -110,6 +122,7 @@ class StageTurn:
         finally:
             self._lock.acquire()
             self._local.held = True
+            self._take()
 
 
 #: The stage turn of this process.

@@ -49,3 +49,43 @@ def test_a_wait_that_fails_still_takes_the_turn_back():
             pass
         assert turn.holding()
     assert not turn.holding()
+
+
+def test_stage_threads_share_one_connection_and_never_inside_a_transaction(tmp_path):
+    # Given alter0's database, opened as a worker opens it
+    import pytest
+    from peewee import OperationalError
+
+    from alter0.config import load_config
+    from alter0.database import write_tx
+    from alter0.inflight import STAGE_TURN
+    from alter0.migrations import open_current
+    from alter0.models import db
+    from support.helpers import write_config
+
+    database = open_current(load_config(write_config(tmp_path), env={}))
+    try:
+        seen = {}
+
+        def stage(name):
+            with STAGE_TURN.held():
+                seen[name] = db.connection()
+                with STAGE_TURN.released():  # an agent's run: the thread's own connection meanwhile
+                    seen[name + " waiting"] = db.connection()
+                assert db.connection() is seen[name]
+
+        threads = [threading.Thread(target=stage, args=(n,)) for n in ("a", "b")]
+        [t.start() for t in threads]
+        [t.join(10) for t in threads]
+        # then both stages ran on the turn's one connection, and each waited on a connection of its own
+        assert seen["a"] is seen["b"]
+        assert len({id(seen["a"]), id(seen["a waiting"]), id(seen["b waiting"])}) == 3
+        # and a thread giving its turn up inside a transaction is refused (the next would write inside it)
+        with STAGE_TURN.held():
+            with pytest.raises(OperationalError, match="inside a transaction"):
+                with write_tx():
+                    with STAGE_TURN.released():
+                        pass
+            assert db.connection() is seen["a"] and not database.in_transaction()
+    finally:
+        database.close()
