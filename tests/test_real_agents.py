@@ -134,8 +134,9 @@ def test_adapter_hanging_server_times_out(agent, agents_bin, stub, tmp_path):
     spawned: list[int] = []
     ex = build_executor(agent, settings_for(agent, tmp_path, stub.url, agents_bin))
     with pytest.raises(ExecutorError) as info:
-        ex.run(make_request(tmp_path, "hello", timeout=8, on_process=spawned.append))
-    assert info.value.kind == "timeout" and "8 s" in info.value.message
+        # 15 s: the CLI must start and reach the stub first (node's start took over 8 s on a loaded CI machine)
+        ex.run(make_request(tmp_path, "hello", timeout=15, on_process=spawned.append))
+    assert info.value.kind == "timeout" and "15 s" in info.value.message
     assert stub.model_requests(), "the CLI never reached the stub"
     assert not group_alive(spawned[0])
 
