@@ -462,15 +462,30 @@ class ProcessTree:
 
 def _stat(pid: int) -> tuple[int, int, int] | None:
     """(ppid, pgid, start time) of a live, non-zombie process; None if it is gone (or a zombie)."""
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            stat = fh.read()
-    except OSError:
+    stat = _read_proc(f"/proc/{pid}/stat")
+    if not stat:
         return None
-    fields = stat[stat.rfind(")") + 2:].split()
-    if fields[0] in ("Z", "X"):
+    fields = stat[stat.rfind(b")") + 2:].split()
+    if fields[0] in (b"Z", b"X"):
         return None
     return int(fields[1]), int(fields[2]), int(fields[19])
+
+
+def _read_proc(path: str) -> bytes | None:
+    """A /proc file's bytes (a few unbuffered reads: a run reads some ten of them), None if it is gone."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        chunks = []
+        while chunk := os.read(fd, 4096):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
 def _children(pid: int) -> list[int]:
@@ -481,11 +496,9 @@ def _children(pid: int) -> list[int]:
     except OSError:
         return out
     for tid in tids:
-        try:
-            with open(f"/proc/{pid}/task/{tid}/children") as fh:
-                out.extend(int(x) for x in fh.read().split())
-        except OSError:
-            continue
+        listed = _read_proc(f"/proc/{pid}/task/{tid}/children")
+        if listed:
+            out.extend(int(x) for x in listed.split())
     return out
 
 
