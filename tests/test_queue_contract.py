@@ -333,3 +333,38 @@ class TestQueueContract:
         engine.start()
         delivered(engine, calls, [("route", job_id)])
         assert ended(job_id)
+
+
+@pytest.mark.parametrize("returning", [True, False], ids=["one-statement-take", "sqlite-before-3.35"])
+def test_huey_takes_in_priority_then_age_order_and_never_twice(tmp_path, monkeypatch, returning):
+    # Given alter0's queue store (both ways of taking: DELETE … RETURNING, or a read and a delete on SQLite
+    # before 3.35), two processes' worth of connections on one file, and 60 messages of three priorities
+    import threading
+
+    from tasks.huey_engine import app
+
+    monkeypatch.setattr(app, "HAS_RETURNING", returning)
+    path = tmp_path / "huey.db"
+    first = app.QueueStorage("alter0", filename=str(path), journal_mode="wal")
+    second = app.QueueStorage("alter0", filename=str(path), journal_mode="wal")
+    sent = [(f"m{i}".encode(), i % 3 * 10) for i in range(60)]
+    for data, priority in sent:
+        first.enqueue(data, priority)
+    # When one connection takes 6, then both take the rest at once
+    head = [first.dequeue() for _ in range(6)]
+    taken: dict[str, list[bytes]] = {"first": [], "second": []}
+
+    def drain(name, storage):
+        while (data := storage.dequeue()) is not None:
+            taken[name].append(data)
+
+    threads = [threading.Thread(target=drain, args=(n, s)) for n, s in (("first", first), ("second", second))]
+    [t.start() for t in threads]
+    [t.join(30) for t in threads]
+    # Then the first 6 are the oldest of the highest priority, and every message was taken exactly once
+    expected = [data for data, _ in sorted(sent, key=lambda s: (-s[1], int(s[0][1:])))]
+    assert head == expected[:6]
+    rest = taken["first"] + taken["second"]
+    assert sorted(head + rest) == sorted(expected) and len(head + rest) == 60
+    assert first.dequeue() is None and second.dequeue() is None
+    first.close(), second.close()

@@ -34,6 +34,12 @@ def huey_options(cfg: Config) -> dict:
             "timeout": cfg["runtime.queue.enqueue_timeout_sec"], "fsync": cfg["runtime.db.synchronous"] == "full"}
 
 
+#: Take the next message: the highest priority, then the oldest (Huey's own order), deleted and returned.
+TAKE_SQL = ("delete from task where id = (select id from task where queue = ? order by priority desc, id limit 1) "
+            "returning data")
+HAS_RETURNING = sqlite3.sqlite_version_info >= (3, 35)
+
+
 class QueueStorage(SqliteStorage):
     """Huey's SQLite storage, except that no commit of the queue file is flushed to disk by itself.
 
@@ -86,9 +92,10 @@ class QueueStorage(SqliteStorage):
             cursor.close()
 
     def enqueue(self, data, priority=None):
-        with self.lock, self._relaxed_write() as cursor:
-            cursor.execute("insert into task (queue, data, priority) values (?, ?, ?)",
-                           (self.name, self.to_blob(data), priority or 0))
+        # one statement in autocommit mode: its own write transaction, no BEGIN and COMMIT around it
+        with self.lock:
+            self._relaxed_conn().execute("insert into task (queue, data, priority) values (?, ?, ?)",
+                                         (self.name, self.to_blob(data), priority or 0))
 
     def dequeue(self):
         # in the process's stage turn (taken before the store's lock, as a stage that enqueues does): a take
@@ -97,13 +104,18 @@ class QueueStorage(SqliteStorage):
             conn = self._relaxed_conn()
             if conn.execute("select 1 from task where queue = ? limit 1", (self.name,)).fetchone() is None:
                 return None  # the common answer of an idle poll: no write at all
-            with self._relaxed_write() as cursor:
+            if HAS_RETURNING:
+                # one statement: a write statement holds the write lock from its start, so the row it picks is
+                # the row it deletes (fetchall steps it to its end: the autocommit commits there)
+                rows = conn.execute(TAKE_SQL, (self.name,)).fetchall()
+                return rows[0][0] if rows else None
+            with self._relaxed_write() as cursor:  # SQLite before 3.35: a read and a delete in one transaction
                 cursor.execute("select id, data from task where queue = ? order by priority desc, id limit 1",
                                (self.name,))
                 row = cursor.fetchone()
                 taken = row is not None and cursor.execute("delete from task where id = ?",
                                                            (row[0],)).rowcount == 1
-        return row[1] if taken else None
+            return row[1] if taken else None
 
 
 class QueueHuey(SqliteHuey):
