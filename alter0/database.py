@@ -186,8 +186,9 @@ class LockedSqliteDatabase(SqliteDatabase):
         return super().connect(reuse_if_open)
 
     def close(self):
-        if self._on_turn_connection():  # the process's turn connection stays open for the next stage
-            self.give_turn()
+        if self._on_turn_connection():  # the process's turn connection stays open for the next stage: the
+            self.give_turn()            # thread's own closes, and the turn's end must not bring it back
+            self._turn_saved.own = (None, True)
         held = getattr(self._relaxed, "conn", None)
         if held is not None:
             self._relaxed.conn = None

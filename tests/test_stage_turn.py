@@ -5,7 +5,15 @@ from __future__ import annotations
 import threading
 import time
 
-from alter0.inflight import StageTurn
+import pytest
+from peewee import OperationalError
+
+from alter0.config import load_config
+from alter0.database import write_tx
+from alter0.inflight import STAGE_TURN, StageTurn
+from alter0.migrations import open_current
+from alter0.models import Job, db
+from support.helpers import write_config
 
 
 def test_one_thread_has_the_turn_at_a_time_and_a_wait_gives_it_up():
@@ -53,16 +61,6 @@ def test_a_wait_that_fails_still_takes_the_turn_back():
 
 def test_stage_threads_share_one_connection_and_never_inside_a_transaction(tmp_path):
     # Given alter0's database, opened as a worker opens it
-    import pytest
-    from peewee import OperationalError
-
-    from alter0.config import load_config
-    from alter0.database import write_tx
-    from alter0.inflight import STAGE_TURN
-    from alter0.migrations import open_current
-    from alter0.models import db
-    from support.helpers import write_config
-
     database = open_current(load_config(write_config(tmp_path), env={}))
     try:
         seen = {}
@@ -87,5 +85,16 @@ def test_stage_threads_share_one_connection_and_never_inside_a_transaction(tmp_p
                     with STAGE_TURN.released():
                         pass
             assert db.connection() is seen["a"] and not database.in_transaction()
+    finally:
+        database.close()
+
+
+def test_closing_the_database_inside_a_turn_leaves_the_thread_a_working_connection(tmp_path):
+    database = open_current(load_config(write_config(tmp_path), env={}))
+    try:
+        assert Job.select().count() == 0  # the thread's own connection is open
+        with STAGE_TURN.held():
+            database.close()  # the thread's own connection closes; the turn's stays for the next stage
+        assert Job.select().count() == 0  # the thread opens a new one of its own (not the closed one)
     finally:
         database.close()
