@@ -14,7 +14,7 @@ from .paths import dated_dir
 log = logging.getLogger(__name__)
 
 
-def append_jsonl(path: Path | str, record: dict) -> None:
+def append_jsonl(path: Path, record: dict) -> None:
     """Append one JSON line with a single write (safe with several processes appending)."""
     line = (json.dumps(record, ensure_ascii=False, default=str) + "\n").encode("utf-8")
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -24,20 +24,10 @@ def append_jsonl(path: Path | str, record: dict) -> None:
         os.close(fd)
 
 
-#: (root, UTC day number, file name) -> the file's path: stage logs write three lines a message.
-_dated_files: dict[tuple[Path, int, str], str] = {}
-
-
 def append_dated(root: Path, when: float, name: str, record: dict) -> None:
     """``append_jsonl`` into root/<date>/name; a date directory removed while the process runs is made again."""
-    key = (root, int(when // 86400), name)
-    path = _dated_files.get(key)
-    if path is None:
-        if len(_dated_files) > 64:  # a few files a day: yesterday's are not needed again
-            _dated_files.clear()
-        path = _dated_files[key] = str(dated_dir(root, when) / name)
     try:
-        append_jsonl(path, record)
+        append_jsonl(dated_dir(root, when) / name, record)
     except FileNotFoundError:
         append_jsonl(dated_dir(root, when, again=True) / name, record)
 

@@ -30,15 +30,19 @@ def ensure_dirs(output_dir: Path) -> dict[str, Path]:
     return paths
 
 
-_made: set[Path] = set()
+#: (root, UTC day number) -> root/<YYYY-MM-DD>, made already by this process.
+_made: dict[tuple[Path, int], Path] = {}
 
 
 def dated_dir(root: Path, when: float | None = None, again: bool = False) -> Path:
-    """root/<YYYY-MM-DD> (UTC), created once per process (stage logs ask three times a message); ``again``: it
-    was removed meanwhile (a write into it found no directory), create it again."""
-    day = time.strftime("%Y-%m-%d", time.gmtime(when or time.time()))
-    path = root / day
-    if again or path not in _made:
+    """root/<YYYY-MM-DD> (UTC), created once per process (stage logs ask three times a message, so a day's
+    directory is remembered by its day number: no date formatting per call); ``again``: it was removed
+    meanwhile (a write into it found no directory), create it again."""
+    when = when or time.time()
+    key = (root, int(when // 86400))
+    path = _made.get(key)
+    if again or path is None:
+        path = root / time.strftime("%Y-%m-%d", time.gmtime(when))
         path.mkdir(parents=True, exist_ok=True)
-        _made.add(path)
+        _made[key] = path
     return path
