@@ -3,7 +3,8 @@
 - ``ALTER0_FAULT_DELAY="route=2,close=1"`` stalls a stage that long (a cancel ends the stall).
 - ``ALTER0_FAULT_KILL="submit"`` SIGKILLs the process at that point: ``submit`` is right after a new job's
   commit, before its route message is sent (the web or CLI dying between the two); ``hand_on_generate``
-  (``_route``, ``_close``) is a worker that finished a job's stage, before it hands the turn to the next job.
+  (``_route``, ``_close``) is a worker that finished a job's stage, before it hands the turn to the next job;
+  ``agent_spawned`` is a worker right after it started an agent, before the dead-worker guard lists it.
 - ``ALTER0_FAULT_CLOCK_SKEW=-30`` sets this process's clock (``models.now``) 30 s behind, as a host whose
   clock is wrong.
 """

@@ -268,7 +268,10 @@ def assert_task_order(runs: list[dict], key) -> None:
     for run in runs:
         if run.get("event") not in ("reply", "transient-failure", "exit", None):
             continue
-        task, seq = key(message_of(run))
+        message = message_of(run)
+        assert message, (f"agent pid {run['pid']} ran with an empty prompt: its worker died before writing it, "
+                         "and the agent outlived the worker (the dead-worker guard missed it)")
+        task, seq = key(message)
         by_task.setdefault(task, []).append((run["start"], run["end"], seq))
     for task, spans in by_task.items():
         spans.sort()

@@ -291,6 +291,46 @@ def test_a_killed_worker_takes_its_running_agents_with_it(tmp_path):
     assert not pid_alive(child), "the agent's child outlived the killed worker"
 
 
+def test_a_worker_killed_between_an_agents_spawn_and_its_guard_line_takes_the_agent_too(tmp_path):
+    # Given a worker that dies right after it spawned its first agent, before it told the guard the agent's group
+    # (ALTER0_FAULT_KILL=agent_spawned), and an agent that ignores its empty stdin and starts a child of its own
+    pids = tmp_path / "pids"
+    agent = tmp_path / "agent.py"
+    agent.write_text("import os, subprocess, sys, time\n"
+                     "sys.stdin.read()\n"
+                     "p = subprocess.Popen(['sleep', '1000'], start_new_session=True)\n"
+                     f"open({str(pids)!r}, 'w').write(f'{{os.getpid()}} {{p.pid}}\\n')\n"
+                     "time.sleep(1000)\n")
+    script = tmp_path / "worker.py"
+    script.write_text("import sys, threading\n"
+                      "from alter0.executors.process import run_process\n"
+                      f"run_process([sys.executable, {str(agent)!r}], stdin_text='hello', timeout=600,\n"
+                      "            cancel=threading.Event())\n")
+    worker = subprocess.run([sys.executable, str(script)], timeout=30,
+                            env={**os.environ, "PYTHONPATH": str(ROOT), "ALTER0_FAULT_KILL": "agent_spawned"})
+    assert worker.returncode == -signal.SIGKILL
+    # (the kill point comes after the spawn succeeded, so the agent was started)
+    # Then neither the agent nor its child (in a session of its own) outlives the worker: both carry its mark
+    time.sleep(1.0)  # an orphan would have started its child by now
+
+    def survivors():
+        mine = {int(p) for p in pids.read_text().split()} if pids.exists() else set()
+        for entry in Path("/proc").iterdir():
+            try:
+                if entry.name.isdigit() and str(agent).encode() in (entry / "cmdline").read_bytes():
+                    mine.add(int(entry.name))
+            except OSError:
+                pass
+        return [p for p in mine if pid_alive(p)]
+    deadline = time.monotonic() + 5
+    while survivors() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    left = survivors()
+    for p in left:
+        os.kill(p, signal.SIGKILL)
+    assert not left, "the agent outlived the worker that spawned it"
+
+
 def test_a_dead_guard_is_replaced_and_told_the_running_groups(tmp_path):
     from alter0.executors.guard import Guard
     guard = Guard()

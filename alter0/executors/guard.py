@@ -4,7 +4,12 @@ One small ``/bin/sh`` process per worker process, started with the first agent r
 (a signal to the worker's group does not reach it). It reads lines from a pipe whose only writer is the
 worker: ``+<pgid>`` when an agent's group starts, ``-<pgid>`` when it is gone. When the worker dies, however
 it dies (SIGKILL included), the kernel closes the pipe; the guard reads end-of-file and SIGKILLs every group
-still listed, then exits. It replaces PR_SET_PDEATHSIG, which needed either an extra exec of ``setpriv`` per
+still listed, then every process that carries the worker's mark and exits.
+
+The mark (``MARK=<token of this worker>`` in the agent's environment, which its children inherit) covers
+the moment between an agent's spawn and its ``+<pgid>`` line: a worker killed there leaves an agent no list
+names, which would otherwise run on as an orphan with an empty prompt. The guard is started before the
+first spawn (``mark``), so no agent ever runs without one. It replaces PR_SET_PDEATHSIG, which needed either an extra exec of ``setpriv`` per
 run (~2 ms of CPU) or a ``preexec_fn`` that turns the worker's vfork into a full fork (~12 ms with the
 router's model loaded), and which killed the leader only: the guard kills the whole group.
 
@@ -15,13 +20,18 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import subprocess
 import threading
+from typing import Mapping
 
 logger = logging.getLogger(__name__)
 
 SHELL = "/bin/sh"
-#: dash/bash: builtins only while the worker lives (no fork per line); at end-of-file, kill what is listed.
+#: The environment variable that marks an agent (and its children) as this worker's.
+MARK = "ALTER0_AGENT_OF"
+#: dash/bash: builtins only while the worker lives (no fork per line); at end-of-file, kill what is listed,
+#: then what carries the mark ($1: MARK=token; one grep over the processes' environments, never its own).
 SCRIPT = r"""
 trap '' HUP INT TERM QUIT
 g=" "
@@ -32,6 +42,9 @@ while IFS= read -r l; do
   esac
 done
 for p in $g; do kill -9 "-$p" 2>/dev/null; done
+for f in $(grep -lsaF -- "$1" /proc/[0-9]*/environ 2>/dev/null); do
+  p="${f#/proc/}"; kill -9 "${p%/environ}" 2>/dev/null
+done
 """
 
 
@@ -44,24 +57,30 @@ class Guard:
         self._proc: subprocess.Popen | None = None
         self._owner = 0  # the pid that started _proc
         self._groups: set[int] = set()
+        self._token = ""  # this process's mark (a forked child gets its own)
 
     def available(self) -> bool:
         return os.path.exists(SHELL)
 
     def _start(self) -> None:
-        self._proc = subprocess.Popen([SHELL, "-c", SCRIPT], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+        if self._owner != os.getpid():
+            self._token = secrets.token_hex(16)
+        self._proc = subprocess.Popen([SHELL, "-c", SCRIPT, "alter0-guard", f"{MARK}={self._token}"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                       stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True,
                                       bufsize=0)
         self._owner = os.getpid()
         if self._groups:
             self._proc.stdin.write("".join(f"+{g}\n" for g in self._groups).encode())
 
+    def _running(self) -> None:
+        if self._proc is None or self._owner != os.getpid() or self._proc.poll() is not None:
+            if self._proc is not None and self._owner == os.getpid():
+                logger.warning("the dead-worker guard (pid %s) exited; starting another", self._proc.pid)
+            self._start()
+
     def _send(self, line: str) -> None:
         for attempt in (1, 2):
-            if self._proc is None or self._owner != os.getpid() or self._proc.poll() is not None:
-                if self._proc is not None and self._owner == os.getpid():
-                    logger.warning("the dead-worker guard (pid %s) exited; starting another", self._proc.pid)
-                self._start()
+            self._running()
             try:
                 self._proc.stdin.write(line.encode())
                 return
@@ -69,6 +88,13 @@ class Guard:
                 self._proc = None
                 if attempt == 2:
                     raise
+
+    def mark(self, env: Mapping[str, str] | None) -> dict[str, str]:
+        """The environment to spawn an agent with: ``env`` (None: this process's) plus this worker's mark, the
+        guard started first, so the agent is killed with the worker even before ``watch``."""
+        with self._lock:
+            self._running()
+            return {**(os.environ if env is None else env), MARK: self._token}
 
     def watch(self, pgid: int) -> None:
         """Kill group ``pgid`` if this process dies before ``unwatch(pgid)``."""

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
+from .. import faults
 from ..errors import ExecutorError
 from .guard import GUARD
 
@@ -95,11 +96,16 @@ def run_process(argv: Sequence[str], *, stdin_text: str | None = None, env: Mapp
                          stopped=outcome == "stopped")
 
 
-def _die_with_parent() -> None:
-    """In the child (only where the guard cannot run): get SIGKILL if the worker dies (Linux PR_SET_PDEATHSIG).
-    A ``preexec_fn`` forces a full fork() of the worker (page tables of the loaded model included)."""
-    if _libc is not None:
-        _libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+def _die_with_parent(worker: int) -> Callable[[], None]:
+    """The ``preexec_fn`` where the guard cannot run: the child gets SIGKILL if the worker dies (Linux
+    PR_SET_PDEATHSIG), and exits at once if the worker died before that was set. A ``preexec_fn`` forces a
+    full fork() of the worker (page tables of the loaded model included)."""
+    def preexec() -> None:
+        if _libc is not None:
+            _libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+            if os.getppid() != worker:
+                os._exit(1)
+    return preexec
 
 
 def _load_libc():
@@ -121,11 +127,18 @@ def _spawn(argv: Sequence[str], stdin_text: str | None, env: Mapping[str, str] |
         raise ExecutorError("not_found", "empty executor command")
     if cwd is not None and not os.path.isdir(cwd):
         raise ExecutorError("exit_error", f"working directory {cwd} does not exist")
-    command, preexec = list(argv), None if _GUARDED else _die_with_parent
+    if _GUARDED:
+        try:
+            env, preexec = GUARD.mark(env), None
+        except OSError:
+            raise ExecutorError("internal", "the dead-worker guard could not be started; the agent was not run") \
+                from None
+    else:
+        env, preexec = (dict(env) if env is not None else None), _die_with_parent(os.getpid())
     try:
         proc = subprocess.Popen(
-            command, stdin=subprocess.PIPE if stdin_text is not None else subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(env) if env is not None else None,
+            list(argv), stdin=subprocess.PIPE if stdin_text is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
             cwd=cwd, start_new_session=True, close_fds=True, preexec_fn=preexec)
     except FileNotFoundError as exc:
         if cwd is not None and exc.filename is not None and str(exc.filename) == str(cwd):
@@ -134,6 +147,7 @@ def _spawn(argv: Sequence[str], stdin_text: str | None, env: Mapping[str, str] |
                             "install it or set executor.name") from None
     except PermissionError:
         raise ExecutorError("not_found", f"executor binary '{argv[0]}' is not executable") from None
+    faults.kill_point("agent_spawned")  # a worker dying here: the agent carries the mark, the guard kills it
     if _GUARDED:
         try:
             GUARD.watch(proc.pid)  # start_new_session=True: the leader's pid is the group id
