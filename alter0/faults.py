@@ -23,12 +23,17 @@ def _spec(name: str) -> dict[str, str]:
                 if part)
 
 
+#: Read once: the variables are set when the process starts (tests and soak runs start processes with them).
+_DELAY = _spec("ALTER0_FAULT_DELAY")
+_KILL = _spec("ALTER0_FAULT_KILL")
+
+
 def stall_of(stage: str) -> float:
     """Seconds ALTER0_FAULT_DELAY stalls ``stage`` (0: none; the stage waits on its cancel event)."""
-    return float(_spec("ALTER0_FAULT_DELAY").get(stage) or 0)
+    return float(_DELAY.get(stage) or 0)
 
 
 def kill_point(point: str) -> None:
     """Die here, as a crash would, if ALTER0_FAULT_KILL names this point."""
-    if point in _spec("ALTER0_FAULT_KILL"):
+    if point in _KILL:
         os.kill(os.getpid(), signal.SIGKILL)
