@@ -171,17 +171,18 @@ def redispatch(rt: Runtime) -> int:
     waiting = rt.queue.pending()  # read before the jobs: a message taken meanwhile is listed, not re-sent
     t = db_now()
     n = 0
-    for job in list(Job.select(Job.id, Job.status, Job.dispatched_at).where(overdue).order_by(Job.id).limit(500)):
-        stage = stage_of(job.status)
+    # rows, not models: under a backlog every waiting job is overdue, and this runs twice a second
+    for job_id, status, sent in list(Job.select(Job.id, Job.status, Job.dispatched_at).where(overdue)
+                                     .order_by(Job.id).limit(500).tuples()):
+        stage = stage_of(status)
         if waiting is None:
-            if job.dispatched_at is not None and job.dispatched_at > t - DISPATCH_STALE_SEC:
+            if sent is not None and sent > t - DISPATCH_STALE_SEC:
                 continue
-        elif (stage, job.id) in waiting:
+        elif (stage, job_id) in waiting:
             continue
-        if jobstate.redispatch(job.id, job.status, job.dispatched_at):
-            log.warning("job %s: its %s message is not in the queue (sent %s); sent again", job.id, stage,
-                        "never" if job.dispatched_at is None else f"{t - job.dispatched_at:.1f} s ago",
-                        extra={"job_id": job.id, "stage": stage})
-            rt.queue.enqueue(stage, job.id, stamped=True)
+        if jobstate.redispatch(job_id, status, sent):
+            log.warning("job %s: its %s message is not in the queue (sent %s); sent again", job_id, stage,
+                        "never" if sent is None else f"{t - sent:.1f} s ago", extra={"job_id": job_id, "stage": stage})
+            rt.queue.enqueue(stage, job_id, stamped=True)
             n += 1
     return n
