@@ -9,9 +9,11 @@ still listed, then every process that carries the worker's mark and exits.
 The mark (``MARK=<token of this worker>`` in the agent's environment, which its children inherit) covers
 the moment between an agent's spawn and its ``+<pgid>`` line: a worker killed there leaves an agent no list
 names, which would otherwise run on as an orphan with an empty prompt. The guard is started before the
-first spawn (``mark``), so no agent ever runs without one. It replaces PR_SET_PDEATHSIG, which needed either an extra exec of ``setpriv`` per
-run (~2 ms of CPU) or a ``preexec_fn`` that turns the worker's vfork into a full fork (~12 ms with the
-router's model loaded), and which killed the leader only: the guard kills the whole group.
+first spawn (``mark``), so no agent ever runs without one.
+
+The guard replaces PR_SET_PDEATHSIG, which needed either an extra exec of ``setpriv`` per run (~2 ms of CPU)
+or a ``preexec_fn`` that turns the worker's vfork into a full fork (~12 ms with the router's model loaded),
+and which killed the leader only: the guard kills the whole group.
 
 A guard that died (killed by hand) is started again at the next run, and told the groups still running.
 """
@@ -65,9 +67,9 @@ class Guard:
     def _start(self) -> None:
         if self._owner != os.getpid():
             self._token = secrets.token_hex(16)
-        self._proc = subprocess.Popen([SHELL, "-c", SCRIPT, "alter0-guard", f"{MARK}={self._token}"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                      stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True,
-                                      bufsize=0)
+        self._proc = subprocess.Popen([SHELL, "-c", SCRIPT, "alter0-guard", f"{MARK}={self._token}"],
+                                      stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                      start_new_session=True, close_fds=True, bufsize=0)
         self._owner = os.getpid()
         if self._groups:
             self._proc.stdin.write("".join(f"+{g}\n" for g in self._groups).encode())
