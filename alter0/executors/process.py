@@ -179,7 +179,7 @@ def _wait(proc: subprocess.Popen, pipes: "_Pipes", tree: ProcessTree, cancel: th
     cancel and the deadline within POLL_SEC."""
     started = time.monotonic()
     drain_until = None
-    next_scan = 0.0
+    next_scan = started + SPAWN_REPORT_SEC  # the leader has only just been exec'd: no descendant to find yet
     while True:
         now = time.monotonic()
         if now >= next_scan:  # learn the descendants while their parents still live
@@ -389,7 +389,8 @@ class ProcessTree:
     """The processes of one run: its process group plus every descendant seen, even one that called
     setsid() (claude's Bash tool and codex's sandboxed commands do). Pids are kept with their start
     time, so a recycled pid is never signalled. Descendants are looked for every TRACK_SEC while their
-    parent lives: one that leaves the group and loses its parent in between is not found. Without
+    parent lives, first SPAWN_REPORT_SEC after the spawn (at once there is nothing to find yet): one that
+    leaves the group and loses its parent in between is not found. Without
     /proc only the group is known.
 
     Looking costs a few small reads: the children lists of the known processes

@@ -6,6 +6,7 @@
 - ``count_fsyncs``: ``strace -f -c -e trace=fsync,fdatasync`` attached to running processes while some messages
   go through; the calls it counted.
 - ``rss_kb``: a process's resident set (VmRSS) from /proc.
+- ``context_switches``: voluntary and involuntary context switches of a process's live threads, from /proc.
 """
 
 from __future__ import annotations
@@ -34,6 +35,22 @@ def rss_kb(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+def context_switches(pid: int) -> tuple[int, int]:
+    """(voluntary, involuntary) context switches so far, summed over the process's live threads."""
+    vol = invol = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            text = (task / "status").read_text()
+        except OSError:  # a thread that ended meanwhile
+            continue
+        for line in text.splitlines():
+            if line.startswith("voluntary_ctxt_switches:"):
+                vol += int(line.split()[1])
+            elif line.startswith("nonvoluntary_ctxt_switches:"):
+                invol += int(line.split()[1])
+    return vol, invol
 
 
 def _cpu() -> float:

@@ -83,6 +83,9 @@ def render(r: dict) -> str:
         f"| CPU per item of the consumer process, executor runs included (ms) | {tp['raw']['cpu_ms']:.1f} "
         f"| {tp['alter0']['cpu_ms']:.1f} | {tp['alter0']['cpu_ms'] / max(tp['raw']['cpu_ms'], 0.01):.1f} | ≤ 8 ms "
         f"| {_mark(tp['alter0']['cpu_ms'] <= 8)} |",
+        f"| context switches per item of the consumer process's threads, voluntary / involuntary (same rounds) "
+        f"| {tp['raw']['switches'][0]:.1f} / {tp['raw']['switches'][1]:.1f} "
+        f"| {tp['alter0']['switches'][0]:.1f} / {tp['alter0']['switches'][1]:.1f} | | | |",
         f"| floor: {fl['commits']} durable commits + one `{' '.join(fl['command'])}` spawn per message, CPU (ms) "
         f"| | {fl['cpu_ms']:.2f} | alter0 / floor {floor_ratio:.1f} | ≤ 3 | {_mark(floor_ratio <= 3)} |",
         f"| fsync + fdatasync calls per item, consumer and submitting process (strace, {r['fsync_n']} items) "

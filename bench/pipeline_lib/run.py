@@ -106,12 +106,14 @@ def run(args: argparse.Namespace, inst: Install, raw_dir: Path) -> dict:
     rounds: dict[str, list[dict]] = {"raw": [], "alter0": []}
     for i, side in enumerate((raw, a0, a0, raw)):
         say(f"throughput: {side.name}, {half} items")
-        cpu = cpu_seconds(consumers[side.name])
+        cpu, switches = cpu_seconds(consumers[side.name]), cost.context_switches(consumers[side.name])
         rounds[side.name].append(phases.throughput(side, half, f"tp{i}"))
         rounds[side.name][-1]["cpu"] = cpu_seconds(consumers[side.name]) - cpu
+        rounds[side.name][-1]["switches"] = [b - a for a, b in zip(switches, cost.context_switches(consumers[side.name]))]
     throughput = {name: {"n": sum(x["n"] for x in rs), "rate": sum(x["n"] for x in rs) / sum(x["seconds"] for x in rs),
                          "rounds": [x["n"] / x["seconds"] for x in rs],
-                         "cpu_ms": 1000 * sum(x["cpu"] for x in rs) / sum(x["n"] for x in rs)}
+                         "cpu_ms": 1000 * sum(x["cpu"] for x in rs) / sum(x["n"] for x in rs),
+                         "switches": [sum(x["switches"][k] for x in rs) / sum(x["n"] for x in rs) for k in (0, 1)]}
                   for name, rs in rounds.items()}
 
     paced = paced_latency(raw, a0, args.rate, args.paced_sec)

@@ -9,6 +9,7 @@ from huey.consumer import Consumer, Worker
 from alter0.config import Config
 from alter0.database import storage_error
 from alter0.errors import Alter0Error, StorageUnavailable
+from alter0.inflight import STAGE_TURN
 
 from .app import HueyBinding, binding_for
 from .doorbell import Doorbell, doorbell_for
@@ -18,8 +19,21 @@ class RungWorker(Worker):
     """A consumer thread that sleeps between polls until its doorbell rings (doorbell.py)."""
 
     doorbell: Doorbell  # set per consumer class by DrainingConsumer.for_binding
+    _idle = False  # the take found nothing: sleep once the turn is given up
+
+    def loop(self, now=None):
+        """A take and the stage it took run in one stage turn (``inflight.STAGE_TURN``): the turn is not handed to
+        a waiting thread between them, only to take it back (a thread switch and a GIL hand-over each time)."""
+        with STAGE_TURN.held():
+            super().loop(now)
+        if self._idle:
+            self._idle = False
+            self._sleep()
 
     def sleep(self):
+        self._idle = True  # Worker.loop sleeps inside the turn: ``loop`` sleeps after it instead
+
+    def _sleep(self):
         if self.delay > self.max_delay:
             self.delay = self.max_delay
         if self.doorbell.wait(self.delay):
