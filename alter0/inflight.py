@@ -35,6 +35,11 @@ class InFlight:
         with self.lock:
             self._slot_waiters[job_id] = None
 
+    def slot_waiters(self) -> frozenset[int]:
+        """The generations of this process parked for want of a slot now (each runs when one frees)."""
+        with self.lock:
+            return frozenset(self._slot_waiters)
+
     def take_slot_waiter(self) -> int | None:
         """The oldest generation waiting for a slot, with a slot taken for it (the caller runs the job or gives
         the slot back); None if no slot is free or nobody waits."""

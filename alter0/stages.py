@@ -104,8 +104,7 @@ def _run_turn(rt: Runtime, stage: str, job_id: int, holding_slot: bool) -> None:
         if slot is not None and not held:
             held = slot.acquire(blocking=False)
             if not held:  # every slot is busy: the next generation of this process to finish runs it
-                _park(job.id)
-                rt.work.wait_for_slot(job.id)
+                rt.work.wait_for_slot(job.id)  # (no park mark: this process's sweeps leave its slot waiters be)
                 return
         ran = _lease_and_run(rt, stage, job)
     finally:

@@ -169,12 +169,15 @@ def redispatch(rt: Runtime) -> int:
     if not Job.select(Job.id).where(overdue).exists():
         return 0
     waiting = rt.queue.pending()  # read before the jobs: a message taken meanwhile is listed, not re-sent
+    mine = rt.work.slot_waiters()  # taken here, waiting for a slot here: the generation that frees one runs it
     t = db_now()
     n = 0
     # rows, not models: under a backlog every waiting job is overdue, and this runs twice a second
     for job_id, status, sent in list(Job.select(Job.id, Job.status, Job.dispatched_at).where(overdue)
-                                     .order_by(Job.id).limit(500).tuples()):
+                                     .order_by(Job.id).limit(500 + len(mine)).tuples()):
         stage = stage_of(status)
+        if job_id in mine:
+            continue
         if waiting is None:
             if sent is not None and sent > t - DISPATCH_STALE_SEC:
                 continue

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from support.helpers import FIXTURES, pid_alive
+from support.helpers import FIXTURES, pid_alive, wait_until
 from support.install import agent_bin
 
 
@@ -125,6 +125,31 @@ def test_a_generation_waiting_for_a_slot_runs_when_one_frees(engine_env):
     runs = [r for r in env.agent_runs() if "slow" in r["prompt"] and r.get("event") == "reply"]
     assert len(runs) == 3
     assert not any(_overlap(a, b) for i, a in enumerate(runs) for b in runs[i + 1:]), "two generations shared a slot"
+
+
+def test_a_generation_waiting_for_a_slot_of_a_killed_worker_runs_after_the_restart(engine_env):
+    # Given one generation slot, taken by a slow agent, and a second generation waiting for it in the same
+    # worker (remembered by the process only: nothing in the job row says it waits)
+    env = engine_env(runtime={"queue": {"workers": 2}})
+    worker = env.start_worker()
+    slow = json.loads(env.cli("send", "slow ana [[child]] [[wait-file:go]]", "--user", "ana", "--async",
+                              "--json").stdout)["job_id"]
+    wait_until(lambda: any("slow ana" in r["prompt"] for r in env.agent_runs()), 30, "the slow agent to start")
+    waiting = json.loads(env.cli("send", "quick bob", "--user", "bob", "--async", "--json").stdout)["job_id"]
+    wait_until(lambda: env.job(waiting)["status"] == "generating", 30, "the second job to wait for the slot")
+    time.sleep(3)  # longer than the dispatch deadline: its own worker's sweeps left it waiting, unsent
+    assert env.job(waiting)["status"] == "generating"
+    assert not any("quick bob" in r["prompt"] for r in env.agent_runs()), "ran without a free slot"
+    # When the worker is killed and started again
+    os.killpg(worker.pid, signal.SIGKILL)
+    worker.wait()
+    env.start_worker()
+    (env.tmp / "state" / "go").touch()  # the slow job's agent runs again, and now answers at once
+    # Then both jobs are answered, each once
+    for job_id in (waiting, slow):
+        job = env.wait_job(job_id, timeout=60)
+        assert job["status"] == "done" and len(_replies(env, job["task_id"])) == 1, job
+    assert sum("quick bob" in r["prompt"] for r in env.agent_runs() if r.get("event") == "reply") == 1
 
 
 def test_transient_errors_retry_then_succeed(engine_env):

@@ -335,6 +335,22 @@ class TestQueueContract:
         assert ended(job_id)
 
 
+def test_the_dispatch_sweep_leaves_its_own_workers_slot_waiters_and_sends_any_other(stub_runtime, monkeypatch):
+    # Given a generation whose message was taken long ago: nobody's lease, not parked
+    rt = stub_runtime()
+    rt.queue.pause()
+    job_id = job_in(S.GENERATING)
+    later = Job.get_by_id(job_id).dispatched_at + supervisor.DISPATCH_STALE_SEC + 1
+    monkeypatch.setattr(supervisor, "db_now", lambda: later)
+    # When it waits for a generation slot of this process, this process's sweep does not send it again
+    rt.work.wait_for_slot(job_id)
+    assert supervisor.redispatch(rt) == 0 and rt.queue.backlog() == 0
+    # When it waits here no more (a process that died: its slots and waiters are gone), the sweep sends it
+    assert rt.work.take_slot_waiter() == job_id
+    rt.work.generation_slots.release()
+    assert supervisor.redispatch(rt) == 1 and rt.queue.backlog() == 1
+
+
 @pytest.mark.parametrize("returning", [True, False], ids=["one-statement-take", "sqlite-before-3.35"])
 def test_huey_takes_in_priority_then_age_order_and_never_twice(tmp_path, monkeypatch, returning):
     # Given alter0's queue store (both ways of taking: DELETE … RETURNING, or a read and a delete on SQLite
