@@ -88,6 +88,11 @@ def _run_turn(rt: Runtime, stage: str, job_id: int, holding_slot: bool) -> None:
     slot = rt.work.generation_slots if stage == "generate" else None
     held, ran = holding_slot, False
     try:
+        if slot is not None and not held and not rt.work.draining.is_set():
+            held = slot.acquire(blocking=False)
+            if not held:  # every slot is busy: the next generation of this process to finish runs it (the job
+                rt.work.wait_for_slot(job_id)  # is read then; nothing is written now: no sweep of ours sends it)
+                return
         job = jobstate.job_by_id(job_id)
         if job is None or job.state not in STATES_OF_STAGE[stage]:
             return
@@ -100,11 +105,6 @@ def _run_turn(rt: Runtime, stage: str, job_id: int, holding_slot: bool) -> None:
         if turns.earlier_blocker(job, stage) is not None:
             _park(job.id)
             if turns.earlier_blocker(job, stage) is not None:  # re-check: the job ahead may have finished meanwhile
-                return
-        if slot is not None and not held:
-            held = slot.acquire(blocking=False)
-            if not held:  # every slot is busy: the next generation of this process to finish runs it
-                rt.work.wait_for_slot(job.id)  # (no park mark: this process's sweeps leave its slot waiters be)
                 return
         ran = _lease_and_run(rt, stage, job)
     finally:
