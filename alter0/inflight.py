@@ -20,7 +20,7 @@ class InFlight:
         self.draining = threading.Event()
         #: generation uses at most workers - 1 threads, so routing and closing always have one
         self.generation_slots = threading.BoundedSemaphore(max(1, workers - 1))
-        #: generations parked for want of a slot, oldest first: a freed slot goes to them (``take_slot_waiter``)
+        #: generations waiting for a slot, oldest first: a freed slot goes to them (``take_slot_waiter``)
         self._slot_waiters: OrderedDict[int, None] = OrderedDict()
         self._leases = 0
 
@@ -31,12 +31,12 @@ class InFlight:
             return f"{self.owner}#{self._leases}"
 
     def wait_for_slot(self, job_id: int) -> None:
-        """Remember a generation parked because every slot was taken (once, however often it is parked)."""
+        """Remember a generation that found every slot taken (once, however often it comes back meanwhile)."""
         with self.lock:
             self._slot_waiters[job_id] = None
 
     def slot_waiters(self) -> frozenset[int]:
-        """The generations of this process parked for want of a slot now (each runs when one frees)."""
+        """The generations of this process waiting for a slot now (each runs when one frees)."""
         with self.lock:
             return frozenset(self._slot_waiters)
 

@@ -57,7 +57,7 @@ _MESSAGE_BY_ID = Prepared(lambda message_id: Message.select().where(Message.id =
 def run_stage(rt: Runtime, stage: str, job_id: int) -> None:
     """Run one stage of one job if it is its turn; otherwise park it. Never raises for job-level failures.
 
-    After a generation, a slot of this process may be free: the generations parked for want of one get it,
+    After a generation, a slot of this process may be free: the generations waiting for one get it,
     oldest first (``_give_slots``)."""
     _run_one(rt, stage, job_id)
     if stage == "generate":
@@ -65,7 +65,7 @@ def run_stage(rt: Runtime, stage: str, job_id: int) -> None:
 
 
 def _give_slots(rt: Runtime) -> None:
-    """Hand each free generation slot to the oldest generation this process parked for want of one. The
+    """Hand each free generation slot to the oldest generation of this process waiting for one. The
     thread runs it itself where the engine allows (no Huey round trip, no query); otherwise (Dramatiq runs a
     generation under its task's lock) the job is sent on, ahead of new work."""
     while (job_id := rt.work.take_slot_waiter()) is not None:
@@ -89,9 +89,11 @@ def _run_turn(rt: Runtime, stage: str, job_id: int, holding_slot: bool) -> None:
     held, ran = holding_slot, False
     try:
         if slot is not None and not held and not rt.work.draining.is_set():
+            # every slot busy: the next generation of this process to finish runs it, and reads the job then;
+            # nothing is written now (this process's dispatch sweep leaves its slot waiters be)
             held = slot.acquire(blocking=False)
-            if not held:  # every slot is busy: the next generation of this process to finish runs it (the job
-                rt.work.wait_for_slot(job_id)  # is read then; nothing is written now: no sweep of ours sends it)
+            if not held:
+                rt.work.wait_for_slot(job_id)
                 return
         job = jobstate.job_by_id(job_id)
         if job is None or job.state not in STATES_OF_STAGE[stage]:
