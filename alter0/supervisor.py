@@ -175,9 +175,9 @@ def redispatch(rt: Runtime) -> int:
     # rows, not models: under a backlog every waiting job is overdue, and this runs twice a second
     for job_id, status, sent in list(Job.select(Job.id, Job.status, Job.dispatched_at).where(overdue)
                                      .order_by(Job.id).limit(500 + len(mine)).tuples()):
-        stage = stage_of(status)
         if job_id in mine:
             continue
+        stage = stage_of(status)
         if waiting is None:
             if sent is not None and sent > t - DISPATCH_STALE_SEC:
                 continue

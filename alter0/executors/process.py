@@ -390,8 +390,7 @@ class ProcessTree:
     setsid() (claude's Bash tool and codex's sandboxed commands do). Pids are kept with their start
     time, so a recycled pid is never signalled. Descendants are looked for every TRACK_SEC while their
     parent lives, first SPAWN_REPORT_SEC after the spawn (at once there is nothing to find yet): one that
-    leaves the group and loses its parent in between is not found. Without
-    /proc only the group is known.
+    leaves the group and loses its parent in between is not found. Without /proc only the group is known.
 
     Looking costs a few small reads: the children lists of the known processes
     (``/proc/<pid>/task/<tid>/children``); only a kernel without them makes every look read all of /proc."""
