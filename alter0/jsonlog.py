@@ -13,10 +13,13 @@ from .paths import dated_dir
 
 log = logging.getLogger(__name__)
 
+#: ``json.dumps(record, ensure_ascii=False, default=str)``, its encoder built once.
+_ENCODE = json.JSONEncoder(ensure_ascii=False, default=str).encode
+
 
 def append_jsonl(path: Path, record: dict) -> None:
     """Append one JSON line with a single write (safe with several processes appending)."""
-    line = (json.dumps(record, ensure_ascii=False, default=str) + "\n").encode("utf-8")
+    line = (_ENCODE(record) + "\n").encode("utf-8")
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         os.write(fd, line)

@@ -81,8 +81,11 @@ class Guard:
             self._start()
 
     def _send(self, line: str) -> None:
+        """Write a line; a guard that exited is noticed by the write (its pipe has no reader left: EPIPE), not
+        looked for before it (``mark`` did just before the spawn)."""
+        if self._proc is None or self._owner != os.getpid():
+            self._start()
         for attempt in (1, 2):
-            self._running()
             try:
                 self._proc.stdin.write(line.encode())
                 return
@@ -90,6 +93,7 @@ class Guard:
                 self._proc = None
                 if attempt == 2:
                     raise
+                self._start()
 
     def mark(self, env: Mapping[str, str] | None) -> dict[str, str]:
         """The environment to spawn an agent with: ``env`` (None: this process's) plus this worker's mark, the

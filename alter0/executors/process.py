@@ -11,7 +11,7 @@ from __future__ import annotations
 import codecs
 import logging
 import os
-import selectors
+import select
 import signal
 import subprocess
 import sys
@@ -70,8 +70,8 @@ def run_process(argv: Sequence[str], *, stdin_text: str | None = None, env: Mapp
     the group killed and ``stopped`` true."""
     started = time.monotonic()
     proc = _spawn(argv, stdin_text, env, cwd)
-    pgid = proc.pid  # start_new_session=True: the leader's pid is the group id
-    tree = ProcessTree(pgid)
+    tree = ProcessTree(proc)
+    pgid = tree.pgid
     pipes = None
     try:
         try:
@@ -217,12 +217,14 @@ _pidfd_open = getattr(os, "pidfd_open", None)
 
 class _Pipes:
     """The run's stdout (by line, or by chunk as it arrives), the tail of its stderr, a prompt too big for the
-    pipe's buffer, and the leader's exit (a pidfd where the kernel has them): all served by one selector in the
-    calling thread, so a run starts no thread of its own."""
+    pipe's buffer, and the leader's exit (a pidfd where the kernel has them): all served by one poll(2) set in
+    the calling thread, so a run starts no thread of its own (poll, not epoll: a set of three descriptors used
+    once costs no descriptor and no system call to set up)."""
 
     def __init__(self, proc: subprocess.Popen, stdin_text: str | None, on_line: Callable[[str], None] | None,
                  on_chunk: Callable[[str], None] | None):
-        self.sel = selectors.DefaultSelector()
+        self.poll = select.poll()
+        self.watched: dict[int, tuple[object, str]] = {}  # fd -> (stream or pidfd, "out" | "err" | "in" | "exit")
         self.on_line, self.on_chunk = on_line, on_chunk
         self.decoder = codecs.getincrementaldecoder("utf-8")("replace") if on_chunk is not None else None
         self.lines: list[str] = []
@@ -234,7 +236,7 @@ class _Pipes:
         self.pidfd: int | None = None
         for stream, kind in ((proc.stdout, "out"), (proc.stderr, "err")):
             os.set_blocking(stream.fileno(), False)
-            self.sel.register(stream, selectors.EVENT_READ, kind)
+            self._watch(stream.fileno(), stream, kind, select.POLLIN)
         if stdin_text is not None:
             data = stdin_text.encode("utf-8")
             if len(data) <= INLINE_STDIN_BYTES:  # fits the pipe's buffer: written at once
@@ -242,13 +244,21 @@ class _Pipes:
             else:
                 os.set_blocking(proc.stdin.fileno(), False)
                 self.stdin_left = memoryview(data)
-                self.sel.register(proc.stdin, selectors.EVENT_WRITE, "in")
+                self._watch(proc.stdin.fileno(), proc.stdin, "in", select.POLLOUT)
         if _pidfd_open is not None:
             try:
                 self.pidfd = _pidfd_open(proc.pid)
-                self.sel.register(self.pidfd, selectors.EVENT_READ, "exit")
+                self._watch(self.pidfd, self.pidfd, "exit", select.POLLIN)
             except OSError:  # a kernel without pidfds: the exit is polled
                 self.pidfd = None
+
+    def _watch(self, fd: int, obj, kind: str, events: int) -> None:
+        self.watched[fd] = (obj, kind)
+        self.poll.register(fd, events)
+
+    def _unwatch(self, fd: int) -> None:
+        del self.watched[fd]
+        self.poll.unregister(fd)
 
     def waits_for_exit(self) -> bool:
         """Whether ``serve`` returns when the leader exits (its pidfd, or its stdout still open)."""
@@ -256,20 +266,22 @@ class _Pipes:
 
     def serve(self, timeout: float) -> None:
         """Read and write what is ready within ``timeout`` seconds (returns at the first events)."""
-        for key, _ in self.sel.select(timeout):
-            kind = key.data
+        for fd, _ in self.poll.poll(timeout * 1000):
+            if fd not in self.watched:  # unwatched by an earlier event of this round
+                continue
+            obj, kind = self.watched[fd]
             if kind == "out":
-                self._stdout(key.fileobj)
+                self._stdout(obj)
             elif kind == "err":
-                self._stderr(key.fileobj)
+                self._stderr(obj)
             elif kind == "in":
-                self._stdin(key.fileobj)
-            else:  # the leader exited: its pidfd stays readable, so it is selected no more
-                self.sel.unregister(key.fileobj)
+                self._stdin(obj)
+            else:  # the leader exited: its pidfd stays readable, so it is polled no more
+                self._unwatch(fd)
 
     def finish(self, until: float) -> None:
         """Read stdout and stderr to their end (every writer is gone), for at most until the given time."""
-        while any(k.data in ("out", "err") for k in self.sel.get_map().values()):
+        while any(kind in ("out", "err") for _, kind in self.watched.values()):
             left = until - time.monotonic()
             if left <= 0:
                 break
@@ -284,7 +296,7 @@ class _Pipes:
         except OSError:
             raw = b""
         if not raw:
-            self.sel.unregister(stream)
+            self._unwatch(stream.fileno())
             stream.close()
         return raw
 
@@ -350,7 +362,7 @@ class _Pipes:
             written = len(self.stdin_left)
         self.stdin_left = self.stdin_left[written:]
         if not self.stdin_left:
-            self.sel.unregister(stream)
+            self._unwatch(stream.fileno())
             try:
                 stream.close()
             except OSError:
@@ -361,11 +373,11 @@ class _Pipes:
 
     def close(self) -> None:
         """Close whatever is still open (a run that ended by timeout, cancel or an error)."""
-        for key in list(self.sel.get_map().values()):
-            self.sel.unregister(key.fileobj)
-            if key.data != "exit":  # the pidfd is closed below, once
+        for fd, (obj, kind) in list(self.watched.items()):
+            self._unwatch(fd)
+            if kind != "exit":  # the pidfd is closed below, once
                 try:
-                    key.fileobj.close()
+                    obj.close()
                 except OSError:
                     pass
         if self.pidfd is not None:
@@ -374,7 +386,6 @@ class _Pipes:
             except OSError:
                 pass
             self.pidfd = None
-        self.sel.close()
 
 
 def _write_stdin(stream, data: bytes) -> None:
@@ -393,17 +404,28 @@ class ProcessTree:
     leaves the group and loses its parent in between is not found. Without /proc only the group is known.
 
     Looking costs a few small reads: the children lists of the known processes
-    (``/proc/<pid>/task/<tid>/children``); only a kernel without them makes every look read all of /proc."""
+    (``/proc/<pid>/task/<tid>/children``); only a kernel without them makes every look read all of /proc.
 
-    def __init__(self, pgid: int):
-        self.pgid = pgid
+    The leader (``proc``, the group's first process) is learnt at the first look, not at the spawn: until this
+    process reaps it its pid is not reused, and once reaped it has no children left to find. A run that ends
+    before the first look (most short ones) reads nothing from /proc."""
+
+    def __init__(self, proc: subprocess.Popen):
+        self.pgid = proc.pid  # start_new_session=True: the leader's pid is the group id
         self.known: dict[int, int] = {}  # pid -> start time (clock ticks since boot)
-        stat = _stat(pgid)
-        if stat is not None and stat[1] == pgid:
-            self.known[pgid] = stat[2]
+        self._leader: subprocess.Popen | None = proc  # not looked at yet
+
+    def _learn_leader(self) -> None:
+        proc, self._leader = self._leader, None
+        if proc.returncode is None:  # not reaped: the pid is still the leader's (or its zombie's)
+            stat = _stat(self.pgid)
+            if stat is not None and stat[1] == self.pgid:
+                self.known[self.pgid] = stat[2]
 
     def scan(self) -> None:
         """Add the descendants of every known live process (and, without children lists, the group's members)."""
+        if self._leader is not None:
+            self._learn_leader()
         if not _HAS_CHILDREN_LISTS:
             return self._scan_table()
         todo = list(self.known)
