@@ -107,6 +107,13 @@ def _v8_notifications(m: SchemaMigrator, database: Database) -> None:
         database.create_tables(NOTIFY_MODELS, safe=True)
 
 
+def _v9_task_scope_status(m: SchemaMigrator, database: Database) -> None:
+    """An index on task (scope, status) in place of task (scope): a scope's open tasks (the router's candidates)
+    were found through the status index, by reading every open task of every scope."""
+    migrate_ops(m.add_index("task", ("scope", "status"), False),
+                m.drop_index("task", "task_scope"))
+
+
 #: Every migration after the baseline, in version order.
 MIGRATIONS: tuple[Migration, ...] = (Migration(2, "job.executor_pgid", _v2_job_executor_pgid),
                                      Migration(3, "apitoken table", _v3_api_tokens),
@@ -115,7 +122,8 @@ MIGRATIONS: tuple[Migration, ...] = (Migration(2, "job.executor_pgid", _v2_job_e
                                      Migration(5, "task.session_usage", _v5_task_session_usage),
                                      Migration(6, "chat channels", _v6_channels),
                                      Migration(7, "job.moved_from", _v7_job_moved_from),
-                                     Migration(8, "notifications", _v8_notifications))
+                                     Migration(8, "notifications", _v8_notifications),
+                                     Migration(9, "task (scope, status) index", _v9_task_scope_status))
 
 
 def latest(migrations: Sequence[Migration] = MIGRATIONS) -> int:

@@ -77,7 +77,7 @@ class Task(BaseModel):
     id = AutoField()
     title = CharField(max_length=200)
     status = CharField(max_length=16, default="open", index=True)  # open | closed
-    scope = CharField(max_length=300, index=True)  # "user:<id>" or "channel:<id>"
+    scope = CharField(max_length=300)  # "user:<id>" or "channel:<id>" (indexed with status: see Meta)
     user_id = CharField(max_length=200)
     channel_id = CharField(max_length=200, default="")
     executor = CharField(max_length=32, default="")
@@ -99,6 +99,11 @@ class Task(BaseModel):
     worktree = TextField(null=True)  # its worktree's path, once made
     workspace_state = CharField(max_length=16, null=True)  # active | merged | discarded | removed
     busy_policy = CharField(max_length=16, null=True)  # the task's own task.busy_policy
+
+    class Meta:
+        #: a scope's open tasks (the router's candidates) are found without reading every open task of every
+        #: scope; the scope alone is this index's prefix
+        indexes = ((("scope", "status"), False),)
 
 
 class Message(BaseModel):

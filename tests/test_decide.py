@@ -255,3 +255,42 @@ def test_a_closer_gets_the_reply_always_and_the_recent_messages_only_if_it_reads
         assert len(inp.turns) == 10 and inp.turns[-1].content == inp.reply and inp.turns[0].content.startswith("step 1")
     else:
         assert inp.turns == []
+
+
+def test_a_scopes_candidates_are_found_without_reading_other_scopes_open_tasks(rt):
+    """The router's candidates (a scope's open tasks) come from the (scope, status) index: the work SQLite does
+    for them stays the same whether other scopes hold ten open tasks or a thousand (it read every open task of
+    every scope through the status index before)."""
+    from alter0 import candidates, taskstate
+    from alter0.database import write_tx
+    from alter0.models import db
+
+    run(rt, "a question of mine", user="mine")  # the schema and the runtime in place, as in use
+
+    def add(n, scope=None):
+        with write_tx():
+            for i in range(n):
+                taskstate.create(scope or f"user:other-{i}", "someone", "", f"a task number {i}", "command")
+
+    add(2, "user:mine")
+
+    def vm_steps():
+        steps = [0]
+
+        def count():
+            steps[0] += 1
+            return 0
+        conn = db.obj.connection()
+        conn.set_progress_handler(count, 1)
+        try:
+            found = candidates.candidates(rt.cfg, "user:mine")
+        finally:
+            conn.set_progress_handler(None, 1)
+        assert len(found) == 3
+        return steps[0]
+
+    add(10)
+    few = vm_steps()
+    add(1000)
+    many = vm_steps()
+    assert many < few * 1.5, (few, many)
