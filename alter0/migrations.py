@@ -107,11 +107,14 @@ def _v8_notifications(m: SchemaMigrator, database: Database) -> None:
         database.create_tables(NOTIFY_MODELS, safe=True)
 
 
-def _v9_task_scope_status(m: SchemaMigrator, database: Database) -> None:
-    """An index on task (scope, status) in place of task (scope): a scope's open tasks (the router's candidates)
-    were found through the status index, by reading every open task of every scope."""
-    migrate_ops(m.add_index("task", ("scope", "status"), False),
-                m.drop_index("task", "task_scope"))
+def _v9_scope_status(m: SchemaMigrator, database: Database) -> None:
+    """A task (scope, status) index in place of task (scope), and a job (status, scope) index in place of job
+    (status) and job (scope): a scope's open tasks (the router's candidates) were found by reading every open
+    task of every scope (through the status index), and an earlier job of a scope still routing by reading the
+    scope's whole history."""
+    migrate_ops(m.add_index("task", ("scope", "status"), False), m.drop_index("task", "task_scope"),
+                m.add_index("job", ("status", "scope"), False), m.drop_index("job", "job_status"),
+                m.drop_index("job", "job_scope"))
 
 
 #: Every migration after the baseline, in version order.
@@ -123,7 +126,7 @@ MIGRATIONS: tuple[Migration, ...] = (Migration(2, "job.executor_pgid", _v2_job_e
                                      Migration(6, "chat channels", _v6_channels),
                                      Migration(7, "job.moved_from", _v7_job_moved_from),
                                      Migration(8, "notifications", _v8_notifications),
-                                     Migration(9, "task (scope, status) index", _v9_task_scope_status))
+                                     Migration(9, "task and job (scope, status) indexes", _v9_scope_status))
 
 
 def latest(migrations: Sequence[Migration] = MIGRATIONS) -> int:

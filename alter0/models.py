@@ -123,11 +123,11 @@ class Job(BaseModel):
 
     id = AutoField()
     request_id = CharField(max_length=200, null=True, unique=True)
-    status = CharField(max_length=16, default=JobStatus.QUEUED.value, index=True)
+    status = CharField(max_length=16, default=JobStatus.QUEUED.value)  # indexed with scope: see Meta
     content = TextField()
     user_id = CharField(max_length=200)
     channel_id = CharField(max_length=200, default="")
-    scope = CharField(max_length=300, index=True)
+    scope = CharField(max_length=300)  # indexed with status: see Meta
     requested_task_id = IntegerField(null=True)
     task = ForeignKeyField(Task, null=True, backref="jobs", on_delete="SET NULL", index=True)
     user_message = ForeignKeyField(Message, null=True, on_delete="SET NULL")
@@ -168,6 +168,12 @@ class Job(BaseModel):
     @property
     def state(self) -> JobStatus:
         return JobStatus(self.status)
+
+    class Meta:
+        #: the jobs in a state (the sweeps), and those of a scope in a state: an earlier job of the scope still
+        #: routing (``turns``) is found without reading the scope's whole history. One index holds the status,
+        #: as before: a job's moves from state to state update one index entry each.
+        indexes = ((("status", "scope"), False),)
 
 
 class Receipt(BaseModel):
