@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 _ENCODE = json.JSONEncoder(ensure_ascii=False, default=str).encode
 
 
-def append_jsonl(path: Path, record: dict) -> None:
+def append_jsonl(path: Path | str, record: dict) -> None:
     """Append one JSON line with a single write (safe with several processes appending)."""
     line = (_ENCODE(record) + "\n").encode("utf-8")
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -44,6 +44,7 @@ class _Failures:
 
 
 STAGE_LOG_FAILURES = _Failures()
+_stage_files: dict[tuple[Path, str, int], str] = {}  # (output dir, stage, UTC day number) -> the file's path
 
 
 def stage_log(output_dir: Path, stage: str, /, **fields) -> None:
@@ -51,8 +52,16 @@ def stage_log(output_dir: Path, stage: str, /, **fields) -> None:
     (read-only or full disk) never fails the stage: it is counted (``STAGE_LOG_FAILURES``) and the first
     failure of the process is logged."""
     t = now()
+    record = {"ts": t, **fields, "stage": stage}
+    key = (output_dir, stage, int(t // 86400))
     try:
-        append_dated(output_dir / "orchestrator", t, f"executor_{stage}.jsonl", {"ts": t, **fields, "stage": stage})
+        path = _stage_files.get(key)
+        if path is None:  # a day's file of a stage: its path worked out once per process
+            path = _stage_files[key] = str(dated_dir(output_dir / "orchestrator", t) / f"executor_{stage}.jsonl")
+        try:
+            append_jsonl(path, record)
+        except FileNotFoundError:  # its directory was removed meanwhile: made again
+            append_dated(output_dir / "orchestrator", t, f"executor_{stage}.jsonl", record)
     except OSError as exc:
         with STAGE_LOG_FAILURES.lock:
             STAGE_LOG_FAILURES.count += 1
