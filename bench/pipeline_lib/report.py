@@ -120,7 +120,9 @@ def render(r: dict) -> str:
         f"| alter0 over those {rss['n']} messages: items/s, CPU per item (ms) | | {rss['n'] / rss['seconds']:.1f}, "
         f"{rss['cpu_ms']:.1f} | | | |",
         "",
-        f"Floor (measured in this run, in a fresh process): per message {fl['commits']} commits of one row each to "
+        f"Floor (measured in this run three times, each in a fresh process: before the throughput rounds, between "
+        f"the two alter0 rounds and after them, CPU per message {' / '.join(f'{x:.2f}' for x in fl['samples'])} ms; "
+        f"the median is used, and its details follow): per message {fl['commits']} commits of one row each to "
         f"a SQLite WAL file with `synchronous = {fl['synchronous']}` ({fl['commit_cpu_ms']:.3f} ms CPU, "
         f"{fl['commit_wall_ms']:.2f} ms wall each) and one spawn of `{' '.join(fl['command'])}` fed a prompt on "
         f"stdin ({fl['spawn_cpu_ms']:.2f} ms CPU, {fl['spawn_wall_ms']:.2f} ms wall), over {fl['n']} messages. "
