@@ -126,7 +126,7 @@ MIGRATIONS: tuple[Migration, ...] = (Migration(2, "job.executor_pgid", _v2_job_e
                                      Migration(6, "chat channels", _v6_channels),
                                      Migration(7, "job.moved_from", _v7_job_moved_from),
                                      Migration(8, "notifications", _v8_notifications),
-                                     Migration(9, "task and job (scope, status) indexes", _v9_scope_status))
+                                     Migration(9, "task (scope, status) and job (status, scope) indexes", _v9_scope_status))
 
 
 def latest(migrations: Sequence[Migration] = MIGRATIONS) -> int:
