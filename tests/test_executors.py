@@ -331,17 +331,23 @@ def test_a_worker_killed_between_an_agents_spawn_and_its_guard_line_takes_the_ag
     assert not left, "the agent outlived the worker that spawned it"
 
 
+def _kill_guard(guard) -> int:
+    """SIGKILL the guard (as by hand) and wait until it is gone; its pid."""
+    pid = guard.pid
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return pid
+
+
 def test_a_dead_guard_is_replaced_and_told_the_running_groups(tmp_path):
     from alter0.executors.guard import Guard
     guard = Guard()
     sleeper = subprocess.Popen(["sleep", "1000"], start_new_session=True)
     try:
         guard.watch(sleeper.pid)
-        first = guard.pid
-        os.kill(first, signal.SIGKILL)
-        deadline = time.monotonic() + 5
-        while pid_alive(first) and time.monotonic() < deadline:
-            time.sleep(0.02)
+        first = _kill_guard(guard)
         other = subprocess.Popen(["sleep", "1000"], start_new_session=True)
         guard.watch(other.pid)  # a new guard, which also knows the first group
         assert guard.pid != first
@@ -351,6 +357,33 @@ def test_a_dead_guard_is_replaced_and_told_the_running_groups(tmp_path):
         assert sleeper.returncode == -signal.SIGKILL and other.returncode == -signal.SIGKILL
     finally:
         for proc in (sleeper, locals().get("other")):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+def test_a_replaced_guard_is_told_a_group_once_and_forgets_it_at_its_unwatch(tmp_path):
+    # Given a guard killed by hand, and a group watched after it died (the write finds its pipe without a reader)
+    from alter0.executors.guard import Guard
+    guard = Guard()
+    kept = subprocess.Popen(["sleep", "1000"], start_new_session=True)
+    ended = None
+    try:
+        guard.watch(kept.pid)
+        first = _kill_guard(guard)
+        ended = subprocess.Popen(["sleep", "1000"], start_new_session=True)
+        guard.watch(ended.pid)
+        assert guard.pid != first
+        # When that group is unwatched (its run is over) and the worker then dies (end of file)
+        guard.unwatch(ended.pid)
+        guard._proc.stdin.close()
+        kept.wait(timeout=5)
+        # Then the guard kills the group still listed and leaves the unwatched one alone
+        assert kept.returncode == -signal.SIGKILL
+        time.sleep(0.5)
+        assert ended.poll() is None, "an unwatched group was killed: the new guard had been told it twice"
+    finally:
+        for proc in (kept, ended):
             if proc is not None and proc.poll() is None:
                 proc.kill()
                 proc.wait()

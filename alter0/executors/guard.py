@@ -80,21 +80,6 @@ class Guard:
                 logger.warning("the dead-worker guard (pid %s) exited; starting another", self._proc.pid)
             self._start()
 
-    def _send(self, line: str) -> None:
-        """Write a line; a guard that exited is noticed by the write (its pipe has no reader left: EPIPE), not
-        looked for before it (``mark`` did just before the spawn)."""
-        if self._proc is None or self._owner != os.getpid():
-            self._start()
-        for attempt in (1, 2):
-            try:
-                self._proc.stdin.write(line.encode())
-                return
-            except (BrokenPipeError, OSError):
-                self._proc = None
-                if attempt == 2:
-                    raise
-                self._start()
-
     def mark(self, env: Mapping[str, str] | None) -> dict[str, str]:
         """The environment to spawn an agent with: ``env`` (None: this process's) plus this worker's mark, the
         guard started first, so the agent is killed with the worker even before ``watch``."""
@@ -103,10 +88,21 @@ class Guard:
             return {**(os.environ if env is None else env), MARK: self._token}
 
     def watch(self, pgid: int) -> None:
-        """Kill group ``pgid`` if this process dies before ``unwatch(pgid)``."""
+        """Kill group ``pgid`` if this process dies before ``unwatch(pgid)``. A guard that exited since ``mark``
+        looked is noticed by the write (its pipe has no reader left) and replaced; the new one is told every
+        listed group, this one included, once: a second ``+`` line would outlive the ``unwatch``, and the guard
+        would kill a group id reused by then when the worker dies."""
         with self._lock:
             self._groups.add(pgid)
-            self._send(f"+{pgid}\n")
+            if self._proc is None or self._owner != os.getpid():
+                self._start()
+                return
+            try:
+                self._proc.stdin.write(f"+{pgid}\n".encode())
+            except (BrokenPipeError, OSError):
+                logger.warning("the dead-worker guard (pid %s) exited; starting another", self._proc.pid)
+                self._proc = None
+                self._start()
 
     def unwatch(self, pgid: int) -> None:
         """Group ``pgid`` is gone: forget it."""
