@@ -255,4 +255,3 @@ def test_a_closer_gets_the_reply_always_and_the_recent_messages_only_if_it_reads
         assert len(inp.turns) == 10 and inp.turns[-1].content == inp.reply and inp.turns[0].content.startswith("step 1")
     else:
         assert inp.turns == []
-

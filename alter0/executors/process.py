@@ -267,9 +267,10 @@ class _Pipes:
     def serve(self, timeout: float) -> None:
         """Read and write what is ready within ``timeout`` seconds (returns at the first events)."""
         for fd, _ in self.poll.poll(timeout * 1000):
-            if fd not in self.watched:  # unwatched by an earlier event of this round
+            watched = self.watched.get(fd)
+            if watched is None:  # unwatched by an earlier event of this round
                 continue
-            obj, kind = self.watched[fd]
+            obj, kind = watched
             if kind == "out":
                 self._stdout(obj)
             elif kind == "err":
